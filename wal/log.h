@@ -1,0 +1,227 @@
+// Log: the append-only, checksummed, segmented write-ahead log.
+//
+// Many threads append; each record is framed and checksummed on the
+// appender's own thread and copied into a bounded in-memory ring. One writer
+// thread takes every completed record since its last write, writes them with
+// one request and, when anyone waits for durability, links an fdatasync to it
+// (group commit: one fdatasync acknowledges every waiter). Each synced write
+// ends on a sector boundary, zero-padded, so the next write never touches a
+// sector that holds acknowledged bytes (P3). Segments are zero-filled ahead of
+// the writer by a background thread, so a steady-state fdatasync changes no
+// file metadata.
+//
+// Failure is final (P5): after a failed write or fdatasync the log acknowledges
+// nothing more; every call returns the failure until the log is reopened,
+// which recovers from what is on disk.
+//
+//   auto log = ...; Log::Open(dir, options, &log, &report);
+//   Lsn lsn; log->Append(payload, &lsn);   // queued; durable later
+//   log->Sync(lsn);                          // returns once lsn is durable
+//   log->AppendDurable(payload, &lsn);      // both in one call
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "io/io.h"
+#include "wal/format.h"
+#include "wal/reader.h"
+
+namespace keel::wal {
+
+struct LogOptions {
+  // Size of every new segment file; a power of two multiple of the sector size.
+  uint64_t segment_size_bytes = 64ULL << 20;
+  // The flush granularity (P3): 4096 for buffered I/O, whose writeback rewrites whole pages.
+  uint32_t sector_size_bytes = 4096;
+  // Largest payload Append accepts. A record never spans segments, so it must fit
+  // in one segment after the header sector.
+  uint32_t max_record_bytes = 1U << 20;
+  // The appenders' ring; appends wait for room when it is full. At least
+  // 2 x (max_record_bytes + header), so two maximal records always fit.
+  uint64_t buffer_size_bytes = 16ULL << 20;
+  // Most bytes one write request carries.
+  uint64_t max_write_bytes = 4ULL << 20;
+  // Zero-filled segments kept ready ahead of the writer (0: roll synchronously).
+  uint32_t spare_segments = 2;
+  io::Backend io_backend = io::Backend::kAuto;
+  bool create_if_missing = false;
+  bool error_if_exists = false;
+  // Epoch stamped on new records; 0 keeps the log's current epoch (1 for a new log).
+  // Lower than the log's current epoch is refused.
+  Epoch epoch = 0;
+  // Use this file system instead of the operating system's (tests). Not owned.
+  io::FileSystem* file_system = nullptr;
+};
+
+// Checks every option; the message names the option and the allowed range.
+Status ValidateOptions(const LogOptions& options);
+
+// What Open found and did, for the caller to log.
+struct OpenReport {
+  std::string backend;            // "io_uring", "portable" or "memory"
+  std::string backend_notice;     // non-empty when auto fell back (printed once by the caller)
+  bool created = false;           // the log was new
+  size_t segments = 0;
+  Lsn first_lsn = 0;              // first LSN still in the log
+  Lsn last_lsn = 0;               // last valid LSN (0: empty)
+  Epoch epoch = 0;
+  ScanEnd tail;                   // how the log ended on disk
+  uint64_t torn_bytes_cut = 0;    // unacknowledged bytes zeroed at the tail
+  std::string Describe() const;   // one line
+};
+
+struct LogStats {
+  uint64_t appends = 0;
+  uint64_t writes = 0;            // write requests issued
+  uint64_t syncs = 0;             // fdatasyncs issued
+  uint64_t bytes_written = 0;     // including header sectors and padding
+  uint64_t segment_rolls = 0;
+  uint64_t rolls_without_spare = 0;  // rolls that had to create a segment on the spot
+};
+
+class Log {
+ public:
+  // Opens (or creates) the log in dir, validating it: a torn tail is cut and
+  // reported; corruption is an error naming segment, offset and expected LSN.
+  static Status Open(const std::string& dir, const LogOptions& options, std::unique_ptr<Log>* log,
+                     OpenReport* report = nullptr);
+  // Closes: writes and syncs everything appended, then stops the threads.
+  ~Log();
+  Log(const Log&) = delete;
+  Log& operator=(const Log&) = delete;
+
+  // Appends one record and returns its LSN; it becomes durable with a later
+  // Sync (or on its own soon after). Thread-safe. Fails with InvalidArgument
+  // for a payload over max_record_bytes and with Failed after a write error.
+  Status Append(std::span<const std::byte> payload, Lsn* lsn);
+  // Appends and waits until the record is durable (P1).
+  Status AppendDurable(std::span<const std::byte> payload, Lsn* lsn);
+  // Returns once every record up to lsn is durable, or the log failed.
+  Status Sync(Lsn lsn);
+  // Sync(last_lsn()).
+  Status SyncAll();
+
+  Lsn durable_lsn() const { return durable_lsn_.load(std::memory_order_acquire); }
+  Lsn last_lsn() const;
+  Lsn first_lsn() const;
+  Epoch epoch() const { return epoch_; }
+  // OK, or the failure that stopped the log.
+  Status status() const;
+  LogStats stats() const;
+  const std::string& dir() const { return dir_; }
+  std::string_view backend_name() const { return fs_->backend_name(); }
+
+  // Removes whole segments all of whose records are below lsn (the tail segment
+  // is always kept). Records below lsn may remain readable.
+  Status TruncateBefore(Lsn lsn);
+
+  // A scanner over the durable records from from_lsn through the durable LSN
+  // at the time of the call. It reads the files itself; records it returns are
+  // checked as in Open.
+  Status NewReader(Lsn from_lsn, std::unique_ptr<LogScanner>* reader) const;
+
+  // Writes and syncs what was appended and stops the background threads.
+  // Later calls fail. The destructor calls it.
+  Status Close();
+
+ private:
+  struct Slot;
+  struct Segment {
+    Lsn first_lsn = 0;
+    std::string path;
+  };
+
+  Log(std::string dir, const LogOptions& options, io::FileSystem* fs, std::unique_ptr<io::FileSystem> owned_fs);
+  Status Recover(OpenReport* report);
+  Status Create();
+  Status Start();
+
+  // Appender side.
+  Status Reserve(size_t frame_bytes, Lsn* lsn, uint64_t* position);
+  void CopyToRing(uint64_t position, std::span<const std::byte> bytes);
+  void RequestSync(Lsn lsn);
+  Status WaitDurable(Lsn lsn);
+
+  // Writer side.
+  void WriterLoop();
+  Lsn PublishedThrough(Lsn from, uint64_t* end_position, bool* roll_needed);
+  Status WriteBatch(Lsn last, uint64_t end_position, bool sync);
+  Status RollSegment(Lsn first_lsn);
+  uint64_t ReadChecksumFromRing(Lsn lsn);
+  void Fail(Status status);
+
+  // Spare segments.
+  void AllocatorLoop();
+  Status MakeSpare(const std::string& spare_path);
+  Status TakeSpare(std::string* spare_path);
+
+  const std::string dir_;
+  const LogOptions options_;
+  std::unique_ptr<io::FileSystem> owned_fs_;
+  io::FileSystem* const fs_;
+  Epoch epoch_ = 1;
+
+  // The ring: records in LSN order at stream positions; position p lives at
+  // ring_[p % capacity]. [released_position_, reserved_position_) is in use.
+  const uint64_t ring_capacity_;
+  std::unique_ptr<std::byte[]> ring_;
+  const uint64_t slot_count_;            // power of two; bounds records in flight
+  std::unique_ptr<Slot[]> slots_;
+
+  std::mutex reserve_mu_;                // guards the next four, and closed_
+  std::condition_variable space_cv_;     // signalled when the writer releases ring space
+  Lsn next_lsn_ = 1;
+  uint64_t reserved_position_ = 0;
+  bool closed_ = false;
+  std::atomic<uint64_t> released_position_{0};
+  std::atomic<Lsn> released_lsn_{0};     // every slot up to it is free again
+
+  std::atomic<Lsn> durable_lsn_{0};
+  std::atomic<Lsn> sync_requested_lsn_{0};
+  std::atomic<uint32_t> wake_seq_{0};    // bumped after every write and on failure; waiters wait on it
+  std::atomic<bool> failed_{false};
+  mutable std::mutex status_mu_;
+  Status failure_;
+
+  std::mutex writer_mu_;                 // with writer_cv_: wakes the writer
+  std::condition_variable writer_cv_;
+  bool writer_stop_ = false;
+  std::atomic<bool> writer_idle_{false};
+  std::thread writer_;
+
+  // Writer-thread state (touched only by the writer once started).
+  std::unique_ptr<io::IoQueue> queue_;
+  std::unique_ptr<io::File> segment_file_;
+  uint64_t segment_size_bytes_ = 0;      // of the current segment
+  uint64_t sector_size_bytes_ = 0;       // of the current segment
+  uint64_t file_position_ = 0;           // where the next write goes in the segment
+  Lsn written_lsn_ = 0;                  // every record up to it is written
+  uint64_t written_position_ = 0;        // stream position after written_lsn_
+  uint64_t last_checksum_ = 0;           // of record written_lsn_ (the chain)
+  std::vector<std::byte> header_sector_; // the header of a new segment, padded
+  std::vector<iovec> iov_;
+
+  mutable std::mutex segments_mu_;       // guards segments_
+  std::vector<Segment> segments_;
+
+  std::mutex spare_mu_;                  // guards the spare state below
+  std::condition_variable spare_cv_;
+  std::vector<std::string> spares_;      // ready, zero-filled
+  std::vector<std::string> recyclable_;  // old segments to be zero-filled into spares
+  uint64_t spare_counter_ = 0;           // for unique spare names
+  bool allocator_stop_ = false;
+  std::thread allocator_;
+
+  mutable std::mutex stats_mu_;
+  LogStats stats_;
+};
+
+}  // namespace keel::wal
