@@ -1,5 +1,7 @@
 #include "wal/format.h"
 
+// Inlined: the checksum runs on every append, on the appender thread.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <bit>

@@ -79,7 +79,6 @@ struct OpenReport {
 };
 
 struct LogStats {
-  uint64_t appends = 0;
   uint64_t writes = 0;            // write requests issued
   uint64_t syncs = 0;             // fdatasyncs issued
   uint64_t bytes_written = 0;     // including header sectors and padding
@@ -140,6 +139,7 @@ class Log {
   };
 
   Log(std::string dir, const LogOptions& options, io::FileSystem* fs, std::unique_ptr<io::FileSystem> owned_fs);
+  Status AdoptSpares(const std::vector<std::string>& names);
   Status Recover(OpenReport* report);
   Status Create();
   Status Start();
@@ -152,7 +152,8 @@ class Log {
 
   // Writer side.
   void WriterLoop();
-  Lsn PublishedThrough(Lsn from, uint64_t* end_position, bool* roll_needed);
+  bool WriterHasWork() const;
+  Lsn PublishedThrough(uint64_t* end_position, bool* roll_needed);
   Status WriteBatch(Lsn last, uint64_t end_position, bool sync);
   Status RollSegment(Lsn first_lsn);
   uint64_t ReadChecksumFromRing(Lsn lsn);
@@ -160,7 +161,7 @@ class Log {
 
   // Spare segments.
   void AllocatorLoop();
-  Status MakeSpare(const std::string& spare_path);
+  Status MakeSpare(uint64_t number, const std::string& source, std::string* spare_path);
   Status TakeSpare(std::string* spare_path);
 
   const std::string dir_;
@@ -179,6 +180,7 @@ class Log {
   std::mutex reserve_mu_;                // guards the next four, and closed_
   std::condition_variable space_cv_;     // signalled when the writer releases ring space
   Lsn next_lsn_ = 1;
+  std::atomic<Lsn> last_lsn_{0};          // the last LSN handed out
   uint64_t reserved_position_ = 0;
   bool closed_ = false;
   std::atomic<uint64_t> released_position_{0};

@@ -167,6 +167,11 @@ bool LogScanner::OpenSegment(size_t index) {
 
 bool LogScanner::Next(Record* record) {
   if (end_.kind != ScanEndKind::kNotReached || !status_.ok() || !file_) return false;
+  if (next_lsn_ > options_.to_lsn) {
+    // Stop before reading on: the bytes after to_lsn may still be in flight.
+    EndAt(ScanEndKind::kLimit, offset_, "");
+    return false;
+  }
   while (ReadOne(record)) {
     if (record->lsn > options_.to_lsn) {
       EndAt(ScanEndKind::kLimit, record->offset, "");
@@ -331,7 +336,9 @@ void LogScanner::ClassifyTail(uint64_t offset, std::string reason) {
     }
     chunk_start += length;
   }
-  for (uint64_t at = RoundUp(offset + 1, sector); at < nonzero_end; at += sector) {
+  // The record at offset itself can be the proof (a valid record that skips
+  // LSNs), then every later sector start, where each flush begins.
+  for (uint64_t at = offset; at < nonzero_end; at = (at == offset ? RoundUp(offset + 1, sector) : at + sector)) {
     RecordHeader header;
     const std::byte* payload = nullptr;
     std::string invalid;

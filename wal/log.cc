@@ -1,0 +1,768 @@
+// The append path, top to bottom:
+//
+//   Append (any thread)         Reserve an LSN and ring space (short lock), frame
+//                               and checksum on this thread, copy into the ring,
+//                               publish the slot, wake the writer if it sleeps.
+//   WriterLoop (one thread)     Take the contiguous prefix of published records,
+//                               write it with one request; when a sync is wanted,
+//                               pad to the sector and link an fdatasync; then
+//                               advance durable_lsn_ and wake every waiter.
+//   AllocatorLoop (one thread)  Keep spare_segments zero-filled files ready.
+//
+// Invariants (asserted below):
+//   - written_lsn_ >= durable_lsn_; released ring space never passes written data.
+//   - After a synced write, file_position_ is on a sector boundary, so no later
+//     write touches a sector that holds acknowledged bytes (P3).
+//   - A segment is synced whole before the next one is started, so a valid
+//     segment header proves every record before it durable (see reader.cc).
+#include "wal/log.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+namespace keel::wal {
+namespace {
+
+constexpr size_t kZeroBytes = 1 << 20;
+alignas(4096) const std::byte kZeros[kZeroBytes] = {};
+static_assert(kZeroBytes >= kMaxSectorSize, "padding comes from kZeros");
+
+constexpr uint64_t kMaxSlots = 1 << 16;
+constexpr unsigned kQueueDepth = 8;
+constexpr std::string_view kSpareSuffix = ".spare";
+constexpr std::string_view kPartialSuffix = ".partial";
+
+uint64_t SlotCountFor(uint64_t ring_bytes) {
+  uint64_t slots = 1;
+  while (slots < kMaxSlots && slots * kRecordHeaderSize < ring_bytes) slots <<= 1;
+  return slots;
+}
+
+bool EndsWith(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+// Spare files are named spare-<n>.spare when ready and spare-<n>.partial while
+// being zero-filled; a .partial file is never trusted to be zero.
+bool ParseSpareName(std::string_view name, uint64_t* number) {
+  constexpr std::string_view kPrefix = "spare-";
+  if (name.substr(0, kPrefix.size()) != kPrefix) return false;
+  const std::string_view rest = name.substr(kPrefix.size());
+  const size_t dot = rest.find('.');
+  if (dot == 0 || dot == std::string_view::npos) return false;
+  uint64_t value = 0;
+  for (char c : rest.substr(0, dot)) {
+    if (c < '0' || c > '9' || value > UINT64_MAX / 10 - 9) return false;
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *number = value;
+  return true;
+}
+
+std::string ParentDir(const std::string& dir) {
+  const size_t slash = dir.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return dir.substr(0, slash);
+}
+
+Status WriteZeros(io::File* file, uint64_t from, uint64_t to) {
+  for (uint64_t at = from; at < to;) {
+    const size_t length = static_cast<size_t>(std::min<uint64_t>(kZeroBytes, to - at));
+    KEEL_RETURN_IF_ERROR(file->WriteAt(at, std::span(kZeros, length)));
+    at += length;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct Log::Slot {
+  std::atomic<Lsn> published{0};  // == the record's LSN once its bytes are in the ring
+  uint64_t end_position = 0;      // stream position just past the record
+  uint32_t frame_bytes = 0;       // header + payload
+};
+
+Status ValidateOptions(const LogOptions& o) {
+  auto bad = [](std::string what) { return Status::InvalidArgument("invalid log option: " + what); };
+  if (!IsPowerOfTwo(o.sector_size_bytes) || o.sector_size_bytes < kMinSectorSize ||
+      o.sector_size_bytes > kMaxSectorSize) {
+    return bad("sector_size_bytes=" + std::to_string(o.sector_size_bytes) + " must be a power of two from " +
+               std::to_string(kMinSectorSize) + " to " + std::to_string(kMaxSectorSize));
+  }
+  if (o.segment_size_bytes < kMinSegmentSize || o.segment_size_bytes > kMaxSegmentSize ||
+      o.segment_size_bytes % o.sector_size_bytes != 0) {
+    return bad("segment_size_bytes=" + std::to_string(o.segment_size_bytes) + " must be a multiple of " +
+               "sector_size_bytes from " + std::to_string(kMinSegmentSize) + " to " + std::to_string(kMaxSegmentSize));
+  }
+  const uint64_t frame_limit = o.segment_size_bytes - o.sector_size_bytes;
+  if (uint64_t{o.max_record_bytes} + kRecordHeaderSize > frame_limit) {
+    return bad("max_record_bytes=" + std::to_string(o.max_record_bytes) + " must leave room for the " +
+               std::to_string(kRecordHeaderSize) + "-byte header in one segment after its header sector (at most " +
+               std::to_string(frame_limit - kRecordHeaderSize) + ")");
+  }
+  const uint64_t two_frames = 2 * (uint64_t{o.max_record_bytes} + kRecordHeaderSize);
+  if (o.buffer_size_bytes < two_frames || o.buffer_size_bytes > (1ULL << 34)) {
+    return bad("buffer_size_bytes=" + std::to_string(o.buffer_size_bytes) + " must be from " +
+               std::to_string(two_frames) + " (two maximal records) to 16 GiB");
+  }
+  if (o.max_write_bytes < o.sector_size_bytes) {
+    return bad("max_write_bytes=" + std::to_string(o.max_write_bytes) + " must be at least sector_size_bytes");
+  }
+  if (o.spare_segments > 16) return bad("spare_segments=" + std::to_string(o.spare_segments) + " must be at most 16");
+  return Status::Ok();
+}
+
+std::string OpenReport::Describe() const {
+  std::string text = std::string(created ? "created" : "opened") + " log (" + backend + "): " +
+                     std::to_string(segments) + " segment(s), LSN " + std::to_string(first_lsn) + ".." +
+                     std::to_string(last_lsn) + ", epoch " + std::to_string(epoch);
+  if (tail.kind == ScanEndKind::kTornTail) {
+    text += "; " + tail.Describe() + "; cut " + std::to_string(torn_bytes_cut) + " bytes";
+  }
+  return text;
+}
+
+Log::Log(std::string dir, const LogOptions& options, io::FileSystem* fs, std::unique_ptr<io::FileSystem> owned_fs)
+    : dir_(std::move(dir)),
+      options_(options),
+      owned_fs_(std::move(owned_fs)),
+      fs_(fs),
+      ring_capacity_(options.buffer_size_bytes),
+      ring_(new std::byte[options.buffer_size_bytes]),
+      slot_count_(SlotCountFor(options.buffer_size_bytes)),
+      slots_(new Slot[SlotCountFor(options.buffer_size_bytes)]) {
+  assert(IsPowerOfTwo(slot_count_));
+  // Touch the ring now: the first pass over fresh memory is slow on a VM, and
+  // must not land on the append path.
+  std::memset(ring_.get(), 0, ring_capacity_);
+  iov_.reserve(4);
+}
+
+Log::~Log() { (void)Close(); }
+
+Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_ptr<Log>* log, OpenReport* report) {
+  KEEL_RETURN_IF_ERROR(ValidateOptions(options));
+  if (dir.empty()) return Status::InvalidArgument("log directory path is empty");
+  std::unique_ptr<io::FileSystem> owned;
+  io::FileSystem* fs = options.file_system;
+  OpenReport local_report;
+  if (report == nullptr) report = &local_report;
+  *report = OpenReport();
+  if (fs == nullptr) {
+    KEEL_RETURN_IF_ERROR(io::OpenPosixFileSystem(options.io_backend, &owned, &report->backend_notice));
+    fs = owned.get();
+  }
+  report->backend = std::string(fs->backend_name());
+  std::unique_ptr<Log> opened(new Log(dir, options, fs, std::move(owned)));
+
+  bool is_dir = false;
+  Status status = fs->Stat(dir, &is_dir);
+  if (status.IsNotFound()) {
+    if (!options.create_if_missing) {
+      return Status::NotFound("log directory " + dir + " does not exist (create it with create_if_missing)");
+    }
+    KEEL_RETURN_IF_ERROR(fs->CreateDir(dir));
+    KEEL_RETURN_IF_ERROR(fs->SyncDir(ParentDir(dir)));
+  } else if (!status.ok()) {
+    return status;
+  } else if (!is_dir) {
+    return Status::InvalidArgument(dir + " is not a directory");
+  }
+  std::vector<std::string> names;
+  KEEL_RETURN_IF_ERROR(fs->ListDir(dir, &names));
+  const bool has_segments = std::any_of(names.begin(), names.end(), [](const std::string& name) {
+    Lsn ignored;
+    return ParseSegmentFileName(name, &ignored);
+  });
+  KEEL_RETURN_IF_ERROR(opened->AdoptSpares(names));
+  if (!has_segments) {
+    if (!options.create_if_missing) {
+      return Status::InvalidArgument(dir + " is not a keel log: it holds no segment files (*.wal)");
+    }
+    KEEL_RETURN_IF_ERROR(opened->Create());
+    report->created = true;
+  } else if (options.error_if_exists) {
+    return Status::InvalidArgument("log " + dir + " already exists");
+  } else {
+    KEEL_RETURN_IF_ERROR(opened->Recover(report));
+  }
+  KEEL_RETURN_IF_ERROR(opened->Start());
+  report->segments = opened->segments_.size();
+  report->first_lsn = opened->first_lsn();
+  report->last_lsn = opened->written_lsn_;
+  report->epoch = opened->epoch_;
+  *log = std::move(opened);
+  return Status::Ok();
+}
+
+// Sorts out leftover spare files: ready spares of the right size are kept,
+// half-made ones are zero-filled again by the allocator, the rest removed.
+Status Log::AdoptSpares(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    uint64_t number = 0;
+    if (!ParseSpareName(name, &number)) continue;
+    spare_counter_ = std::max(spare_counter_, number + 1);
+    const std::string path = io::JoinPath(dir_, name);
+    if (EndsWith(name, kPartialSuffix)) {
+      recyclable_.push_back(path);
+      continue;
+    }
+    if (!EndsWith(name, kSpareSuffix)) continue;
+    std::unique_ptr<io::File> file;
+    uint64_t size = 0;
+    if (fs_->Open(path, io::OpenMode::kRead, &file).ok() && file->Size(&size).ok() &&
+        size == options_.segment_size_bytes && spares_.size() < options_.spare_segments) {
+      spares_.push_back(path);
+    } else {
+      KEEL_RETURN_IF_ERROR(fs_->Remove(path));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Log::Create() {
+  epoch_ = options_.epoch == 0 ? 1 : options_.epoch;
+  last_checksum_ = 0;  // the first segment a log ever has names no predecessor
+  KEEL_RETURN_IF_ERROR(RollSegment(1));
+  next_lsn_ = 1;
+  return Status::Ok();
+}
+
+// Validates the log and positions the writer after its last valid record.
+// A torn tail is zeroed from the next sector on, so that no bytes of an
+// earlier, unacknowledged write can be read as records once new ones follow.
+Status Log::Recover(OpenReport* report) {
+  LogScanner scanner(fs_, dir_);
+  KEEL_RETURN_IF_ERROR(scanner.Init());
+  KEEL_RETURN_IF_ERROR(scanner.ScanToEnd());
+  const ScanEnd& end = scanner.end();
+  report->tail = end;
+  if (end.kind == ScanEndKind::kCorruption) {
+    return Status::Corruption("log " + dir_ + ": " + end.Describe());
+  }
+  assert(end.kind == ScanEndKind::kClean || end.kind == ScanEndKind::kTornTail);
+  const Epoch log_epoch = std::max<Epoch>(scanner.last_epoch(), 1);
+  if (options_.epoch != 0 && options_.epoch < log_epoch) {
+    return Status::InvalidArgument("epoch " + std::to_string(options_.epoch) + " is lower than the log's epoch " +
+                                   std::to_string(log_epoch));
+  }
+  epoch_ = options_.epoch == 0 ? log_epoch : options_.epoch;
+  for (const SegmentInfo& info : scanner.segments()) segments_.push_back({info.header.first_lsn, info.path});
+  const SegmentInfo& tail = scanner.segments().back();
+  KEEL_RETURN_IF_ERROR(fs_->Open(tail.path, io::OpenMode::kReadWrite, &segment_file_));
+  segment_size_bytes_ = tail.header.segment_size_bytes;
+  sector_size_bytes_ = tail.header.sector_size_bytes;
+  file_position_ = RoundUp(tail.valid_end, sector_size_bytes_);
+  if (end.kind == ScanEndKind::kTornTail) {
+    const uint64_t zero_end = std::min(RoundUp(end.torn_range_end, sector_size_bytes_), segment_size_bytes_);
+    if (zero_end > file_position_) {
+      KEEL_RETURN_IF_ERROR(WriteZeros(segment_file_.get(), file_position_, zero_end));
+      KEEL_RETURN_IF_ERROR(segment_file_->Sync());
+    }
+    report->torn_bytes_cut = end.torn_bytes;
+  }
+  written_lsn_ = scanner.last_lsn() != 0 ? scanner.last_lsn() : tail.header.first_lsn - 1;
+  next_lsn_ = written_lsn_ + 1;
+  last_lsn_.store(written_lsn_);
+  durable_lsn_.store(written_lsn_);
+  released_lsn_.store(written_lsn_);
+  last_checksum_ = scanner.last_checksum();
+  return Status::Ok();
+}
+
+Status Log::Start() {
+  KEEL_RETURN_IF_ERROR(fs_->NewQueue(kQueueDepth, &queue_));
+  writer_ = std::thread([this] { WriterLoop(); });
+  allocator_ = std::thread([this] { AllocatorLoop(); });
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// Appender side.
+
+Status Log::Append(std::span<const std::byte> payload, Lsn* lsn) {
+  if (payload.size() > options_.max_record_bytes) {
+    return Status::InvalidArgument("record of " + std::to_string(payload.size()) +
+                                   " bytes exceeds max_record_bytes=" + std::to_string(options_.max_record_bytes));
+  }
+  const size_t frame_bytes = kRecordHeaderSize + payload.size();
+  uint64_t position = 0;
+  KEEL_RETURN_IF_ERROR(Reserve(frame_bytes, lsn, &position));
+  RecordHeader header;
+  header.kind = RecordKind::kData;
+  header.payload_length = static_cast<uint32_t>(payload.size());
+  header.lsn = *lsn;
+  header.epoch = epoch_;
+  header.durable_lag = DurableLag(*lsn, durable_lsn_.load(std::memory_order_acquire));
+  std::byte header_bytes[kRecordHeaderSize];
+  EncodeRecordHeader(header, payload, header_bytes);
+  CopyToRing(position, header_bytes);
+  CopyToRing(position + kRecordHeaderSize, payload);
+  Slot& slot = slots_[*lsn & (slot_count_ - 1)];
+  slot.end_position = position + frame_bytes;
+  slot.frame_bytes = static_cast<uint32_t>(frame_bytes);
+  slot.published.store(*lsn, std::memory_order_seq_cst);
+  if (writer_idle_.load(std::memory_order_seq_cst)) {
+    std::lock_guard lock(writer_mu_);
+    writer_cv_.notify_one();
+  }
+  return Status::Ok();
+}
+
+Status Log::AppendDurable(std::span<const std::byte> payload, Lsn* lsn) {
+  KEEL_RETURN_IF_ERROR(Append(payload, lsn));
+  return Sync(*lsn);
+}
+
+Status Log::Sync(Lsn lsn) {
+  if (lsn <= durable_lsn()) return status();
+  const Lsn last = last_lsn();
+  if (lsn > last) {
+    return Status::InvalidArgument("Sync(" + std::to_string(lsn) + ") is beyond the last appended LSN " +
+                                   std::to_string(last));
+  }
+  RequestSync(lsn);
+  return WaitDurable(lsn);
+}
+
+Status Log::SyncAll() {
+  const Lsn last = last_lsn();
+  if (last == 0) return status();
+  return Sync(last);
+}
+
+Lsn Log::last_lsn() const { return last_lsn_.load(std::memory_order_acquire); }
+
+Lsn Log::first_lsn() const {
+  std::lock_guard lock(segments_mu_);
+  return segments_.empty() ? 0 : segments_.front().first_lsn;
+}
+
+Status Log::status() const {
+  if (!failed_.load(std::memory_order_acquire)) return Status::Ok();
+  std::lock_guard lock(status_mu_);
+  return failure_;
+}
+
+LogStats Log::stats() const {
+  std::lock_guard lock(stats_mu_);
+  return stats_;
+}
+
+Status Log::Reserve(size_t frame_bytes, Lsn* lsn, uint64_t* position) {
+  std::unique_lock lock(reserve_mu_);
+  for (;;) {
+    if (failed_.load(std::memory_order_acquire)) return status();
+    if (closed_) return Status::Failed("log " + dir_ + " is closed");
+    const bool ring_room = reserved_position_ + frame_bytes - released_position_.load() <= ring_capacity_;
+    const bool slot_room = next_lsn_ - released_lsn_.load() <= slot_count_;
+    if (ring_room && slot_room) break;
+    space_cv_.wait(lock);
+  }
+  *lsn = next_lsn_++;
+  *position = reserved_position_;
+  reserved_position_ += frame_bytes;
+  last_lsn_.store(*lsn, std::memory_order_release);
+  return Status::Ok();
+}
+
+void Log::CopyToRing(uint64_t position, std::span<const std::byte> bytes) {
+  const uint64_t at = position % ring_capacity_;
+  const size_t first = static_cast<size_t>(std::min<uint64_t>(bytes.size(), ring_capacity_ - at));
+  std::memcpy(ring_.get() + at, bytes.data(), first);
+  std::memcpy(ring_.get(), bytes.data() + first, bytes.size() - first);
+}
+
+void Log::RequestSync(Lsn lsn) {
+  Lsn wanted = sync_requested_lsn_.load(std::memory_order_relaxed);
+  while (wanted < lsn && !sync_requested_lsn_.compare_exchange_weak(wanted, lsn)) {
+  }
+  if (writer_idle_.load(std::memory_order_seq_cst)) {
+    std::lock_guard lock(writer_mu_);
+    writer_cv_.notify_one();
+  }
+}
+
+Status Log::WaitDurable(Lsn lsn) {
+  for (;;) {
+    const uint32_t seq = wake_seq_.load(std::memory_order_acquire);
+    if (durable_lsn_.load(std::memory_order_acquire) >= lsn) return Status::Ok();
+    if (failed_.load(std::memory_order_acquire)) return status();
+    wake_seq_.wait(seq, std::memory_order_acquire);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Writer side.
+
+// True when the writer has something to do: records to write, or a sync
+// wanted for records already written.
+bool Log::WriterHasWork() const {
+  if (slots_[(written_lsn_ + 1) & (slot_count_ - 1)].published.load(std::memory_order_seq_cst) == written_lsn_ + 1) {
+    return true;
+  }
+  return sync_requested_lsn_.load(std::memory_order_seq_cst) > durable_lsn_.load() && written_lsn_ > durable_lsn_.load();
+}
+
+void Log::WriterLoop() {
+  constexpr int kSpinsBeforeSleep = 64;
+  int idle_spins = 0;
+  while (!failed_.load(std::memory_order_acquire)) {
+    uint64_t end_position = 0;
+    bool roll_needed = false;
+    const Lsn last = PublishedThrough(&end_position, &roll_needed);
+    const bool sync_wanted = sync_requested_lsn_.load(std::memory_order_acquire) > durable_lsn_.load();
+    const bool unsynced = last > durable_lsn_.load() || (sync_wanted && written_lsn_ > durable_lsn_.load());
+    if (last > written_lsn_ || (sync_wanted && unsynced) || (roll_needed && written_lsn_ > durable_lsn_.load())) {
+      idle_spins = 0;
+      // A roll needs the old segment durable before the new one starts.
+      if (!WriteBatch(last, end_position, sync_wanted || roll_needed).ok()) return;
+      continue;
+    }
+    if (roll_needed) {
+      idle_spins = 0;
+      if (Status status = RollSegment(written_lsn_ + 1); !status.ok()) {
+        Fail(status);
+        return;
+      }
+      continue;
+    }
+    // Nothing to do. Spin a little first: an appender that was just woken by
+    // the last sync usually comes back within microseconds, and catching it
+    // here saves it a futex wake-up.
+    if (++idle_spins < kSpinsBeforeSleep) {
+      std::this_thread::yield();
+      continue;
+    }
+    std::unique_lock lock(writer_mu_);
+    writer_idle_.store(true, std::memory_order_seq_cst);
+    if (!WriterHasWork()) {
+      if (writer_stop_) {
+        writer_idle_.store(false);
+        return;
+      }
+      writer_cv_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+    writer_idle_.store(false, std::memory_order_seq_cst);
+    idle_spins = 0;
+  }
+}
+
+// The last LSN of the contiguous run of published records after written_lsn_
+// that fits in the current segment and in one write. *roll_needed says the
+// next published record does not fit in this segment.
+Lsn Log::PublishedThrough(uint64_t* end_position, bool* roll_needed) {
+  const uint64_t room = segment_size_bytes_ - file_position_;
+  uint64_t batch_bytes = 0;
+  Lsn last = written_lsn_;
+  *end_position = written_position_;
+  *roll_needed = false;
+  for (Lsn next = written_lsn_ + 1; next - written_lsn_ <= slot_count_; ++next) {
+    const Slot& slot = slots_[next & (slot_count_ - 1)];
+    if (slot.published.load(std::memory_order_acquire) != next) break;
+    if (batch_bytes + slot.frame_bytes > room) {
+      *roll_needed = true;
+      break;
+    }
+    if (batch_bytes + slot.frame_bytes > options_.max_write_bytes && batch_bytes > 0) break;
+    batch_bytes += slot.frame_bytes;
+    last = next;
+    *end_position = slot.end_position;
+  }
+  return last;
+}
+
+// Writes records (written_lsn_, last] from the ring at file_position_; with
+// sync, pads to the sector boundary and links an fdatasync, then makes them
+// durable. Any error fails the log (P5).
+Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
+  assert(last >= written_lsn_);
+  assert(end_position - written_position_ <= ring_capacity_);
+  iov_.clear();
+  const uint64_t bytes = end_position - written_position_;
+  const uint64_t ring_at = written_position_ % ring_capacity_;
+  const uint64_t first = std::min(bytes, ring_capacity_ - ring_at);
+  if (first > 0) iov_.push_back({ring_.get() + ring_at, static_cast<size_t>(first)});
+  if (bytes > first) iov_.push_back({ring_.get(), static_cast<size_t>(bytes - first)});
+  uint64_t new_position = file_position_ + bytes;
+  if (sync) {
+    const uint64_t pad = RoundUp(new_position, sector_size_bytes_) - new_position;
+    if (pad > 0) iov_.push_back({const_cast<std::byte*>(kZeros), static_cast<size_t>(pad)});
+    new_position += pad;
+  }
+  assert(new_position <= segment_size_bytes_);
+  io::IoRequest requests[2];
+  size_t count = 0;
+  if (!iov_.empty()) {
+    requests[count++] = {io::IoOp::kWrite, segment_file_.get(), file_position_, iov_.data(),
+                         static_cast<int>(iov_.size()), 1, sync};
+  }
+  if (sync) requests[count++] = {io::IoOp::kSync, segment_file_.get(), 0, nullptr, 0, 2, false};
+  Status status = queue_->Submit(std::span(requests, count));
+  io::IoCompletion completions[2];
+  size_t reaped = 0;
+  while (status.ok() && reaped < count) {
+    size_t got = 0;
+    status = queue_->Reap(std::span(completions + reaped, count - reaped), count - reaped, &got);
+    reaped += got;
+  }
+  for (size_t i = 0; status.ok() && i < reaped; ++i) status = completions[i].status;
+  if (!status.ok()) {
+    Fail(status);
+    return status;
+  }
+  if (last > written_lsn_) last_checksum_ = ReadChecksumFromRing(last);
+  const uint64_t bytes_written = new_position - file_position_;
+  written_lsn_ = last;
+  written_position_ = end_position;
+  file_position_ = new_position;
+  if (sync) {
+    assert(file_position_ % sector_size_bytes_ == 0);  // P3: the next write starts on a fresh sector
+    durable_lsn_.store(last, std::memory_order_release);
+  }
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.writes += iov_.empty() ? 0 : 1;
+    stats_.syncs += sync ? 1 : 0;
+    stats_.bytes_written += bytes_written;
+  }
+  // The ring space is free once the kernel has the bytes.
+  released_position_.store(end_position, std::memory_order_release);
+  released_lsn_.store(last, std::memory_order_release);
+  {
+    std::lock_guard lock(reserve_mu_);
+  }
+  space_cv_.notify_all();
+  if (sync) {
+    wake_seq_.fetch_add(1, std::memory_order_release);
+    wake_seq_.notify_all();
+  }
+  return Status::Ok();
+}
+
+uint64_t Log::ReadChecksumFromRing(Lsn lsn) {
+  const Slot& slot = slots_[lsn & (slot_count_ - 1)];
+  const uint64_t at = slot.end_position - slot.frame_bytes + (kRecordHeaderSize - sizeof(uint64_t));
+  std::byte bytes[sizeof(uint64_t)];
+  for (size_t i = 0; i < sizeof(bytes); ++i) bytes[i] = ring_[(at + i) % ring_capacity_];
+  uint64_t checksum = 0;
+  std::memcpy(&checksum, bytes, sizeof(checksum));
+  return checksum;
+}
+
+// Starts the segment whose first record is first_lsn: a spare gets its header
+// written and synced, then is renamed into place and the directory synced, so
+// a segment file that exists under its name always has a durable header.
+Status Log::RollSegment(Lsn first_lsn) {
+  assert(durable_lsn_.load() == written_lsn_);
+  std::string spare;
+  KEEL_RETURN_IF_ERROR(TakeSpare(&spare));
+  std::unique_ptr<io::File> file;
+  KEEL_RETURN_IF_ERROR(fs_->Open(spare, io::OpenMode::kReadWrite, &file));
+  SegmentHeader header;
+  header.sector_size_bytes = options_.sector_size_bytes;
+  header.segment_size_bytes = options_.segment_size_bytes;
+  header.first_lsn = first_lsn;
+  header.epoch = epoch_;
+  header.prev_checksum = last_checksum_;
+  header_sector_.assign(options_.sector_size_bytes, std::byte{0});
+  EncodeSegmentHeader(header, std::span<std::byte, kSegmentHeaderSize>(header_sector_.data(), kSegmentHeaderSize));
+  KEEL_RETURN_IF_ERROR(file->WriteAt(0, header_sector_));
+  KEEL_RETURN_IF_ERROR(file->Sync());
+  const std::string path = io::JoinPath(dir_, SegmentFileName(first_lsn));
+  KEEL_RETURN_IF_ERROR(fs_->Rename(spare, path));
+  KEEL_RETURN_IF_ERROR(fs_->SyncDir(dir_));
+  segment_file_ = std::move(file);
+  segment_size_bytes_ = options_.segment_size_bytes;
+  sector_size_bytes_ = options_.sector_size_bytes;
+  file_position_ = sector_size_bytes_;
+  {
+    std::lock_guard lock(segments_mu_);
+    segments_.push_back({first_lsn, path});
+  }
+  std::lock_guard lock(stats_mu_);
+  stats_.segment_rolls += 1;
+  stats_.bytes_written += sector_size_bytes_;
+  return Status::Ok();
+}
+
+void Log::Fail(Status status) {
+  assert(!status.ok());
+  {
+    std::lock_guard lock(status_mu_);
+    if (failure_.ok()) failure_ = Status::Failed("log " + dir_ + " failed and acknowledges nothing more: " + status.ToString());
+  }
+  failed_.store(true, std::memory_order_release);
+  wake_seq_.fetch_add(1, std::memory_order_release);
+  wake_seq_.notify_all();
+  {
+    std::lock_guard lock(reserve_mu_);
+  }
+  space_cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------
+// Spare segments.
+
+void Log::AllocatorLoop() {
+  for (;;) {
+    std::string source;  // an old segment or half-made spare to reuse, if any
+    uint64_t number = 0;
+    {
+      std::unique_lock lock(spare_mu_);
+      spare_cv_.wait(lock, [&] { return allocator_stop_ || spares_.size() < options_.spare_segments; });
+      if (allocator_stop_) return;
+      if (!recyclable_.empty()) {
+        source = recyclable_.back();
+        recyclable_.pop_back();
+      }
+      number = spare_counter_++;
+    }
+    std::string spare;
+    if (!MakeSpare(number, source, &spare).ok()) {
+      // Leave it to the writer: a roll without a spare makes one itself and
+      // reports the error there, where it fails the log.
+      std::unique_lock lock(spare_mu_);
+      spare_cv_.wait(lock, [&] { return allocator_stop_; });
+      return;
+    }
+    std::lock_guard lock(spare_mu_);
+    spares_.push_back(spare);
+    spare_cv_.notify_all();
+  }
+}
+
+// Makes spare number `number`: reuses source (a file to overwrite) or creates
+// a file, preallocates and zero-fills it, syncs it, and renames it to its
+// ready name. Zero-filling turns unwritten extents into written ones, so later
+// fdatasyncs of the segment change no metadata.
+Status Log::MakeSpare(uint64_t number, const std::string& source, std::string* spare_path) {
+  const std::string base = io::JoinPath(dir_, "spare-" + std::to_string(number));
+  const std::string partial = base + std::string(kPartialSuffix);
+  std::unique_ptr<io::File> file;
+  if (!source.empty()) {
+    KEEL_RETURN_IF_ERROR(fs_->Rename(source, partial));
+    KEEL_RETURN_IF_ERROR(fs_->Open(partial, io::OpenMode::kReadWrite, &file));
+  } else {
+    KEEL_RETURN_IF_ERROR(fs_->Open(partial, io::OpenMode::kCreate, &file));
+  }
+  KEEL_RETURN_IF_ERROR(file->Truncate(options_.segment_size_bytes));
+  KEEL_RETURN_IF_ERROR(file->Allocate(options_.segment_size_bytes));
+  KEEL_RETURN_IF_ERROR(WriteZeros(file.get(), 0, options_.segment_size_bytes));
+  KEEL_RETURN_IF_ERROR(file->Sync());
+  file.reset();
+  *spare_path = base + std::string(kSpareSuffix);
+  KEEL_RETURN_IF_ERROR(fs_->Rename(partial, *spare_path));
+  return fs_->SyncDir(dir_);
+}
+
+Status Log::TakeSpare(std::string* spare_path) {
+  uint64_t number = 0;
+  std::string source;
+  {
+    std::lock_guard lock(spare_mu_);
+    if (!spares_.empty()) {
+      *spare_path = spares_.front();
+      spares_.erase(spares_.begin());
+      spare_cv_.notify_all();
+      return Status::Ok();
+    }
+    number = spare_counter_++;
+    if (!recyclable_.empty()) {
+      source = recyclable_.back();
+      recyclable_.pop_back();
+    }
+  }
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.rolls_without_spare += 1;
+  }
+  return MakeSpare(number, source, spare_path);
+}
+
+// ---------------------------------------------------------------------------
+// Truncation, readers, close.
+
+Status Log::TruncateBefore(Lsn lsn) {
+  KEEL_RETURN_IF_ERROR(status());
+  std::vector<Segment> doomed;
+  {
+    std::lock_guard lock(segments_mu_);
+    size_t count = 0;
+    while (count + 1 < segments_.size() && segments_[count + 1].first_lsn <= lsn) ++count;
+    doomed.assign(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(count));
+    segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(count));
+  }
+  if (doomed.empty()) return Status::Ok();
+  // Oldest first, so a crash part way leaves a log that still starts cleanly.
+  // Old segments become spares again (recycled): renamed out of the log now,
+  // zero-filled by the allocator later, off the append path.
+  for (const Segment& segment : doomed) {
+    bool recycle = false;
+    uint64_t number = 0;
+    {
+      std::lock_guard lock(spare_mu_);
+      recycle = spares_.size() + recyclable_.size() < options_.spare_segments;
+      number = spare_counter_++;
+    }
+    if (recycle) {
+      const std::string partial = io::JoinPath(dir_, "spare-" + std::to_string(number) + std::string(kPartialSuffix));
+      KEEL_RETURN_IF_ERROR(fs_->Rename(segment.path, partial));
+      std::lock_guard lock(spare_mu_);
+      recyclable_.push_back(partial);
+      spare_cv_.notify_all();
+    } else {
+      KEEL_RETURN_IF_ERROR(fs_->Remove(segment.path));
+    }
+  }
+  return fs_->SyncDir(dir_);
+}
+
+Status Log::NewReader(Lsn from_lsn, std::unique_ptr<LogScanner>* reader) const {
+  ScanOptions scan;
+  scan.from_lsn = std::max<Lsn>(from_lsn, 1);
+  scan.to_lsn = durable_lsn();
+  auto scanner = std::make_unique<LogScanner>(fs_, dir_, scan);
+  KEEL_RETURN_IF_ERROR(scanner->Init());
+  *reader = std::move(scanner);
+  return Status::Ok();
+}
+
+Status Log::Close() {
+  {
+    std::lock_guard lock(reserve_mu_);
+    if (closed_) return status();
+    closed_ = true;
+  }
+  space_cv_.notify_all();
+  Status result = Status::Ok();
+  if (writer_.joinable()) {
+    const Lsn last = last_lsn();
+    if (last > durable_lsn() && !failed_.load()) {
+      RequestSync(last);
+      result = WaitDurable(last);
+    }
+    {
+      std::lock_guard lock(writer_mu_);
+      writer_stop_ = true;
+    }
+    writer_cv_.notify_one();
+    writer_.join();
+  }
+  if (allocator_.joinable()) {
+    {
+      std::lock_guard lock(spare_mu_);
+      allocator_stop_ = true;
+    }
+    spare_cv_.notify_all();
+    allocator_.join();
+  }
+  queue_.reset();
+  segment_file_.reset();
+  if (result.ok()) result = status();
+  return result;
+}
+
+}  // namespace keel::wal
