@@ -79,9 +79,12 @@ class IoQueue {
   virtual ~IoQueue() = default;
   // Queues requests and hands them to the kernel (or runs them). Fails only
   // when nothing was submitted; otherwise each request gets a completion.
+  // InvalidArgument (nothing submitted) when in_flight() + requests.size()
+  // would exceed the queue's depth. One thread at a time uses a queue.
   virtual Status Submit(std::span<const IoRequest> requests) = 0;
   // Waits until at least min_completions are available (0: do not wait), then
   // moves up to out.size() of them into out; *reaped says how many.
+  // InvalidArgument when min_completions > in_flight(): it would never return.
   virtual Status Reap(std::span<IoCompletion> out, size_t min_completions, size_t* reaped) = 0;
   // Requests submitted and not yet reaped.
   virtual size_t in_flight() const = 0;

@@ -14,7 +14,6 @@
 #include <array>
 #include <cassert>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <fstream>
 #include <limits>

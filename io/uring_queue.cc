@@ -29,6 +29,7 @@
 #include <cassert>
 #include <cerrno>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "io/uring_queue.h"
@@ -227,8 +228,8 @@ void UringQueue::ProcessAvailable() {
   for (;;) {
     const unsigned count = io_uring_peek_batch_cqe(&ring_, cqes.data(), kPeekBatch);
     if (count == 0) return;
-    // Copy out before advancing: HandleCqe may do synchronous I/O but never
-    // touches the ring, still the CQ entries belong to the kernel once seen.
+    // Copy the results out and give the entries back first: handling one may
+    // run synchronous I/O, and the kernel can use the CQ space meanwhile.
     std::array<std::pair<uint64_t, int32_t>, kPeekBatch> results;
     for (unsigned i = 0; i < count; i++) results[i] = {io_uring_cqe_get_data64(cqes[i]), cqes[i]->res};
     io_uring_cq_advance(&ring_, count);
