@@ -90,6 +90,12 @@ class IoQueue {
   virtual size_t in_flight() const = 0;
 };
 
+// An exclusive advisory lock on a file, held until the object is destroyed.
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
 enum class OpenMode : uint8_t {
   kRead,          // existing file, read only
   kReadWrite,     // existing file
@@ -115,6 +121,10 @@ class FileSystem {
   virtual Status Stat(const std::string& path, bool* is_dir) = 0;
   // A queue for asynchronous requests with room for depth in flight.
   virtual Status NewQueue(unsigned depth, std::unique_ptr<IoQueue>* queue) = 0;
+  // Creates path if needed and locks it exclusively, without waiting. Fails
+  // with IoError naming the path when another holder (another process, or
+  // another open in this one) has it.
+  virtual Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) = 0;
 };
 
 enum class Backend : uint8_t { kAuto, kUring, kPortable };

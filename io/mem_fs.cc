@@ -346,4 +346,40 @@ uint64_t MemFileSystem::write_count() const {
   return write_count_;
 }
 
+namespace {
+
+// Unlocks on destruction. The set is shared so a lock may outlive the file system.
+class MemFileLock final : public FileLock {
+ public:
+  MemFileLock(std::shared_ptr<std::mutex> mu, std::shared_ptr<std::set<std::string>> locked, std::string path)
+      : mu_(std::move(mu)), locked_(std::move(locked)), path_(std::move(path)) {}
+  ~MemFileLock() override {
+    std::lock_guard lock(*mu_);
+    locked_->erase(path_);
+  }
+
+ private:
+  std::shared_ptr<std::mutex> mu_;
+  std::shared_ptr<std::set<std::string>> locked_;
+  std::string path_;
+};
+
+std::shared_ptr<std::mutex> LockTableMutex() {
+  static auto mu = std::make_shared<std::mutex>();
+  return mu;
+}
+
+}  // namespace
+
+Status MemFileSystem::LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) {
+  if (!Contents(path).has_value()) SetContents(path, "");
+  auto mu = LockTableMutex();
+  std::lock_guard guard(*mu);
+  if (!locked_->insert(path).second) {
+    return Status::IoError(path + " is locked by another holder (is another writer using this log?)");
+  }
+  *lock = std::make_unique<MemFileLock>(mu, locked_, path);
+  return Status::Ok();
+}
+
 }  // namespace keel::io

@@ -44,6 +44,7 @@ class MemFileSystem final : public FileSystem {
   Status Remove(const std::string& path) override;
   Status Stat(const std::string& path, bool* is_dir) override;
   Status NewQueue(unsigned depth, std::unique_ptr<IoQueue>* queue) override;
+  Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) override;
 
   // Installs (or, with nullptr, removes) the fault hook.
   void SetFaultHook(FaultHook hook);
@@ -63,6 +64,7 @@ class MemFileSystem final : public FileSystem {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Node>> files_;
   std::set<std::string> dirs_;
+  std::shared_ptr<std::set<std::string>> locked_ = std::make_shared<std::set<std::string>>();
   FaultHook hook_;
   uint64_t sync_count_ = 0;
   uint64_t write_count_ = 0;

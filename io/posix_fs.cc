@@ -6,6 +6,7 @@
 // writes, so that "I/O error" in a log line is enough to find the file.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -287,6 +288,18 @@ class PortableQueue final : public internal::InlineQueue {
   }
 };
 
+// Holds a flock(2) on an open descriptor; closing it releases the lock.
+class PosixFileLock final : public FileLock {
+ public:
+  explicit PosixFileLock(int fd) : fd_(fd) {}
+  ~PosixFileLock() override { close(fd_); }
+  PosixFileLock(const PosixFileLock&) = delete;
+  PosixFileLock& operator=(const PosixFileLock&) = delete;
+
+ private:
+  const int fd_;
+};
+
 class PosixFileSystem final : public FileSystem {
  public:
   explicit PosixFileSystem(bool use_uring) : use_uring_(use_uring) {}
@@ -306,6 +319,24 @@ class PosixFileSystem final : public FileSystem {
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) return Status::FromErrno("open " + path, errno);
     *file = std::make_unique<PosixFile>(path, fd);
+    return Status::Ok();
+  }
+
+  Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) override {
+    int fd;
+    do {
+      fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return Status::FromErrno("open lock file " + path, errno);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      close(fd);
+      if (error == EWOULDBLOCK) {
+        return Status::IoError(path + " is locked by another holder (is another writer using this log?)");
+      }
+      return Status::FromErrno("lock " + path, error);
+    }
+    *lock = std::make_unique<PosixFileLock>(fd);
     return Status::Ok();
   }
 

@@ -128,6 +128,17 @@ TEST_P(IoContractTest, CreateFailsWhenTheFileExistsAndOpenFailsWhenItDoesNot) {
   EXPECT_TRUE(no_parent.IsNotFound()) << no_parent.ToString();
 }
 
+TEST_P(IoContractTest, LockFileIsExclusiveUntilReleased) {
+  std::unique_ptr<FileLock> first;
+  ASSERT_TRUE(fs_->LockFile(Path("LOCK"), &first).ok());
+  std::unique_ptr<FileLock> second;
+  const Status taken = fs_->LockFile(Path("LOCK"), &second);
+  EXPECT_TRUE(taken.IsIoError()) << taken.ToString();
+  EXPECT_THAT(taken.message(), HasSubstr(Path("LOCK")));
+  first.reset();
+  EXPECT_TRUE(fs_->LockFile(Path("LOCK"), &second).ok());
+}
+
 TEST_P(IoContractTest, WriteThenReadRoundTrips) {
   auto file = Create("a");
   const std::string data = Pattern(10000, 1);

@@ -406,6 +406,16 @@ TEST_F(LogTest, P8MissingDirectoryAndNonLogDirectoryAreRefused) {
   EXPECT_EQ(*fs_.Contents(std::string(kDir) + "/notes.txt"), "hello");
 }
 
+TEST_F(LogTest, P8ASecondWriterOnTheSameLogIsRefused) {
+  auto log = OpenLog(SmallLogOptions(&fs_));
+  std::unique_ptr<Log> second;
+  Status status = Log::Open(kDir, SmallLogOptions(&fs_), &second);
+  EXPECT_TRUE(status.IsIoError()) << status.ToString();
+  EXPECT_NE(status.message().find("locked"), std::string::npos) << status.message();
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_TRUE(Log::Open(kDir, SmallLogOptions(&fs_), &second).ok()) << "closing releases the lock";
+}
+
 TEST_F(LogTest, SyncBeyondTheLastLsnIsRefused) {
   auto log = OpenLog(SmallLogOptions(&fs_));
   AppendDurableRange(log.get(), 1, 2);

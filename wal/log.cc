@@ -171,16 +171,25 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
     return Status::InvalidArgument(dir + " is not a directory");
   }
   std::vector<std::string> names;
-  KEEL_RETURN_IF_ERROR(fs->ListDir(dir, &names));
-  const bool has_segments = std::any_of(names.begin(), names.end(), [](const std::string& name) {
-    Lsn ignored;
-    return ParseSegmentFileName(name, &ignored);
-  });
+  bool has_segments = false;
+  auto list = [&]() -> Status {
+    KEEL_RETURN_IF_ERROR(fs->ListDir(dir, &names));
+    has_segments = std::any_of(names.begin(), names.end(), [](const std::string& name) {
+      Lsn ignored;
+      return ParseSegmentFileName(name, &ignored);
+    });
+    return Status::Ok();
+  };
+  KEEL_RETURN_IF_ERROR(list());
+  if (!has_segments && !options.create_if_missing) {
+    return Status::InvalidArgument(dir + " is not a keel log: it holds no segment files (*.wal)");
+  }
+  // One writer per log: two would interleave segments. Look again once the
+  // lock is held, in case another writer created the log meanwhile.
+  KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, "LOCK"), &opened->lock_));
+  KEEL_RETURN_IF_ERROR(list());
   KEEL_RETURN_IF_ERROR(opened->AdoptSpares(names));
   if (!has_segments) {
-    if (!options.create_if_missing) {
-      return Status::InvalidArgument(dir + " is not a keel log: it holds no segment files (*.wal)");
-    }
     KEEL_RETURN_IF_ERROR(opened->Create());
     report->created = true;
   } else if (options.error_if_exists) {
@@ -761,6 +770,7 @@ Status Log::Close() {
   }
   queue_.reset();
   segment_file_.reset();
+  lock_.reset();
   if (result.ok()) result = status();
   return result;
 }

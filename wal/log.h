@@ -168,6 +168,7 @@ class Log {
   const LogOptions options_;
   std::unique_ptr<io::FileSystem> owned_fs_;
   io::FileSystem* const fs_;
+  std::unique_ptr<io::FileLock> lock_;   // on dir/LOCK while the log is open
   Epoch epoch_ = 1;
 
   // The ring: records in LSN order at stream positions; position p lives at
