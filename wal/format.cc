@@ -131,6 +131,13 @@ bool RecordChecksumMatches(std::span<const std::byte> header_bytes, std::span<co
   return XXH3_64bits_digest(&state) == checksum;
 }
 
+bool IsLogAuxiliaryFileName(std::string_view name) {
+  const auto ends_with = [name](std::string_view suffix) {
+    return name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+  };
+  return name == kLockFileName || (name.starts_with("spare-") && (ends_with(kSpareSuffix) || ends_with(kPartialSuffix)));
+}
+
 std::string SegmentFileName(Lsn first_lsn) {
   char name[32];
   std::snprintf(name, sizeof(name), "%020llu.wal", static_cast<unsigned long long>(first_lsn));

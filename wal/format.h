@@ -116,6 +116,21 @@ inline uint32_t DurableLag(Lsn lsn, Lsn durable_lsn) {
   return lag > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(lag);
 }
 
+// The other files a log directory holds (see docs/format.md): ready spare
+// segments (spare-N.spare), spares being zero-filled (spare-N.partial), and
+// the lock a writer holds.
+inline constexpr std::string_view kSpareSuffix = ".spare";
+inline constexpr std::string_view kPartialSuffix = ".partial";
+inline constexpr std::string_view kLockFileName = "LOCK";
+// True for a spare, a partial spare or the lock file.
+bool IsLogAuxiliaryFileName(std::string_view name);
+
+// The largest payload one segment of this geometry can hold: a record never
+// spans segments, and sector 0 holds the segment header.
+inline constexpr uint64_t MaxPayloadBytesFor(uint64_t segment_size_bytes, uint64_t sector_size_bytes) {
+  return segment_size_bytes - sector_size_bytes - kRecordHeaderSize;
+}
+
 // "00000000000000000001.wal"
 std::string SegmentFileName(Lsn first_lsn);
 // Parses a segment file name; false for any other name.

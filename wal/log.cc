@@ -30,8 +30,6 @@ static_assert(kZeroBytes >= kMaxSectorSize, "padding comes from kZeros");
 
 constexpr uint64_t kMaxSlots = 1 << 16;
 constexpr unsigned kQueueDepth = 8;
-constexpr std::string_view kSpareSuffix = ".spare";
-constexpr std::string_view kPartialSuffix = ".partial";
 
 uint64_t SlotCountFor(uint64_t ring_bytes) {
   uint64_t slots = 1;
@@ -96,11 +94,11 @@ Status ValidateOptions(const LogOptions& o) {
     return bad("segment_size_bytes=" + std::to_string(o.segment_size_bytes) + " must be a multiple of " +
                "sector_size_bytes from " + std::to_string(kMinSegmentSize) + " to " + std::to_string(kMaxSegmentSize));
   }
-  const uint64_t frame_limit = o.segment_size_bytes - o.sector_size_bytes;
-  if (uint64_t{o.max_record_bytes} + kRecordHeaderSize > frame_limit) {
+  const uint64_t payload_limit = MaxPayloadBytesFor(o.segment_size_bytes, o.sector_size_bytes);
+  if (o.max_record_bytes > payload_limit) {
     return bad("max_record_bytes=" + std::to_string(o.max_record_bytes) + " must leave room for the " +
                std::to_string(kRecordHeaderSize) + "-byte header in one segment after its header sector (at most " +
-               std::to_string(frame_limit - kRecordHeaderSize) + ")");
+               std::to_string(payload_limit) + ")");
   }
   const uint64_t two_frames = 2 * (uint64_t{o.max_record_bytes} + kRecordHeaderSize);
   if (o.buffer_size_bytes < two_frames || o.buffer_size_bytes > (1ULL << 34)) {
@@ -186,7 +184,7 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   }
   // One writer per log: two would interleave segments. Look again once the
   // lock is held, in case another writer created the log meanwhile.
-  KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, "LOCK"), &opened->lock_));
+  KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, kLockFileName), &opened->lock_));
   KEEL_RETURN_IF_ERROR(list());
   KEEL_RETURN_IF_ERROR(opened->AdoptSpares(names));
   if (!has_segments) {
@@ -252,6 +250,9 @@ Status Log::Recover(OpenReport* report) {
     return Status::Corruption("log " + dir_ + ": " + end.Describe());
   }
   assert(end.kind == ScanEndKind::kClean || end.kind == ScanEndKind::kTornTail);
+  if (end.kind == ScanEndKind::kTornTail && options_.refuse_torn_tail) {
+    return Status::Corruption("log " + dir_ + " ends in a torn tail and torn tails are refused: " + end.Describe());
+  }
   const Epoch log_epoch = std::max<Epoch>(scanner.last_epoch(), 1);
   if (options_.epoch != 0 && options_.epoch < log_epoch) {
     return Status::InvalidArgument("epoch " + std::to_string(options_.epoch) + " is lower than the log's epoch " +

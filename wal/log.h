@@ -54,6 +54,9 @@ struct LogOptions {
   io::Backend io_backend = io::Backend::kAuto;
   bool create_if_missing = false;
   bool error_if_exists = false;
+  // Refuse to open a log that ends in a torn tail (Corruption) instead of
+  // cutting it: recovery's absolute-consistency policy.
+  bool refuse_torn_tail = false;
   // Epoch stamped on new records; 0 keeps the log's current epoch (1 for a new log).
   // Lower than the log's current epoch is refused.
   Epoch epoch = 0;

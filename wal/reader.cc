@@ -157,6 +157,7 @@ bool LogScanner::OpenSegment(size_t index) {
     EndAt(ScanEndKind::kCorruption, 0, problem);
     return false;
   }
+  segment.header_valid = true;
   last_checksum_ = header.prev_checksum;
   have_chain_ = true;
   last_epoch_ = std::max(last_epoch_, header.epoch);

@@ -28,7 +28,8 @@ namespace keel::wal {
 struct SegmentInfo {
   std::string name;            // file name, e.g. 00000000000000000001.wal
   std::string path;            // dir + name
-  SegmentHeader header;        // valid only once the scan has reached the segment
+  SegmentHeader header;        // valid only when header_valid
+  bool header_valid = false;   // the scan reached this segment and its header passed every check
   uint64_t file_size_bytes = 0;
   // Filled in as the scan passes through the segment.
   uint64_t records = 0;

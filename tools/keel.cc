@@ -1,0 +1,263 @@
+// keel: the command line for keel logs.
+//
+//   keel append DIR   append stdin lines (or generated records) as records
+//   keel dump DIR     print records, or statistics, read-only
+//   keel verify DIR   read every byte and say whether the log is intact
+//   keel info DIR     what the log is: format, sizes, LSN range, tail state
+//
+// Exit codes everywhere: 0 ok, 1 corruption found, 2 usage or I/O error.
+// Errors are one line on stderr, "keel <command>: ...". This file holds main
+// and the helpers the subcommands share.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "tools/commands.h"
+#include "wal/format.h"
+
+namespace keel::tools {
+
+void AddIoBackendOption(CLI::App* command, std::string* backend) {
+  command->add_option("--io-backend", *backend, "I/O backend: auto (io_uring, else portable), uring or portable")
+      ->check(CLI::IsMember({"auto", "uring", "portable"}))
+      ->capture_default_str();
+}
+
+void PrintError(std::string_view command, std::string_view message) {
+  std::string line = "keel";
+  if (!command.empty()) {
+    line += ' ';
+    line += command;
+  }
+  line += ": ";
+  line += message;
+  line += '\n';
+  std::fflush(stdout);  // keep stdout and stderr in order on a terminal
+  std::fputs(line.c_str(), stderr);
+}
+
+int ExitCodeFor(const Status& status) {
+  if (status.ok()) return kExitOk;
+  return status.IsCorruption() ? kExitCorruption : kExitUsage;
+}
+
+bool OpenFileSystem(std::string_view command, const std::string& backend_text, std::unique_ptr<io::FileSystem>* fs) {
+  io::Backend backend = io::Backend::kAuto;
+  Status status = io::ParseBackend(backend_text, &backend);
+  std::string notice;
+  if (status.ok()) status = io::OpenPosixFileSystem(backend, fs, &notice);
+  if (!status.ok()) {
+    PrintError(command, "--io-backend " + backend_text + ": " + status.message());
+    return false;
+  }
+  // The notice is already a whole line that starts with "keel:".
+  if (!notice.empty()) std::fprintf(stderr, "%s\n", notice.c_str());
+  return true;
+}
+
+int InitScanner(std::string_view command, wal::LogScanner* scanner) {
+  const Status status = scanner->Init();
+  if (!status.ok()) {
+    PrintError(command, status.message());
+    return ExitCodeFor(status);
+  }
+  return -1;
+}
+
+std::string_view ScanEndWord(wal::ScanEndKind kind) {
+  switch (kind) {
+    case wal::ScanEndKind::kNotReached:
+      return "not reached";
+    case wal::ScanEndKind::kClean:
+      return "clean";
+    case wal::ScanEndKind::kLimit:
+      return "limit";
+    case wal::ScanEndKind::kTornTail:
+      return "torn";
+    case wal::ScanEndKind::kCorruption:
+      return "corrupt";
+  }
+  return "unknown";
+}
+
+std::string HexEncode(std::span<const std::byte> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(bytes.size() * 2);
+  for (const std::byte b : bytes) {
+    const auto value = static_cast<unsigned>(b);
+    hex += kDigits[value >> 4];
+    hex += kDigits[value & 0xF];
+  }
+  return hex;
+}
+
+std::string PayloadPreview(std::span<const std::byte> payload, size_t max_bytes) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  std::string text;
+  const size_t shown = std::min(payload.size(), max_bytes);
+  for (size_t i = 0; i < shown; ++i) {
+    const auto value = static_cast<unsigned>(payload[i]);
+    if (value >= 0x20 && value < 0x7F && value != '"' && value != '\\') {
+      text += static_cast<char>(value);
+    } else {
+      text += "\\x";
+      text += kDigits[value >> 4];
+      text += kDigits[value & 0xF];
+    }
+  }
+  if (shown < payload.size()) text += "...";
+  return text;
+}
+
+Status MeasureFiles(io::FileSystem* fs, const std::string& dir, std::string_view suffix, FileGroup* group) {
+  std::vector<std::string> names;
+  KEEL_RETURN_IF_ERROR(fs->ListDir(dir, &names));
+  *group = FileGroup{};
+  for (const std::string& name : names) {
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    std::unique_ptr<io::File> file;
+    Status status = fs->Open(io::JoinPath(dir, name), io::OpenMode::kRead, &file);
+    // The log's allocator may rename or remove a spare while we look.
+    if (status.IsNotFound()) continue;
+    KEEL_RETURN_IF_ERROR(status);
+    uint64_t size = 0;
+    KEEL_RETURN_IF_ERROR(file->Size(&size));
+    group->count += 1;
+    group->bytes += size;
+  }
+  return Status::Ok();
+}
+
+Status ListStrayFiles(io::FileSystem* fs, const std::string& dir, std::vector<std::string>* names) {
+  std::vector<std::string> all;
+  KEEL_RETURN_IF_ERROR(fs->ListDir(dir, &all));
+  names->clear();
+  for (const std::string& name : all) {
+    wal::Lsn first_lsn = 0;
+    if (wal::ParseSegmentFileName(name, &first_lsn)) continue;
+    if (wal::IsLogAuxiliaryFileName(name)) continue;
+    names->push_back(name);
+  }
+  std::sort(names->begin(), names->end());
+  return Status::Ok();
+}
+
+void ScanAll(std::string_view command, wal::LogScanner* scanner, ScanSummary* summary) {
+  using Clock = std::chrono::steady_clock;
+  constexpr uint64_t kRecordsBetweenClockReads = 16384;
+  constexpr auto kProgressInterval = std::chrono::milliseconds(250);
+  const bool show_progress = ::isatty(STDERR_FILENO) == 1;
+  bool progress_shown = false;
+  Clock::time_point last_progress = Clock::now();
+  *summary = ScanSummary{};
+  wal::Record record;
+  while (scanner->Next(&record)) {
+    if (summary->first_lsn == 0) summary->first_lsn = record.lsn;
+    summary->last_lsn = record.lsn;
+    summary->last_epoch = record.epoch;
+    summary->records += 1;
+    summary->payload_bytes += record.payload.size();
+    if (!show_progress || summary->records % kRecordsBetweenClockReads != 0) continue;
+    const Clock::time_point now = Clock::now();
+    if (now - last_progress < kProgressInterval) continue;
+    last_progress = now;
+    progress_shown = true;
+    const wal::SegmentInfo& segment = scanner->segments()[record.segment_index];
+    std::fprintf(stderr, "\rkeel %.*s: segment %zu of %zu (%s), LSN %llu, %llu records\033[K",
+                 static_cast<int>(command.size()), command.data(), record.segment_index + 1,
+                 scanner->segments().size(), segment.name.c_str(), static_cast<unsigned long long>(record.lsn),
+                 static_cast<unsigned long long>(summary->records));
+  }
+  if (progress_shown) std::fputs("\r\033[K", stderr);
+}
+
+Status SegmentFileBytes(io::FileSystem* fs, const wal::LogScanner& scanner, uint64_t* bytes) {
+  *bytes = 0;
+  for (const wal::SegmentInfo& segment : scanner.segments()) {
+    std::unique_ptr<io::File> file;
+    Status status = fs->Open(segment.path, io::OpenMode::kRead, &file);
+    if (status.IsNotFound()) continue;
+    KEEL_RETURN_IF_ERROR(status);
+    uint64_t size = 0;
+    KEEL_RETURN_IF_ERROR(file->Size(&size));
+    *bytes += size;
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// The subcommand the user named, for error messages ("" before it is known).
+std::string SelectedCommand(const CLI::App& app) {
+  for (const CLI::App* sub : app.get_subcommands()) return sub->get_name();
+  return "";
+}
+
+}  // namespace
+}  // namespace keel::tools
+
+int main(int argc, char** argv) {
+  using namespace keel::tools;
+  CLI::App app{"keel: inspect and write keel write-ahead logs.\n"
+               "Exit codes: 0 ok, 1 corruption found, 2 usage or I/O error.",
+               "keel"};
+  app.require_subcommand(1);
+  app.fallthrough(false);
+
+  CommandRunner append, dump, verify, info;
+  AddAppendCommand(&app, &append);
+  AddDumpCommand(&app, &dump);
+  AddVerifyCommand(&app, &verify);
+  AddInfoCommand(&app, &info);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    // --help (and only it) exits 0 with CLI11's text; every real parse error is
+    // a usage error: one line naming the flag, exit 2 (not CLI11's 105/106).
+    if (error.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(error);
+    const std::string command = SelectedCommand(app);
+    std::string message = error.what();
+    // Without a known subcommand CLI11 only says one is required; name what was given instead.
+    if (command.empty() && argc > 1) {
+      message = std::string(argv[1]).starts_with("-") ? "unknown option " + std::string(argv[1])
+                                                      : "unknown command " + std::string(argv[1]);
+      message += "; commands: append, dump, verify, info";
+    }
+    for (char& c : message) {
+      if (c == '\n') c = ' ';
+    }
+    PrintError(command, message + " (see keel " + (command.empty() ? "" : command + " ") + "--help)");
+    return kExitUsage;
+  }
+
+  const std::string command = SelectedCommand(app);
+  int code = kExitUsage;
+  try {
+    if (command == "append") code = append();
+    if (command == "dump") code = dump();
+    if (command == "verify") code = verify();
+    if (command == "info") code = info();
+  } catch (const std::exception& error) {
+    // Nothing in keel throws across its API; this catches allocation failures
+    // and the like so that even they exit 2 with one line.
+    PrintError(command, std::string("unexpected error: ") + error.what());
+    code = kExitUsage;
+  }
+  std::fflush(stdout);
+  if (std::ferror(stdout)) {
+    PrintError(command, "writing to stdout failed");
+    return kExitUsage;
+  }
+  return code;
+}
