@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   keel::wal::LogOptions options;
   options.create_if_missing = true;
   options.segment_size_bytes = 1 << 20;
+  options.max_record_bytes = 64 << 10;
   options.spare_segments = 0;
   std::unique_ptr<keel::wal::Log> log;
   keel::Status status = keel::wal::Log::Open(argv[1], options, &log);
