@@ -316,7 +316,7 @@ TEST_F(CliTest, P8VerifyNotesStrayFilesButIgnoresSparesAndStillPasses) {
   const std::string dir = tmp.Join("log");
   ASSERT_EQ(Keel("append " + dir + " --create --segment-size 64k", "a\n").exit_code, 0);
   WriteFileOrDie(dir + "/notes.txt", "left here by someone");
-  WriteFileOrDie(dir + "/next.partial", "");
+  WriteFileOrDie(dir + "/spare-9.partial", "");
   const CommandResult result = Keel("verify " + dir + " --json");
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(nlohmann::json::parse(result.out)["stray_files"], nlohmann::json::array({"notes.txt"}));
