@@ -52,7 +52,7 @@ struct ScanEnd {
   uint64_t offset = 0;         // byte offset of the first invalid position
   Lsn expected_lsn = 0;        // the LSN that should have been there
   std::string reason;          // what failed, in words (empty when clean)
-  uint64_t torn_bytes = 0;     // kTornTail: nonzero bytes after the valid end that a cut removes
+  uint64_t torn_bytes = 0;     // kTornTail: bytes a cut removes, from the valid end to the last nonzero byte
   uint64_t torn_range_end = 0; // kTornTail: offset just past the last nonzero byte of the tail segment
   // One line for people: "clean", "torn tail: ..." or "corruption in ... at offset ...".
   std::string Describe() const;

@@ -1,0 +1,234 @@
+#include "engine/engine.h"
+
+#include <cassert>
+
+namespace keel {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string ParentDir(const std::string& dir) {
+  const size_t slash = dir.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : dir.substr(0, slash);
+}
+
+Status ValidateEngineOptions(const EngineOptions& options) {
+  if (options.checkpoints_to_keep < 1 || options.checkpoints_to_keep > 16) {
+    return Status::InvalidArgument("invalid engine option: checkpoints_to_keep=" +
+                                   std::to_string(options.checkpoints_to_keep) + " must be from 1 to 16");
+  }
+  KEEL_RETURN_IF_ERROR(wal::ValidateOptions(options.log));
+  return checkpoint::ValidateWriterOptions(options.checkpoint);
+}
+
+// Creates dir and its subdirectories when asked to; otherwise insists it exists.
+Status PrepareDirectories(io::FileSystem* fs, const std::string& dir, bool create) {
+  bool is_dir = false;
+  Status status = fs->Stat(dir, &is_dir);
+  if (status.IsNotFound()) {
+    if (!create) return Status::NotFound("engine directory " + dir + " does not exist (create it with create_if_missing)");
+    KEEL_RETURN_IF_ERROR(fs->CreateDir(dir));
+    KEEL_RETURN_IF_ERROR(fs->SyncDir(ParentDir(dir)));
+  } else if (!status.ok()) {
+    return status;
+  } else if (!is_dir) {
+    return Status::InvalidArgument(dir + " is not a directory");
+  }
+  if (create) {
+    KEEL_RETURN_IF_ERROR(fs->CreateDir(Engine::WalDir(dir)));
+    KEEL_RETURN_IF_ERROR(fs->CreateDir(Engine::CheckpointDir(dir)));
+    KEEL_RETURN_IF_ERROR(fs->SyncDir(dir));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Engine::Engine(std::string dir, const EngineOptions& options, StateMachine* sm)
+    : dir_(std::move(dir)), options_(options), sm_(sm), last_checkpoint_ticks_(Clock::now().time_since_epoch().count()) {}
+
+Engine::~Engine() { (void)Close(); }
+
+Status Engine::Open(const std::string& dir, const EngineOptions& options, StateMachine* sm,
+                    std::unique_ptr<Engine>* engine, recovery::Report* report) {
+  KEEL_RETURN_IF_ERROR(ValidateEngineOptions(options));
+  recovery::Report local_report;
+  if (report == nullptr) report = &local_report;
+  std::unique_ptr<Engine> opened(new Engine(dir, options, sm));
+  opened->fs_ = options.log.file_system;
+  std::string notice;
+  if (opened->fs_ == nullptr) {
+    KEEL_RETURN_IF_ERROR(io::OpenPosixFileSystem(options.log.io_backend, &opened->owned_fs_, &notice));
+    opened->fs_ = opened->owned_fs_.get();
+  }
+  io::FileSystem* fs = opened->fs_;
+  KEEL_RETURN_IF_ERROR(PrepareDirectories(fs, dir, options.log.create_if_missing));
+  KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, "LOCK"), &opened->lock_));
+
+  recovery::Options recovery_options;
+  recovery_options.policy = options.recovery_policy;
+  recovery_options.log = options.log;
+  recovery_options.wal_dir = WalDir(dir);
+  recovery_options.checkpoint_dir = CheckpointDir(dir);
+  recovery_options.quarantine_dir = QuarantineDir(dir);
+  Engine* self = opened.get();
+  recovery::Hooks hooks;
+  hooks.restore = [self](checkpoint::Source* source) { return self->sm_->Restore(source); };
+  hooks.apply = [self](Lsn lsn, std::span<const std::byte> payload) { return self->sm_->Apply(lsn, payload); };
+  KEEL_RETURN_IF_ERROR(recovery::Recover(fs, recovery_options, hooks, &opened->log_, report));
+  report->backend_notice = notice;
+  opened->applied_lsn_ = report->last_lsn;
+  opened->stats_.last_checkpoint_lsn = report->checkpoint_lsn;
+  opened->checkpoint_thread_ = std::thread([self] { self->CheckpointLoop(); });
+  *engine = std::move(opened);
+  return Status::Ok();
+}
+
+Status Engine::Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn) {
+  KEEL_RETURN_IF_ERROR(status());
+  {
+    // Logging and applying under one lock makes apply order LSN order, and
+    // lets Capture see a state that is exactly "every record up to C".
+    std::unique_lock lock(apply_mu_);
+    KEEL_RETURN_IF_ERROR(log_->Append(payload, lsn));
+    if (Status applied = sm_->Apply(*lsn, payload); !applied.ok()) {
+      Fail(Status::Failed("applying LSN " + std::to_string(*lsn) + " failed: " + applied.ToString()));
+      return status();
+    }
+    applied_lsn_ = *lsn;
+  }
+  const uint64_t since = bytes_since_checkpoint_.fetch_add(payload.size()) + payload.size();
+  if (options_.checkpoint_log_bytes != 0 && since >= options_.checkpoint_log_bytes &&
+      since - payload.size() < options_.checkpoint_log_bytes) {
+    trigger_cv_.notify_one();
+  }
+  if (durability == Durability::kDurable) return log_->Sync(*lsn);
+  return Status::Ok();
+}
+
+Status Engine::Sync(Lsn lsn) { return log_->Sync(lsn); }
+
+void Engine::Read(const std::function<void()>& f) const {
+  std::shared_lock lock(apply_mu_);
+  f();
+}
+
+Lsn Engine::applied_lsn() const {
+  std::shared_lock lock(apply_mu_);
+  return applied_lsn_;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(state_mu_);
+  return stats_;
+}
+
+Status Engine::status() const {
+  std::lock_guard lock(state_mu_);
+  if (!failure_.ok()) return failure_;
+  return log_ ? log_->status() : Status::Ok();
+}
+
+void Engine::Fail(Status status) {
+  std::lock_guard lock(state_mu_);
+  if (failure_.ok()) failure_ = std::move(status);
+}
+
+Status Engine::Checkpoint(checkpoint::CheckpointInfo* info) { return RunCheckpoint(info); }
+
+// The background trigger: by log bytes since the last checkpoint, or by time.
+void Engine::CheckpointLoop() {
+  const auto tick = options_.checkpoint_interval.count() > 0
+                        ? std::min<std::chrono::milliseconds>(options_.checkpoint_interval, std::chrono::milliseconds(1000))
+                        : std::chrono::milliseconds(1000);
+  for (;;) {
+    {
+      std::unique_lock lock(trigger_mu_);
+      trigger_cv_.wait_for(lock, tick, [&] {
+        return stop_ || (options_.checkpoint_log_bytes != 0 &&
+                         bytes_since_checkpoint_.load() >= options_.checkpoint_log_bytes);
+      });
+      if (stop_) return;
+    }
+    const bool by_size = options_.checkpoint_log_bytes != 0 &&
+                         bytes_since_checkpoint_.load() >= options_.checkpoint_log_bytes;
+    const bool by_time = options_.checkpoint_interval.count() > 0 &&
+                         Clock::now() - Clock::time_point(Clock::duration(last_checkpoint_ticks_.load())) >=
+                             options_.checkpoint_interval &&
+                         bytes_since_checkpoint_.load() > 0;
+    if (!by_size && !by_time) continue;
+    if (Status result = RunCheckpoint(nullptr); !result.ok()) {
+      // A failed checkpoint loses nothing: the log still holds every record.
+      // Record it and wait a full tick before trying again.
+      std::lock_guard lock(state_mu_);
+      stats_.last_checkpoint_error = result.ToString();
+      if (!log_->status().ok()) return;
+    }
+  }
+}
+
+// Captures the state with appends paused, then writes, publishes and applies
+// retention while appends go on. The log is kept back to the oldest retained
+// checkpoint, and segments are recycled only after the new one is durable (P6).
+Status Engine::RunCheckpoint(checkpoint::CheckpointInfo* info) {
+  KEEL_RETURN_IF_ERROR(status());
+  std::lock_guard one_at_a_time(checkpoint_mu_);
+  const Clock::time_point start = Clock::now();
+  std::unique_ptr<StateSnapshot> snapshot;
+  Lsn lsn = 0;
+  {
+    std::unique_lock lock(apply_mu_);
+    lsn = applied_lsn_;
+    snapshot = sm_->Capture();
+    bytes_since_checkpoint_.store(0);
+  }
+  const double capture_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  last_checkpoint_ticks_.store(Clock::now().time_since_epoch().count());
+  {
+    std::lock_guard lock(state_mu_);
+    if (lsn == 0 || lsn == stats_.last_checkpoint_lsn) return Status::Ok();  // nothing new to write
+  }
+  // Never let a checkpoint run ahead of the durable log: recovery needs the
+  // log to continue from the checkpoint's LSN.
+  KEEL_RETURN_IF_ERROR(log_->Sync(lsn));
+  std::unique_ptr<checkpoint::CheckpointWriter> writer;
+  KEEL_RETURN_IF_ERROR(
+      checkpoint::CheckpointWriter::Create(fs_, CheckpointDir(dir_), lsn, log_->epoch(), options_.checkpoint, &writer));
+  KEEL_RETURN_IF_ERROR(snapshot->WriteTo(writer.get()));
+  checkpoint::CheckpointInfo written;
+  KEEL_RETURN_IF_ERROR(writer->Commit(&written));
+  Lsn oldest_kept = 0;
+  KEEL_RETURN_IF_ERROR(checkpoint::Retain(fs_, CheckpointDir(dir_), options_.checkpoints_to_keep, &oldest_kept));
+  if (oldest_kept > 0) KEEL_RETURN_IF_ERROR(log_->TruncateBefore(oldest_kept + 1));
+  if (info != nullptr) *info = written;
+  std::lock_guard lock(state_mu_);
+  stats_.checkpoints += 1;
+  stats_.last_checkpoint_lsn = lsn;
+  stats_.last_checkpoint_raw_bytes = written.raw_bytes;
+  stats_.last_checkpoint_file_bytes = written.file_bytes;
+  stats_.last_checkpoint_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  stats_.last_capture_seconds = capture_seconds;
+  stats_.last_checkpoint_error.clear();
+  return Status::Ok();
+}
+
+Status Engine::Close() {
+  {
+    std::lock_guard lock(trigger_mu_);
+    if (stop_) return status();
+    stop_ = true;
+  }
+  trigger_cv_.notify_all();
+  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+  Status result = Status::Ok();
+  if (log_) result = log_->Close();
+  lock_.reset();
+  if (result.ok()) {
+    std::lock_guard lock(state_mu_);
+    result = failure_;
+  }
+  return result;
+}
+
+}  // namespace keel

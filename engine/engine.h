@@ -1,0 +1,156 @@
+// Engine: what most programs embed. A log, checkpoints and recovery around the
+// application's StateMachine.
+//
+//   DIR/wal/           the log (wal/log.h)
+//   DIR/checkpoints/   *.ckpt (checkpoint/checkpoint.h)
+//   DIR/quarantine/    bytes moved aside by point-in-time recovery; never deleted
+//   DIR/LOCK           one engine per directory
+//
+// Open recovers (recovery/recovery.h): restore the newest valid checkpoint, then
+// replay the log after it through Apply. Then Append logs a record and applies
+// it, in LSN order; checkpoints run in the background when the log since the
+// last one passes a size or an interval elapses, and on demand.
+//
+// The consistent cut (DESIGN.md, rocksdb#12670): a checkpoint at LSN C holds
+// exactly the state after applying records 1..C. The engine guarantees it by
+// calling StateMachine::Capture with appends paused, right after the record C
+// was applied; everything after that (writing, compressing, syncing) runs on
+// the checkpoint thread while appends go on. See docs/architecture.md.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <thread>
+
+#include "checkpoint/checkpoint.h"
+#include "recovery/recovery.h"
+#include "wal/log.h"
+
+namespace keel {
+
+using wal::Lsn;
+
+// A captured state, written out later by the checkpoint thread while new
+// records are applied to the live state. It must not change after Capture.
+class StateSnapshot {
+ public:
+  virtual ~StateSnapshot() = default;
+  virtual Status WriteTo(checkpoint::Sink* sink) = 0;
+};
+
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Applies one record. Called in LSN order, one call at a time, never
+  // concurrently with Capture or Restore. A non-OK status fails the engine.
+  virtual Status Apply(Lsn lsn, std::span<const std::byte> payload) = 0;
+  // Captures the state as of the last applied record, cheaply: appends are
+  // paused for exactly as long as this takes (a copy, a reference to an
+  // immutable version, ...). The result is written out later.
+  virtual std::unique_ptr<StateSnapshot> Capture() = 0;
+  // Replaces the whole state with the one read from source; with a null source,
+  // with the empty state. Called during recovery only. On error the engine
+  // calls Restore again (an older checkpoint, or null).
+  virtual Status Restore(checkpoint::Source* source) = 0;
+};
+
+enum class Durability : uint8_t {
+  kNone,     // return once logged and applied; durable with a later Sync
+  kDurable,  // return once the record is durable (P1)
+};
+
+struct EngineOptions {
+  wal::LogOptions log;                       // file_system and create_if_missing are honoured
+  checkpoint::WriterOptions checkpoint;
+  recovery::Policy recovery_policy = recovery::Policy::kTolerateTornTail;
+  size_t checkpoints_to_keep = 2;            // 1..16
+  // A background checkpoint starts when this many payload bytes were appended
+  // since the last one (0: never by size) ...
+  uint64_t checkpoint_log_bytes = 256ULL << 20;
+  // ... or when this long has passed since the last one with records appended (0: never by time).
+  std::chrono::milliseconds checkpoint_interval{0};
+};
+
+struct EngineStats {
+  uint64_t checkpoints = 0;
+  Lsn last_checkpoint_lsn = 0;
+  uint64_t last_checkpoint_raw_bytes = 0;
+  uint64_t last_checkpoint_file_bytes = 0;
+  double last_checkpoint_seconds = 0;
+  double last_capture_seconds = 0;           // how long appends were paused for the hand-off
+  std::string last_checkpoint_error;         // empty when the last attempt succeeded
+};
+
+class Engine {
+ public:
+  // Recovers the state machine from dir and starts serving. sm must outlive
+  // the engine. *report (may be null) says what recovery did.
+  static Status Open(const std::string& dir, const EngineOptions& options, StateMachine* sm,
+                     std::unique_ptr<Engine>* engine, recovery::Report* report = nullptr);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Logs payload, applies it, and returns its LSN; with kDurable, only once it
+  // is durable. Thread-safe.
+  Status Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn);
+  Status Sync(Lsn lsn);
+  // Runs f with the state machine quiescent (no Apply runs meanwhile). Reads
+  // from several threads may run at once.
+  void Read(const std::function<void()>& f) const;
+  // Takes a checkpoint now and waits for it to be durable. *info may be null.
+  Status Checkpoint(checkpoint::CheckpointInfo* info);
+
+  Lsn applied_lsn() const;
+  Lsn durable_lsn() const { return log_->durable_lsn(); }
+  EngineStats stats() const;
+  wal::Log* log() { return log_.get(); }
+  // OK, or the failure that stopped the engine.
+  Status status() const;
+  // Stops the checkpoint thread, syncs and closes the log.
+  Status Close();
+
+  static std::string WalDir(const std::string& dir) { return dir + "/wal"; }
+  static std::string CheckpointDir(const std::string& dir) { return dir + "/checkpoints"; }
+  static std::string QuarantineDir(const std::string& dir) { return dir + "/quarantine"; }
+
+ private:
+  Engine(std::string dir, const EngineOptions& options, StateMachine* sm);
+  void CheckpointLoop();
+  Status RunCheckpoint(checkpoint::CheckpointInfo* info);
+  void Fail(Status status);
+
+  const std::string dir_;
+  const EngineOptions options_;
+  StateMachine* const sm_;
+  std::unique_ptr<io::FileSystem> owned_fs_;
+  io::FileSystem* fs_ = nullptr;
+  std::unique_ptr<io::FileLock> lock_;
+  std::unique_ptr<wal::Log> log_;
+
+  // Apply order is LSN order: a record is logged and applied under apply_mu_.
+  mutable std::shared_mutex apply_mu_;
+  Lsn applied_lsn_ = 0;                       // guarded by apply_mu_
+  std::atomic<uint64_t> bytes_since_checkpoint_{0};
+
+  std::mutex checkpoint_mu_;                  // one checkpoint at a time
+  std::mutex trigger_mu_;
+  std::condition_variable trigger_cv_;
+  bool stop_ = false;                         // guarded by trigger_mu_
+  std::atomic<std::chrono::steady_clock::rep> last_checkpoint_ticks_;  // steady_clock time of the last capture
+  std::thread checkpoint_thread_;
+
+  mutable std::mutex state_mu_;
+  Status failure_;
+  EngineStats stats_;
+};
+
+}  // namespace keel

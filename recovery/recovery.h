@@ -1,0 +1,81 @@
+// The recovery manager: rebuilds an application's state from the newest valid
+// checkpoint plus the log after it, and decides what to do with a damaged log.
+//
+//   1. Scan the log read-only and classify its end (docs/format.md's table).
+//   2. Apply the policy: a torn tail is cut (kTolerateTornTail, kPointInTime)
+//      or refused (kAbsoluteConsistency); corruption is refused, or, under
+//      kPointInTime, everything from the first invalid byte on is moved aside
+//      into DIR/quarantine (copied byte for byte and synced before the log is
+//      touched) and the log continues from there.
+//   3. Restore the newest checkpoint whose LSN the log can continue from
+//      (first_lsn <= C + 1 <= last_lsn + 1), falling back to older ones when a
+//      checkpoint is damaged, and to the empty state when the log starts at 1.
+//   4. Open the log for writing and replay every record after C through Apply.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "wal/log.h"
+
+namespace keel::recovery {
+
+using wal::Lsn;
+
+enum class Policy : uint8_t {
+  kTolerateTornTail,     // default: cut a torn tail, refuse corruption
+  kAbsoluteConsistency,  // refuse any invalid byte, a torn tail included
+  kPointInTime,          // stop at the first corruption, quarantine the rest, open from there
+};
+Status ParsePolicy(std::string_view text, Policy* policy);  // "tolerate-torn-tail", "absolute", "point-in-time"
+std::string_view PolicyName(Policy policy);
+
+struct Report {
+  Policy policy = Policy::kTolerateTornTail;
+  std::string checkpoint;                  // file used, empty when none
+  Lsn checkpoint_lsn = 0;
+  std::vector<std::string> checkpoints_skipped;  // "<file>: <why>"
+  Lsn first_replayed_lsn = 0;
+  Lsn last_lsn = 0;                        // the recovered state is as of this LSN
+  uint64_t records_replayed = 0;
+  uint64_t bytes_replayed = 0;             // record bytes (header + payload)
+  wal::ScanEndKind log_end = wal::ScanEndKind::kNotReached;
+  std::string log_end_description;
+  uint64_t tail_bytes_cut = 0;
+  std::vector<std::string> quarantined;    // paths written under DIR/quarantine
+  std::string backend_notice;              // set when io_backend=auto fell back (print it once)
+  double seconds = 0;                      // whole recovery
+  double replay_seconds = 0;
+  double replay_bytes_per_second() const {
+    return replay_seconds > 0 ? static_cast<double>(bytes_replayed) / replay_seconds : 0;
+  }
+  // A few lines for people: checkpoint, replay, tail, quarantine, time.
+  std::string Describe() const;
+};
+
+// The hooks recovery drives; Engine passes its StateMachine through these.
+struct Hooks {
+  // Replace the whole state from source (null: the empty state).
+  std::function<Status(checkpoint::Source* source)> restore;
+  std::function<Status(Lsn lsn, std::span<const std::byte> payload)> apply;
+};
+
+struct Options {
+  Policy policy = Policy::kTolerateTornTail;
+  wal::LogOptions log;                     // used to open the log after recovery
+  std::string wal_dir;
+  std::string checkpoint_dir;
+  std::string quarantine_dir;
+};
+
+// Runs recovery and returns the opened log, positioned after the last record.
+// fs must be the file system the log options name (or the OS one).
+Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, std::unique_ptr<wal::Log>* log,
+               Report* report);
+
+}  // namespace keel::recovery
