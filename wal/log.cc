@@ -293,6 +293,19 @@ Status Log::Start() {
 // Appender side.
 
 Status Log::Append(std::span<const std::byte> payload, Lsn* lsn) {
+  return AppendRecord(payload, /*durable=*/false, lsn);
+}
+
+Status Log::AppendDurable(std::span<const std::byte> payload, Lsn* lsn) {
+  KEEL_RETURN_IF_ERROR(AppendRecord(payload, /*durable=*/true, lsn));
+  return WaitDurable(*lsn);
+}
+
+// Frames, checksums and copies one record on the caller's thread. A durable
+// append asks for the sync before publishing, so whoever writes the record
+// also syncs it, and does not wake the writer thread: the caller flushes
+// itself in WaitDurable unless someone else already is.
+Status Log::AppendRecord(std::span<const std::byte> payload, bool durable, Lsn* lsn) {
   if (payload.size() > options_.max_record_bytes) {
     return Status::InvalidArgument("record of " + std::to_string(payload.size()) +
                                    " bytes exceeds max_record_bytes=" + std::to_string(options_.max_record_bytes));
@@ -310,20 +323,13 @@ Status Log::Append(std::span<const std::byte> payload, Lsn* lsn) {
   EncodeRecordHeader(header, payload, header_bytes);
   CopyToRing(position, header_bytes);
   CopyToRing(position + kRecordHeaderSize, payload);
+  if (durable) RequestSync(*lsn);
   Slot& slot = slots_[*lsn & (slot_count_ - 1)];
   slot.end_position = position + frame_bytes;
   slot.frame_bytes = static_cast<uint32_t>(frame_bytes);
   slot.published.store(*lsn, std::memory_order_seq_cst);
-  if (writer_idle_.load(std::memory_order_seq_cst)) {
-    std::lock_guard lock(writer_mu_);
-    writer_cv_.notify_one();
-  }
+  if (!durable) WakeWriterIfIdle();
   return Status::Ok();
-}
-
-Status Log::AppendDurable(std::span<const std::byte> payload, Lsn* lsn) {
-  KEEL_RETURN_IF_ERROR(Append(payload, lsn));
-  return Sync(*lsn);
 }
 
 Status Log::Sync(Lsn lsn) {
@@ -389,59 +395,113 @@ void Log::RequestSync(Lsn lsn) {
   Lsn wanted = sync_requested_lsn_.load(std::memory_order_relaxed);
   while (wanted < lsn && !sync_requested_lsn_.compare_exchange_weak(wanted, lsn)) {
   }
+}
+
+void Log::WakeWriterIfIdle() {
   if (writer_idle_.load(std::memory_order_seq_cst)) {
     std::lock_guard lock(writer_mu_);
     writer_cv_.notify_one();
   }
 }
 
+// Waits until lsn is durable, flushing on this thread when it can: whoever
+// takes flush_mu_ writes and syncs everything published (group commit). A
+// waiter that finds the lock taken waits for its release instead of queueing
+// on it, so everyone the holder's batch covers wakes at once, and the next
+// leader comes from those still waiting. No thread hand-off is on the path of
+// a lone appender.
 Status Log::WaitDurable(Lsn lsn) {
   for (;;) {
     const uint32_t seq = wake_seq_.load(std::memory_order_acquire);
     if (durable_lsn_.load(std::memory_order_acquire) >= lsn) return Status::Ok();
     if (failed_.load(std::memory_order_acquire)) return status();
-    wake_seq_.wait(seq, std::memory_order_acquire);
+    if (!flush_mu_.try_lock()) {
+      wake_seq_.wait(seq, std::memory_order_acquire);
+      continue;
+    }
+    const FlushResult result =
+        durable_lsn_.load(std::memory_order_acquire) >= lsn ? FlushResult::kProgress : FlushOnce();
+    ReleaseFlush();
+    if (result == FlushResult::kFailed) return status();
+    if (result == FlushResult::kIdle) {
+      // A record before lsn is reserved but not yet published. Its appender
+      // flushes it (durable) or wakes the writer thread (plain); either way the
+      // flush lock is released afterwards, which wakes this thread.
+      WakeWriterIfIdle();
+      const uint32_t released = wake_seq_.load(std::memory_order_acquire);
+      if (durable_lsn_.load(std::memory_order_acquire) < lsn && !failed_.load(std::memory_order_acquire)) {
+        wake_seq_.wait(released, std::memory_order_acquire);
+      }
+    }
   }
+}
+
+// Every release of flush_mu_ wakes the durable waiters: the holder may have
+// made their records durable, or they may have found it taken and be waiting
+// for their turn to flush.
+void Log::ReleaseFlush() {
+  flush_mu_.unlock();
+  wake_seq_.fetch_add(1, std::memory_order_release);
+  wake_seq_.notify_all();
 }
 
 // ---------------------------------------------------------------------------
-// Writer side.
+// Writer side: everything below runs with flush_mu_ held.
 
-// True when the writer has something to do: records to write, or a sync
-// wanted for records already written.
+// True when the writer thread has something to do: records to write, or a
+// sync wanted for records already written.
 bool Log::WriterHasWork() const {
-  if (slots_[(written_lsn_ + 1) & (slot_count_ - 1)].published.load(std::memory_order_seq_cst) == written_lsn_ + 1) {
-    return true;
-  }
-  return sync_requested_lsn_.load(std::memory_order_seq_cst) > durable_lsn_.load() && written_lsn_ > durable_lsn_.load();
+  const Lsn written = written_lsn_.load(std::memory_order_seq_cst);
+  if (slots_[(written + 1) & (slot_count_ - 1)].published.load(std::memory_order_seq_cst) == written + 1) return true;
+  const Lsn durable = durable_lsn_.load(std::memory_order_seq_cst);
+  return sync_requested_lsn_.load(std::memory_order_seq_cst) > durable && written > durable;
 }
 
+// One step of the writer's work, by whoever holds flush_mu_: write what is
+// published (synced when anyone waits for it, or when the segment is full),
+// or roll to the next segment.
+Log::FlushResult Log::FlushOnce() {
+  uint64_t end_position = 0;
+  bool roll_needed = false;
+  const Lsn last = PublishedThrough(&end_position, &roll_needed);
+  const Lsn durable = durable_lsn_.load(std::memory_order_acquire);
+  const bool sync_wanted = sync_requested_lsn_.load(std::memory_order_acquire) > durable;
+  const bool written_unsynced = written_lsn_ > durable;
+  if (last > written_lsn_ || ((sync_wanted || roll_needed) && written_unsynced)) {
+    // A roll needs the old segment durable before the new one starts.
+    return WriteBatch(last, end_position, sync_wanted || roll_needed).ok() ? FlushResult::kProgress
+                                                                           : FlushResult::kFailed;
+  }
+  if (roll_needed) {
+    if (Status status = RollSegment(written_lsn_ + 1); !status.ok()) {
+      Fail(status);
+      return FlushResult::kFailed;
+    }
+    return FlushResult::kProgress;
+  }
+  return FlushResult::kIdle;
+}
+
+// The writer thread: writes what plain appends publish, and stands in for
+// durable waiters whenever it gets flush_mu_ first. It never blocks on the
+// lock: when a waiter holds it, that waiter is doing the work.
 void Log::WriterLoop() {
   constexpr int kSpinsBeforeSleep = 64;
   int idle_spins = 0;
   while (!failed_.load(std::memory_order_acquire)) {
-    uint64_t end_position = 0;
-    bool roll_needed = false;
-    const Lsn last = PublishedThrough(&end_position, &roll_needed);
-    const bool sync_wanted = sync_requested_lsn_.load(std::memory_order_acquire) > durable_lsn_.load();
-    const bool unsynced = last > durable_lsn_.load() || (sync_wanted && written_lsn_ > durable_lsn_.load());
-    if (last > written_lsn_ || (sync_wanted && unsynced) || (roll_needed && written_lsn_ > durable_lsn_.load())) {
+    FlushResult result = FlushResult::kIdle;
+    if (WriterHasWork() && flush_mu_.try_lock()) {
+      result = FlushOnce();
+      ReleaseFlush();
+    }
+    if (result == FlushResult::kFailed) return;
+    if (result == FlushResult::kProgress) {
       idle_spins = 0;
-      // A roll needs the old segment durable before the new one starts.
-      if (!WriteBatch(last, end_position, sync_wanted || roll_needed).ok()) return;
       continue;
     }
-    if (roll_needed) {
-      idle_spins = 0;
-      if (Status status = RollSegment(written_lsn_ + 1); !status.ok()) {
-        Fail(status);
-        return;
-      }
-      continue;
-    }
-    // Nothing to do. Spin a little first: an appender that was just woken by
-    // the last sync usually comes back within microseconds, and catching it
-    // here saves it a futex wake-up.
+    // Nothing to do (or a waiter is doing it). Spin a little first: a plain
+    // appender usually comes back within microseconds, and catching it here
+    // saves it a futex wake-up.
     if (++idle_spins < kSpinsBeforeSleep) {
       std::this_thread::yield();
       continue;
@@ -545,11 +605,7 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
     std::lock_guard lock(reserve_mu_);
   }
   space_cv_.notify_all();
-  if (sync) {
-    wake_seq_.fetch_add(1, std::memory_order_release);
-    wake_seq_.notify_all();
-  }
-  return Status::Ok();
+  return Status::Ok();  // durable waiters are woken when flush_mu_ is released
 }
 
 uint64_t Log::ReadChecksumFromRing(Lsn lsn) {

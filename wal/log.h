@@ -148,12 +148,17 @@ class Log {
   Status Start();
 
   // Appender side.
+  Status AppendRecord(std::span<const std::byte> payload, bool durable, Lsn* lsn);
   Status Reserve(size_t frame_bytes, Lsn* lsn, uint64_t* position);
   void CopyToRing(uint64_t position, std::span<const std::byte> bytes);
   void RequestSync(Lsn lsn);
+  void WakeWriterIfIdle();
   Status WaitDurable(Lsn lsn);
+  void ReleaseFlush();
 
-  // Writer side.
+  // Writer side: run by the writer thread or a durable waiter, under flush_mu_.
+  enum class FlushResult : uint8_t { kIdle, kProgress, kFailed };
+  FlushResult FlushOnce();
   void WriterLoop();
   bool WriterHasWork() const;
   Lsn PublishedThrough(uint64_t* end_position, bool* roll_needed);
@@ -192,7 +197,7 @@ class Log {
 
   std::atomic<Lsn> durable_lsn_{0};
   std::atomic<Lsn> sync_requested_lsn_{0};
-  std::atomic<uint32_t> wake_seq_{0};    // bumped after every write and on failure; waiters wait on it
+  std::atomic<uint32_t> wake_seq_{0};    // bumped at every release of flush_mu_ and on failure; waiters wait on it
   std::atomic<bool> failed_{false};
   mutable std::mutex status_mu_;
   Status failure_;
@@ -203,13 +208,15 @@ class Log {
   std::atomic<bool> writer_idle_{false};
   std::thread writer_;
 
-  // Writer-thread state (touched only by the writer once started).
+  // Writer state: touched only with flush_mu_ held, by the writer thread or
+  // by a waiter flushing for itself (written_lsn_ is also read without it).
+  std::mutex flush_mu_;
   std::unique_ptr<io::IoQueue> queue_;
   std::unique_ptr<io::File> segment_file_;
   uint64_t segment_size_bytes_ = 0;      // of the current segment
   uint64_t sector_size_bytes_ = 0;       // of the current segment
   uint64_t file_position_ = 0;           // where the next write goes in the segment
-  Lsn written_lsn_ = 0;                  // every record up to it is written
+  std::atomic<Lsn> written_lsn_{0};      // every record up to it is written
   uint64_t written_position_ = 0;        // stream position after written_lsn_
   uint64_t last_checksum_ = 0;           // of record written_lsn_ (the chain)
   std::vector<std::byte> header_sector_; // the header of a new segment, padded
