@@ -87,6 +87,7 @@ Status Engine::Open(const std::string& dir, const EngineOptions& options, StateM
 
 Status Engine::Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn) {
   KEEL_RETURN_IF_ERROR(status());
+  KEEL_RETURN_IF_ERROR(sm_->Validate(payload));
   {
     // Logging and applying under one lock makes apply order LSN order, and
     // lets Capture see a state that is exactly "every record up to C".
@@ -187,7 +188,17 @@ Status Engine::RunCheckpoint(checkpoint::CheckpointInfo* info) {
   last_checkpoint_ticks_.store(Clock::now().time_since_epoch().count());
   {
     std::lock_guard lock(state_mu_);
-    if (lsn == 0 || lsn == stats_.last_checkpoint_lsn) return Status::Ok();  // nothing new to write
+    if (lsn == 0 || lsn == stats_.last_checkpoint_lsn) {  // nothing new to write
+      if (info != nullptr) *info = last_checkpoint_;
+      if (lsn == 0 || last_checkpoint_.lsn == lsn) return Status::Ok();
+      // Restored from a checkpoint at lsn by recovery: describe that one.
+      std::vector<checkpoint::CheckpointInfo> existing;
+      KEEL_RETURN_IF_ERROR(checkpoint::ListCheckpoints(fs_, CheckpointDir(dir_), &existing, nullptr));
+      for (const auto& candidate : existing) {
+        if (candidate.lsn == lsn && info != nullptr) *info = candidate;
+      }
+      return Status::Ok();
+    }
   }
   // Never let a checkpoint run ahead of the durable log: recovery needs the
   // log to continue from the checkpoint's LSN.
@@ -210,6 +221,7 @@ Status Engine::RunCheckpoint(checkpoint::CheckpointInfo* info) {
   stats_.last_checkpoint_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   stats_.last_capture_seconds = capture_seconds;
   stats_.last_checkpoint_error.clear();
+  last_checkpoint_ = written;
   return Status::Ok();
 }
 

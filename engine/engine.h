@@ -52,6 +52,13 @@ class StateMachine {
   // Applies one record. Called in LSN order, one call at a time, never
   // concurrently with Capture or Restore. A non-OK status fails the engine.
   virtual Status Apply(Lsn lsn, std::span<const std::byte> payload) = 0;
+  // Checks a payload before it is logged. A record that Apply would refuse
+  // must never reach the log, or every later recovery would fail replaying it.
+  // The default accepts everything.
+  virtual Status Validate(std::span<const std::byte> payload) {
+    (void)payload;
+    return Status::Ok();
+  }
   // Captures the state as of the last applied record, cheaply: appends are
   // paused for exactly as long as this takes (a copy, a reference to an
   // immutable version, ...). The result is written out later.
@@ -79,6 +86,8 @@ struct EngineOptions {
   std::chrono::milliseconds checkpoint_interval{0};
 };
 
+// Figures of this engine's run (since Open); last_checkpoint_lsn starts at the
+// checkpoint recovery restored.
 struct EngineStats {
   uint64_t checkpoints = 0;
   Lsn last_checkpoint_lsn = 0;
@@ -106,7 +115,9 @@ class Engine {
   // Runs f with the state machine quiescent (no Apply runs meanwhile). Reads
   // from several threads may run at once.
   void Read(const std::function<void()>& f) const;
-  // Takes a checkpoint now and waits for it to be durable. *info may be null.
+  // Takes a checkpoint now and waits for it to be durable. When nothing was
+  // applied since the last checkpoint this run took, that one is returned in
+  // *info. *info may be null.
   Status Checkpoint(checkpoint::CheckpointInfo* info);
 
   Lsn applied_lsn() const;
@@ -151,6 +162,7 @@ class Engine {
   mutable std::mutex state_mu_;
   Status failure_;
   EngineStats stats_;
+  checkpoint::CheckpointInfo last_checkpoint_;   // the newest this run wrote
 };
 
 }  // namespace keel

@@ -337,6 +337,33 @@ TEST_F(RecoveryTest, P6SegmentsAreNotRecycledBeforeACoveringCheckpointIsDurable)
   ExpectPrefix(again, 300);
 }
 
+TEST_F(RecoveryTest, P8APayloadTheStateMachineRefusesNeverReachesTheLog) {
+  class Picky final : public StateMachine {
+   public:
+    Status Validate(std::span<const std::byte> payload) override {
+      return payload.empty() ? Status::InvalidArgument("empty payloads are refused") : Status::Ok();
+    }
+    Status Apply(Lsn lsn, std::span<const std::byte> payload) override { return inner.Apply(lsn, payload); }
+    std::unique_ptr<StateSnapshot> Capture() override { return inner.Capture(); }
+    Status Restore(checkpoint::Source* source) override { return inner.Restore(source); }
+    ListMachine inner;
+  };
+  {
+    Picky sm;
+    std::unique_ptr<Engine> engine;
+    ASSERT_TRUE(Engine::Open(kDir, Options(), &sm, &engine).ok());
+    AppendRange(engine.get(), 1, 3);
+    Lsn lsn = 0;
+    EXPECT_TRUE(engine->Append({}, Durability::kDurable, &lsn).IsInvalidArgument());
+    EXPECT_TRUE(engine->status().ok()) << "a refused payload does not fail the engine";
+    AppendRange(engine.get(), 4, 5);
+  }
+  Picky sm;
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Open(kDir, Options(), &sm, &engine).ok());
+  ExpectPrefix(sm.inner, 5);
+}
+
 TEST_F(RecoveryTest, P8MissingDirectoryAndBadOptionsAreRefused) {
   ListMachine sm;
   std::unique_ptr<Engine> engine;

@@ -1,0 +1,417 @@
+// keel-kv: a key-value store on keel's Engine, driven by lines on stdin.
+//
+//   keel-kv DIR [--create] [--sync|--no-sync] [--checkpoint-bytes N] [--checkpoint-interval-ms N]
+//               [--recovery tolerate-torn-tail|absolute|point-in-time] [--io-backend auto|uring|portable]
+//               [--segment-size N]
+//
+// Commands, one a line:
+//
+//   put KEY VALUE        OK <lsn>            VALUE is the rest of the line, spaces included
+//   get KEY              VALUE | NOT_FOUND
+//   del KEY              OK <lsn>
+//   scan [PREFIX] [LIMIT]  KEY VALUE lines, then END (LIMIT defaults to 1000)
+//   checkpoint           OK <lsn> <file>
+//   stats                one line of counters
+//   help, quit
+//
+// Anything wrong with a line is "ERR <message>" and the session goes on. Keys
+// are one word: no spaces or control characters.
+//
+// The acknowledgement is the promise (P1): with the default --sync, "OK <lsn>"
+// is printed only once the record is durable. Writes that arrive together (one
+// read of stdin) are logged one by one and then made durable by one Sync, so a
+// piped stream of puts shares fdatasyncs (group commit) while every reply still
+// follows its own durability; a read or any other command first settles the
+// writes before it, so replies stay in input order. With --no-sync, "OK" means
+// logged and applied; a crash may lose it.
+//
+// On start the recovery report goes to stderr. Exit codes (DESIGN.md): 0 ok,
+// 1 corruption found at open, 2 usage or I/O error.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/engine.h"
+#include "examples/kv/kv_state.h"
+
+namespace keel::kv {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitCorruption = 1;
+constexpr int kExitUsage = 2;
+
+constexpr size_t kReadChunkBytes = 64 * 1024;
+// Writes settled by one Sync at most; bounds the replies held back.
+constexpr size_t kMaxPendingWrites = 4096;
+constexpr size_t kDefaultScanLimit = 1000;
+constexpr size_t kMaxScanLimit = 1000000;
+constexpr uint32_t kMaxRecordBytesCap = 1U << 20;
+
+constexpr std::string_view kHelp =
+    "commands: put KEY VALUE | get KEY | del KEY | scan [PREFIX] [LIMIT] | checkpoint | stats | help | quit";
+
+struct Flags {
+  std::string dir;
+  bool create = false;
+  bool sync = true;
+  uint64_t checkpoint_bytes = EngineOptions{}.checkpoint_log_bytes;
+  uint64_t checkpoint_interval_ms = 0;
+  std::string recovery = "tolerate-torn-tail";
+  std::string io_backend = "auto";
+  uint64_t segment_size_bytes = wal::LogOptions{}.segment_size_bytes;
+};
+
+void PrintError(std::string_view message) {
+  std::fflush(stdout);  // keep stdout and stderr in order on a terminal
+  std::fprintf(stderr, "keel-kv: %.*s\n", static_cast<int>(message.size()), message.data());
+}
+
+// A key is one word, so that every command line parses one way.
+bool ValidKey(std::string_view key) {
+  if (key.empty()) return false;
+  return std::none_of(key.begin(), key.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte <= 0x20 || byte == 0x7F;
+  });
+}
+
+// Splits off the word before the first space; *rest is what follows it.
+std::string_view NextWord(std::string_view text, std::string_view* rest) {
+  const size_t space = text.find(' ');
+  if (space == std::string_view::npos) {
+    *rest = {};
+    return text;
+  }
+  *rest = text.substr(space + 1);
+  return text.substr(0, space);
+}
+
+class Session {
+ public:
+  Session(Engine* engine, const KvStateMachine* state, Durability durability, size_t max_line_bytes)
+      : engine_(engine), state_(state), durability_(durability), max_line_bytes_(max_line_bytes) {}
+
+  // Reads stdin to its end (or quit). False when stdout or stdin failed.
+  bool Run(bool interactive);
+
+ private:
+  // Handles one line; false after quit.
+  bool HandleLine(std::string_view line);
+  void Write(const std::string& payload);
+  void Get(std::string_view args);
+  void Scan(std::string_view args);
+  void TakeCheckpoint();
+  void Stats();
+  // Makes the pending writes durable and prints their replies, in order.
+  void SettleWrites();
+  void Reply(std::string_view line);
+  void Error(std::string_view message) { Reply("ERR " + std::string(message)); }
+  bool Flush();
+
+  Engine* const engine_;
+  const KvStateMachine* const state_;
+  const Durability durability_;
+  const size_t max_line_bytes_;
+  std::vector<Lsn> pending_;  // logged and applied, not yet acknowledged
+  bool output_failed_ = false;
+};
+
+bool Session::Run(bool interactive) {
+  std::string buffer;
+  std::vector<char> chunk(kReadChunkBytes);
+  bool discarding = false;  // inside an overlong line, until its newline
+  for (;;) {
+    if (!Flush()) return false;
+    if (interactive) {
+      std::fputs("kv> ", stdout);
+      if (!Flush()) return false;
+    }
+    const ssize_t got = read(STDIN_FILENO, chunk.data(), chunk.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      PrintError(std::string("reading stdin: ") + std::strerror(errno));
+      return false;
+    }
+    if (got == 0) break;
+    buffer.append(chunk.data(), static_cast<size_t>(got));
+    // Every complete line of this read is handled before the next read, so
+    // the writes among them share one Sync (SettleWrites below).
+    size_t start = 0;
+    for (size_t newline; (newline = buffer.find('\n', start)) != std::string::npos; start = newline + 1) {
+      if (discarding) {
+        discarding = false;
+        continue;
+      }
+      if (!HandleLine(std::string_view(buffer).substr(start, newline - start))) {
+        SettleWrites();
+        return Flush();
+      }
+    }
+    buffer.erase(0, start);
+    if (buffer.size() > max_line_bytes_) {
+      if (!discarding) {
+        SettleWrites();
+        Error("line longer than " + std::to_string(max_line_bytes_) + " bytes; ignored");
+      }
+      discarding = true;
+      buffer.clear();
+    }
+    SettleWrites();
+  }
+  // A last line without its newline still counts.
+  if (!buffer.empty() && !discarding) HandleLine(buffer);
+  SettleWrites();
+  return Flush();
+}
+
+bool Session::HandleLine(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.empty()) return true;
+  std::string_view args;
+  const std::string_view command = NextWord(line, &args);
+  if (command == "put") {
+    std::string_view value;
+    const std::string_view key = NextWord(args, &value);
+    if (args.find(' ') == std::string_view::npos) {
+      SettleWrites();
+      Error("usage: put KEY VALUE");
+    } else if (!ValidKey(key)) {
+      SettleWrites();
+      Error("put: the key must be one word without spaces or control characters");
+    } else {
+      Write(EncodePut(key, value));
+    }
+    return true;
+  }
+  if (command == "del") {
+    if (!ValidKey(args)) {
+      SettleWrites();
+      Error("usage: del KEY (one word without spaces or control characters)");
+    } else {
+      Write(EncodeDelete(args));
+    }
+    return true;
+  }
+  // Everything else replies after the writes before it.
+  SettleWrites();
+  if (command == "get") {
+    Get(args);
+  } else if (command == "scan") {
+    Scan(args);
+  } else if (command == "checkpoint" && args.empty()) {
+    TakeCheckpoint();
+  } else if (command == "stats" && args.empty()) {
+    Stats();
+  } else if (command == "help") {
+    Reply(kHelp);
+  } else if (command == "quit" || command == "exit") {
+    return false;
+  } else {
+    Error("unknown command '" + std::string(command.substr(0, 64)) + "'; try help");
+  }
+  return true;
+}
+
+void Session::Write(const std::string& payload) {
+  // Logged without waiting; SettleWrites makes the group durable before any
+  // reply is printed.
+  Lsn lsn = 0;
+  const Status status = engine_->Append(AsBytes(payload), Durability::kNone, &lsn);
+  if (!status.ok()) {
+    SettleWrites();
+    Error(status.ToString());
+    return;
+  }
+  pending_.push_back(lsn);
+  if (pending_.size() >= kMaxPendingWrites) SettleWrites();
+}
+
+void Session::SettleWrites() {
+  if (pending_.empty()) return;
+  // Appends are applied in LSN order, so the last pending LSN covers the rest.
+  assert(std::is_sorted(pending_.begin(), pending_.end()));
+  Status status;
+  if (durability_ == Durability::kDurable) status = engine_->Sync(pending_.back());
+  for (const Lsn lsn : pending_) {
+    if (status.ok()) {
+      Reply("OK " + std::to_string(lsn));
+    } else {
+      Error("LSN " + std::to_string(lsn) + " is not durable: " + status.ToString());
+    }
+  }
+  pending_.clear();
+}
+
+void Session::Get(std::string_view key) {
+  if (!ValidKey(key)) {
+    Error("usage: get KEY (one word without spaces or control characters)");
+    return;
+  }
+  std::string value;
+  bool found = false;
+  engine_->Read([&] { found = state_->Get(key, &value); });
+  Reply(found ? std::string_view(value) : std::string_view("NOT_FOUND"));
+}
+
+void Session::Scan(std::string_view args) {
+  std::string_view rest;
+  const std::string_view prefix = NextWord(args, &rest);
+  size_t limit = kDefaultScanLimit;
+  if (!rest.empty()) {
+    const auto [end, error] = std::from_chars(rest.data(), rest.data() + rest.size(), limit);
+    if (error != std::errc() || end != rest.data() + rest.size() || limit == 0 || limit > kMaxScanLimit) {
+      Error("usage: scan [PREFIX] [LIMIT] (LIMIT from 1 to " + std::to_string(kMaxScanLimit) + ")");
+      return;
+    }
+  }
+  if (!prefix.empty() && !ValidKey(prefix)) {
+    Error("scan: the prefix must be one word without spaces or control characters");
+    return;
+  }
+  std::vector<std::pair<std::string, std::string>> entries;
+  engine_->Read([&] { entries = state_->Scan(prefix, limit); });
+  for (const auto& [key, value] : entries) Reply(key + " " + value);
+  Reply("END");
+}
+
+void Session::TakeCheckpoint() {
+  checkpoint::CheckpointInfo info;
+  const Status status = engine_->Checkpoint(&info);
+  if (!status.ok()) {
+    Error(status.ToString());
+    return;
+  }
+  Reply("OK " + std::to_string(info.lsn) + " " + info.name);
+}
+
+void Session::Stats() {
+  size_t keys = 0;
+  engine_->Read([&] { keys = state_->size(); });
+  const EngineStats stats = engine_->stats();
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "keys=%zu applied_lsn=%llu durable_lsn=%llu checkpoints=%llu last_checkpoint_lsn=%llu "
+                "last_checkpoint_file_bytes=%llu last_checkpoint_ms=%.3f last_capture_ms=%.3f",
+                keys, static_cast<unsigned long long>(engine_->applied_lsn()),
+                static_cast<unsigned long long>(engine_->durable_lsn()),
+                static_cast<unsigned long long>(stats.checkpoints),
+                static_cast<unsigned long long>(stats.last_checkpoint_lsn),
+                static_cast<unsigned long long>(stats.last_checkpoint_file_bytes), stats.last_checkpoint_seconds * 1e3,
+                stats.last_capture_seconds * 1e3);
+  Reply(line);
+}
+
+void Session::Reply(std::string_view line) {
+  if (output_failed_) return;
+  if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() || std::fputc('\n', stdout) == EOF) {
+    output_failed_ = true;
+  }
+}
+
+bool Session::Flush() {
+  if (!output_failed_ && std::fflush(stdout) != 0) output_failed_ = true;
+  if (output_failed_) PrintError("writing stdout failed; stopping");
+  return !output_failed_;
+}
+
+Status MakeOptions(const Flags& flags, EngineOptions* options) {
+  options->log.create_if_missing = flags.create;
+  options->log.segment_size_bytes = flags.segment_size_bytes;
+  // A record never spans segments: keep the largest put well inside one.
+  options->log.max_record_bytes =
+      static_cast<uint32_t>(std::min<uint64_t>(kMaxRecordBytesCap, flags.segment_size_bytes / 4));
+  KEEL_RETURN_IF_ERROR(io::ParseBackend(flags.io_backend, &options->log.io_backend));
+  KEEL_RETURN_IF_ERROR(recovery::ParsePolicy(flags.recovery, &options->recovery_policy));
+  options->checkpoint_log_bytes = flags.checkpoint_bytes;
+  options->checkpoint_interval = std::chrono::milliseconds(flags.checkpoint_interval_ms);
+  return wal::ValidateOptions(options->log);
+}
+
+int Main(const Flags& flags) {
+  EngineOptions options;
+  Status status = MakeOptions(flags, &options);
+  if (!status.ok()) {
+    PrintError(status.message());
+    return kExitUsage;
+  }
+  KvStateMachine state;
+  std::unique_ptr<Engine> engine;
+  recovery::Report report;
+  status = Engine::Open(flags.dir, options, &state, &engine, &report);
+  if (!status.ok()) {
+    PrintError("open " + flags.dir + ": " + status.ToString());
+    return status.IsCorruption() ? kExitCorruption : kExitUsage;
+  }
+  // The notice is already a whole line; auto fell back to the portable backend.
+  if (!report.backend_notice.empty()) std::fprintf(stderr, "%s\n", report.backend_notice.c_str());
+  std::string description = report.Describe();
+  if (!description.empty() && description.back() != '\n') description += '\n';
+  std::fputs(description.c_str(), stderr);
+
+  const Durability durability = flags.sync ? Durability::kDurable : Durability::kNone;
+  // The longest useful line is a put of the largest record; a little slack
+  // for the command word and separators.
+  Session session(engine.get(), &state, durability, options.log.max_record_bytes + 64);
+  const bool session_ok = session.Run(isatty(STDIN_FILENO) == 1);
+  if (isatty(STDIN_FILENO) == 1) std::fputc('\n', stdout);
+
+  const Status engine_status = engine->status();
+  const Status close_status = engine->Close();
+  if (!engine_status.ok()) PrintError("the engine failed: " + engine_status.ToString());
+  if (!close_status.ok()) PrintError("close: " + close_status.ToString());
+  return session_ok && engine_status.ok() && close_status.ok() ? kExitOk : kExitUsage;
+}
+
+}  // namespace
+}  // namespace keel::kv
+
+int main(int argc, char** argv) {
+  // A reader that goes away must not kill us mid-write: stdout errors are
+  // handled (and the engine closed cleanly) instead.
+  signal(SIGPIPE, SIG_IGN);
+  keel::kv::Flags flags;
+  CLI::App app{"keel-kv: a key-value store on keel's engine; commands on stdin, one per line (type help)"};
+  app.add_option("DIR", flags.dir, "the store's directory")->required();
+  app.add_flag("--create", flags.create, "create the store (and DIR) if it does not exist");
+  app.add_flag("--sync,!--no-sync", flags.sync,
+               "--sync (default): reply OK only once the write is durable; --no-sync: once logged and applied");
+  app.add_option("--checkpoint-bytes", flags.checkpoint_bytes,
+                 "checkpoint in the background after this many payload bytes (0: never by size; suffixes k, m, g)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  app.add_option("--checkpoint-interval-ms", flags.checkpoint_interval_ms,
+                 "checkpoint in the background after this long with writes (0: never by time)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--recovery", flags.recovery, "what to do with a damaged log on open")
+      ->check(CLI::IsMember({"tolerate-torn-tail", "absolute", "point-in-time"}))
+      ->capture_default_str();
+  app.add_option("--io-backend", flags.io_backend, "I/O backend: auto (io_uring, else portable), uring or portable")
+      ->check(CLI::IsMember({"auto", "uring", "portable"}))
+      ->capture_default_str();
+  app.add_option("--segment-size", flags.segment_size_bytes,
+                 "size of new log segment files in bytes (suffixes k, m, g: powers of 1024)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int code = app.exit(error);
+    return code == 0 ? keel::kv::kExitOk : keel::kv::kExitUsage;
+  }
+  return keel::kv::Main(flags);
+}
