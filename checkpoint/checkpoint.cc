@@ -11,6 +11,8 @@
 // reported only after the whole-file hash matched (P4, P6, P8).
 #include "checkpoint/checkpoint.h"
 
+#include "io/endian.h"
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #include <zstd.h>
@@ -28,8 +30,6 @@
 namespace keel::checkpoint {
 namespace {
 
-static_assert(std::endian::native == std::endian::little,
-              "the format is little-endian; a big-endian port must byte-swap here");
 static_assert(ZSTD_COMPRESSBOUND(kMaxFrameRawBytes) == kMaxFrameCompressedBytes,
               "format.h restates zstd's bound for the largest frame");
 
@@ -46,14 +46,12 @@ constexpr std::string_view kTempSuffix = ".tmp";
 
 template <typename T>
 void Put(std::byte* out, size_t offset, T value) {
-  std::memcpy(out + offset, &value, sizeof(T));
+  io::PutLittleEndian(out, offset, value);
 }
 
 template <typename T>
 T Get(const std::byte* in, size_t offset) {
-  T value;
-  std::memcpy(&value, in + offset, sizeof(T));
-  return value;
+  return io::GetLittleEndian<T>(in, offset);
 }
 
 std::string BaseName(const std::string& path) {

@@ -7,12 +7,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string ParentDir(const std::string& dir) {
-  const size_t slash = dir.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : dir.substr(0, slash);
-}
-
 Status ValidateEngineOptions(const EngineOptions& options) {
   if (options.checkpoints_to_keep < 1 || options.checkpoints_to_keep > 16) {
     return Status::InvalidArgument("invalid engine option: checkpoints_to_keep=" +
@@ -29,7 +23,7 @@ Status PrepareDirectories(io::FileSystem* fs, const std::string& dir, bool creat
   if (status.IsNotFound()) {
     if (!create) return Status::NotFound("engine directory " + dir + " does not exist (create it with create_if_missing)");
     KEEL_RETURN_IF_ERROR(fs->CreateDir(dir));
-    KEEL_RETURN_IF_ERROR(fs->SyncDir(ParentDir(dir)));
+    KEEL_RETURN_IF_ERROR(fs->SyncDir(io::ParentDir(dir)));
   } else if (!status.ok()) {
     return status;
   } else if (!is_dir) {

@@ -143,5 +143,7 @@ Status OpenPosixFileSystem(Backend requested, std::unique_ptr<FileSystem>* fs, s
 
 // Joins a directory and a file name with one '/'.
 std::string JoinPath(std::string_view dir, std::string_view name);
+// The directory holding path: "a/b" -> "a", "/b" -> "/", "b" -> ".".
+std::string ParentDir(std::string_view path);
 
 }  // namespace keel::io

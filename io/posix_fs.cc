@@ -464,6 +464,12 @@ Status OpenPosixFileSystem(Backend requested, std::unique_ptr<FileSystem>* fs, s
   return Status::Ok();
 }
 
+std::string ParentDir(std::string_view path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string_view::npos) return ".";
+  return slash == 0 ? "/" : std::string(path.substr(0, slash));
+}
+
 std::string JoinPath(std::string_view dir, std::string_view name) {
   std::string path(dir);
   while (!name.empty() && name.front() == '/') name.remove_prefix(1);

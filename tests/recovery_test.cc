@@ -114,16 +114,7 @@ class RecoveryTest : public ::testing::Test {
     return Engine::CheckpointDir(kDir) + "/" + checkpoint::CheckpointFileName(lsn);
   }
 
-  std::pair<std::string, uint64_t> Locate(Lsn lsn) {
-    wal::LogScanner scanner(&fs_, WalDir());
-    EXPECT_TRUE(scanner.Init().ok());
-    wal::Record record;
-    while (scanner.Next(&record)) {
-      if (record.lsn == lsn) return {scanner.segments()[record.segment_index].path, record.offset};
-    }
-    ADD_FAILURE() << "LSN " << lsn << " not found";
-    return {"", 0};
-  }
+  std::pair<std::string, uint64_t> Locate(Lsn lsn) { return LocateRecord(&fs_, WalDir(), lsn); }
 
   void Corrupt(const std::string& path, uint64_t offset) {
     std::string bytes = *fs_.Contents(path);

@@ -48,16 +48,7 @@ class LogTest : public ::testing::Test {
   std::string SegmentPath(Lsn first_lsn) const { return std::string(kDir) + "/" + wal::SegmentFileName(first_lsn); }
 
   // The segment holding lsn and the offset of its record header.
-  std::pair<std::string, uint64_t> Locate(Lsn lsn) {
-    wal::LogScanner scanner(&fs_, kDir);
-    EXPECT_TRUE(scanner.Init().ok());
-    wal::Record record;
-    while (scanner.Next(&record)) {
-      if (record.lsn == lsn) return {scanner.segments()[record.segment_index].path, record.offset};
-    }
-    ADD_FAILURE() << "LSN " << lsn << " not found";
-    return {"", 0};
-  }
+  std::pair<std::string, uint64_t> Locate(Lsn lsn) { return LocateRecord(&fs_, kDir, lsn); }
 
   void FlipByte(const std::string& path, uint64_t offset) {
     std::string bytes = *fs_.Contents(path);

@@ -61,4 +61,16 @@ inline ReadBack ReadAll(io::FileSystem* fs, const std::string& dir, wal::ScanOpt
   return result;
 }
 
+// The segment file holding lsn and the offset of its record header.
+inline std::pair<std::string, uint64_t> LocateRecord(io::FileSystem* fs, const std::string& dir, wal::Lsn lsn) {
+  wal::LogScanner scanner(fs, dir);
+  EXPECT_TRUE(scanner.Init().ok());
+  wal::Record record;
+  while (scanner.Next(&record)) {
+    if (record.lsn == lsn) return {scanner.segments()[record.segment_index].path, record.offset};
+  }
+  ADD_FAILURE() << "LSN " << lsn << " not found in " << dir;
+  return {"", 0};
+}
+
 }  // namespace keel::testing

@@ -1,5 +1,7 @@
 #include "wal/format.h"
 
+#include "io/endian.h"
+
 // Inlined: the checksum runs on every append, on the appender thread.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -12,19 +14,15 @@
 namespace keel::wal {
 namespace {
 
-static_assert(std::endian::native == std::endian::little,
-              "the format is little-endian; a big-endian port must byte-swap here");
 
 template <typename T>
 void Put(std::byte* out, size_t offset, T value) {
-  std::memcpy(out + offset, &value, sizeof(T));
+  io::PutLittleEndian(out, offset, value);
 }
 
 template <typename T>
 T Get(const std::byte* in, size_t offset) {
-  T value;
-  std::memcpy(&value, in + offset, sizeof(T));
-  return value;
+  return io::GetLittleEndian<T>(in, offset);
 }
 
 constexpr size_t kSegmentChecksumOffset = 48;

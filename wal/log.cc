@@ -58,13 +58,6 @@ bool ParseSpareName(std::string_view name, uint64_t* number) {
   return true;
 }
 
-std::string ParentDir(const std::string& dir) {
-  const size_t slash = dir.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return dir.substr(0, slash);
-}
-
 Status WriteZeros(io::File* file, uint64_t from, uint64_t to) {
   for (uint64_t at = from; at < to;) {
     const size_t length = static_cast<size_t>(std::min<uint64_t>(kZeroBytes, to - at));
@@ -162,7 +155,7 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
       return Status::NotFound("log directory " + dir + " does not exist (create it with create_if_missing)");
     }
     KEEL_RETURN_IF_ERROR(fs->CreateDir(dir));
-    KEEL_RETURN_IF_ERROR(fs->SyncDir(ParentDir(dir)));
+    KEEL_RETURN_IF_ERROR(fs->SyncDir(io::ParentDir(dir)));
   } else if (!status.ok()) {
     return status;
   } else if (!is_dir) {
