@@ -14,6 +14,7 @@
 
 #include "tests/wal_test_util.h"
 #include "wal/format.h"
+#include "wal/planted.h"
 
 namespace keel::testing {
 namespace {
@@ -406,6 +407,53 @@ TEST_F(LogTest, P8ASecondWriterOnTheSameLogIsRefused) {
   ASSERT_TRUE(log->Close().ok());
   EXPECT_TRUE(Log::Open(kDir, SmallLogOptions(&fs_), &second).ok()) << "closing releases the lock";
 }
+
+TEST_F(LogTest, WithoutBackgroundThreadsTheFileOperationsAreFixedByTheCalls) {
+  // The crash harness replays a seed by repeating calls; that needs a log whose
+  // I/O does not depend on thread timing. Two identical runs, identical bytes.
+  auto run = [](io::MemFileSystem* fs) {
+    EXPECT_TRUE(fs->CreateDir("/").ok());
+    LogOptions options = SmallLogOptions(fs);
+    options.background_threads = false;
+    options.buffer_size_bytes = 20 * 1024;  // a full ring makes Append write by itself
+    std::unique_ptr<Log> log;
+    EXPECT_TRUE(Log::Open(kDir, options, &log).ok());
+    for (uint64_t i = 1; i <= 900; ++i) {
+      Lsn lsn = 0;
+      EXPECT_TRUE(log->Append(Bytes(PayloadFor(i)), &lsn).ok());
+      if (i % 7 == 0) {
+        EXPECT_TRUE(log->Sync(lsn).ok());
+      }
+    }
+    EXPECT_TRUE(log->TruncateBefore(300).ok());
+    EXPECT_TRUE(log->Close().ok());
+    return std::make_pair(fs->write_count(), fs->sync_count());
+  };
+  io::MemFileSystem other;
+  const auto first = run(&fs_);
+  const auto second = run(&other);
+  EXPECT_EQ(first, second);
+  std::vector<std::string> names;
+  ASSERT_TRUE(fs_.ListDir(kDir, &names).ok());
+  for (const std::string& name : names) {
+    EXPECT_EQ(fs_.Contents(std::string(kDir) + "/" + name), other.Contents(std::string(kDir) + "/" + name)) << name;
+  }
+  ReadBack all = ReadAll(&fs_, kDir);
+  ASSERT_FALSE(all.lsns.empty());
+  EXPECT_EQ(all.lsns.back(), 900u);
+  EXPECT_EQ(all.payloads.back(), PayloadFor(900));
+}
+
+#ifndef KEEL_PLANTED_BUGS
+TEST(PlantedBugTest, NormalBuildsCannotPlantBugs) {
+  static_assert(!wal::kPlantedBugsBuilt, "planted bugs are compiled only with -DKEEL_PLANTED_BUGS=ON");
+  EXPECT_FALSE(wal::Planted(wal::PlantedBug::kAckBeforeFsync));
+  wal::PlantedBug bug = wal::PlantedBug::kNone;
+  EXPECT_TRUE(wal::ParsePlantedBug("ack-before-fsync", &bug));
+  EXPECT_EQ(bug, wal::PlantedBug::kAckBeforeFsync);
+  EXPECT_FALSE(wal::ParsePlantedBug("no-such-bug", &bug));
+}
+#endif
 
 TEST_F(LogTest, SyncBeyondTheLastLsnIsRefused) {
   auto log = OpenLog(SmallLogOptions(&fs_));

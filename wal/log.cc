@@ -17,6 +17,8 @@
 //     segment header proves every record before it durable (see reader.cc).
 #include "wal/log.h"
 
+#include "wal/planted.h"
+
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -258,6 +260,9 @@ Status Log::Recover(OpenReport* report) {
   segment_size_bytes_ = tail.header.segment_size_bytes;
   sector_size_bytes_ = tail.header.sector_size_bytes;
   file_position_ = RoundUp(tail.valid_end, sector_size_bytes_);
+  if (end.kind == ScanEndKind::kTornTail && Planted(PlantedBug::kCutTooMuchTail)) {
+    file_position_ = std::max<uint64_t>(tail.valid_end - tail.valid_end % sector_size_bytes_, sector_size_bytes_);
+  }
   if (end.kind == ScanEndKind::kTornTail) {
     const uint64_t zero_end = std::min(RoundUp(end.torn_range_end, sector_size_bytes_), segment_size_bytes_);
     if (zero_end > file_position_) {
@@ -277,8 +282,10 @@ Status Log::Recover(OpenReport* report) {
 
 Status Log::Start() {
   KEEL_RETURN_IF_ERROR(fs_->NewQueue(kQueueDepth, &queue_));
-  writer_ = std::thread([this] { WriterLoop(); });
-  allocator_ = std::thread([this] { AllocatorLoop(); });
+  if (options_.background_threads) {
+    writer_ = std::thread([this] { WriterLoop(); });
+    allocator_ = std::thread([this] { AllocatorLoop(); });
+  }
   return Status::Ok();
 }
 
@@ -368,6 +375,16 @@ Status Log::Reserve(size_t frame_bytes, Lsn* lsn, uint64_t* position) {
     const bool ring_room = reserved_position_ + frame_bytes - released_position_.load() <= ring_capacity_;
     const bool slot_room = next_lsn_ - released_lsn_.load() <= slot_count_;
     if (ring_room && slot_room) break;
+    if (!options_.background_threads) {
+      // No writer thread to make room: write what is published from here.
+      lock.unlock();
+      {
+        std::lock_guard flush(flush_mu_);
+        if (FlushOnce() == FlushResult::kIdle) std::this_thread::yield();
+      }
+      lock.lock();
+      continue;
+    }
     space_cv_.wait(lock);
   }
   *lsn = next_lsn_++;
@@ -562,7 +579,11 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
     requests[count++] = {io::IoOp::kWrite, segment_file_.get(), file_position_, iov_.data(),
                          static_cast<int>(iov_.size()), 1, sync};
   }
-  if (sync) requests[count++] = {io::IoOp::kSync, segment_file_.get(), 0, nullptr, 0, 2, false};
+  if (sync && !Planted(PlantedBug::kAckBeforeFsync)) {
+    requests[count++] = {io::IoOp::kSync, segment_file_.get(), 0, nullptr, 0, 2, false};
+  } else if (count > 0) {
+    requests[count - 1].link_next = false;
+  }
   Status status = queue_->Submit(std::span(requests, count));
   io::IoCompletion completions[2];
   size_t reaped = 0;
@@ -571,7 +592,10 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
     status = queue_->Reap(std::span(completions + reaped, count - reaped), count - reaped, &got);
     reaped += got;
   }
-  for (size_t i = 0; status.ok() && i < reaped; ++i) status = completions[i].status;
+  for (size_t i = 0; status.ok() && i < reaped; ++i) {
+    const bool ignored = Planted(PlantedBug::kIgnoreFsyncError) && completions[i].user_data == 2;
+    if (!ignored) status = completions[i].status;
+  }
   if (!status.ok()) {
     Fail(status);
     return status;
@@ -580,9 +604,10 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
   const uint64_t bytes_written = new_position - file_position_;
   written_lsn_ = last;
   written_position_ = end_position;
-  file_position_ = new_position;
+  file_position_ = Planted(PlantedBug::kOverwriteAcknowledgedSector) ? file_position_ + bytes : new_position;
   if (sync) {
-    assert(file_position_ % sector_size_bytes_ == 0);  // P3: the next write starts on a fresh sector
+    // P3: the next write starts on a fresh sector.
+    assert(file_position_ % sector_size_bytes_ == 0 || Planted(PlantedBug::kOverwriteAcknowledgedSector));
     durable_lsn_.store(last, std::memory_order_release);
   }
   {
@@ -797,12 +822,12 @@ Status Log::Close() {
   }
   space_cv_.notify_all();
   Status result = Status::Ok();
+  const Lsn last = last_lsn();
+  if (queue_ && last > durable_lsn() && !failed_.load()) {
+    RequestSync(last);
+    result = WaitDurable(last);
+  }
   if (writer_.joinable()) {
-    const Lsn last = last_lsn();
-    if (last > durable_lsn() && !failed_.load()) {
-      RequestSync(last);
-      result = WaitDurable(last);
-    }
     {
       std::lock_guard lock(writer_mu_);
       writer_stop_ = true;

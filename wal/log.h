@@ -60,6 +60,11 @@ struct LogOptions {
   // Epoch stamped on new records; 0 keeps the log's current epoch (1 for a new log).
   // Lower than the log's current epoch is refused.
   Epoch epoch = 0;
+  // false: no writer or allocator thread. The calling threads do all I/O (in
+  // Sync, AppendDurable, Close, or Append when the ring is full), so a single
+  // caller gets a sequence of file operations fixed by its calls alone: the
+  // crash harness's simulator depends on it. Spares are made at roll time.
+  bool background_threads = true;
   // Use this file system instead of the operating system's (tests). Not owned.
   io::FileSystem* file_system = nullptr;
 };

@@ -1,0 +1,50 @@
+#include "wal/planted.h"
+
+#include <atomic>
+
+namespace keel::wal {
+namespace {
+
+struct Name {
+  PlantedBug bug;
+  std::string_view name;
+};
+
+constexpr Name kNames[] = {
+    {PlantedBug::kNone, "none"},
+    {PlantedBug::kAckBeforeFsync, "ack-before-fsync"},
+    {PlantedBug::kSkipChecksumVerification, "skip-checksum"},
+    {PlantedBug::kCutTooMuchTail, "cut-too-much-tail"},
+    {PlantedBug::kOverwriteAcknowledgedSector, "overwrite-acked-sector"},
+    {PlantedBug::kIgnoreFsyncError, "ignore-fsync-error"},
+};
+
+}  // namespace
+
+std::string_view PlantedBugName(PlantedBug bug) {
+  for (const Name& entry : kNames) {
+    if (entry.bug == bug) return entry.name;
+  }
+  return "unknown";
+}
+
+bool ParsePlantedBug(std::string_view name, PlantedBug* bug) {
+  for (const Name& entry : kNames) {
+    if (entry.name == name) {
+      *bug = entry.bug;
+      return true;
+    }
+  }
+  return false;
+}
+
+#ifdef KEEL_PLANTED_BUGS
+namespace {
+std::atomic<PlantedBug> active_bug{PlantedBug::kNone};
+}  // namespace
+
+void SetPlantedBug(PlantedBug bug) { active_bug.store(bug); }
+PlantedBug ActivePlantedBug() { return active_bug.load(std::memory_order_relaxed); }
+#endif
+
+}  // namespace keel::wal
