@@ -254,6 +254,16 @@ int RunAppend(AppendFlags flags) {
     PrintError(kCommand, "log directory " + flags.dir + " does not exist (use --create)");
     return kExitUsage;
   }
+  // An engine owns its DIR/wal: appending behind its back would give it records
+  // its state machine never applied. The operator who knows no engine runs
+  // can name DIR/wal itself.
+  if (std::unique_ptr<io::FileSystem> fs; io::OpenPosixFileSystem(io::Backend::kPortable, &fs, nullptr).ok()) {
+    if (const DirLayout layout = DetectLayout(fs.get(), flags.dir); layout.engine) {
+      PrintError(kCommand, flags.dir + " is an engine directory; append to " + layout.wal_dir +
+                               " only when no engine uses it");
+      return kExitUsage;
+    }
+  }
   // --create makes missing parents too, as mkdir -p does; Log::Open makes the log itself.
   if (flags.create && !std::filesystem::exists(flags.dir, error)) {
     const std::filesystem::path parent = std::filesystem::path(flags.dir).parent_path();
@@ -301,8 +311,9 @@ void AddAppendCommand(CLI::App* app, CommandRunner* run) {
   CLI::App* command = app->add_subcommand(
       "append",
       "Append every stdin line (newline stripped) as one record, or with --count generated records.\n"
-      "Exits 0 once every record is durable.");
-  command->add_option("DIR", flags->dir, "log directory")->required();
+      "Exits 0 once every record is durable. Plain log directories only: an engine directory\n"
+      "(DIR/wal, DIR/checkpoints) is refused; append to DIR/wal only when no engine uses it.");
+  command->add_option("DIR", flags->dir, "log directory (not an engine directory)")->required();
   command->add_flag("--create", flags->create, "create the log (and DIR) if it does not exist");
   command->add_flag("--sync", flags->sync, "make each record durable before reading the next line");
   command->add_flag("--print-lsn", flags->print_lsn,

@@ -4,7 +4,13 @@
 // Log::Open, which would cut a torn tail. Every record printed passed the
 // scanner's checks (checksum, LSN continuity, segment chain), so nothing
 // damaged is ever shown as data (P4); where the scan meets corruption the
-// dump stops, says where on stderr and exits 1.
+// dump stops, says where on stderr and exits 1. On an engine directory it
+// dumps the log in DIR/wal.
+//
+// keel dump --checkpoint FILE: a checkpoint's header and footer fields and a
+// table of its frames (offset, raw and compressed bytes), then the whole file
+// is read and checked (every frame checksum, the whole-file hash: P6); a
+// damaged file exits 1 with the reader's message.
 #include <array>
 #include <bit>
 #include <cinttypes>
@@ -24,6 +30,9 @@ constexpr size_t kPreviewBytes = 48;
 
 struct DumpFlags {
   std::string dir;
+  std::string checkpoint;  // --checkpoint FILE
+  // Set when parsing; what was given on the command line (for --checkpoint's conflicts).
+  std::vector<const CLI::Option*> log_only_options;
   wal::Lsn from_lsn = 1;
   wal::Lsn to_lsn = UINT64_MAX;
   uint64_t limit = UINT64_MAX;
@@ -175,7 +184,96 @@ int FinishScan(const wal::LogScanner& scanner, bool stopped_by_limit) {
   return kExitOk;
 }
 
+void PrintCheckpointText(const std::string& path, const checkpoint::CheckpointInfo& info,
+                         const std::vector<checkpoint::CheckpointReader::FrameSummary>& frames) {
+  std::printf("checkpoint:        %s\n", path.c_str());
+  std::printf("LSN:               %" PRIu64 "\n", info.lsn);
+  std::printf("epoch:             %" PRIu32 "\n", info.epoch);
+  std::printf("raw bytes:         %" PRIu64 "\n", info.raw_bytes);
+  std::printf("compressed bytes:  %" PRIu64 " (frames, their headers included)\n", info.compressed_bytes);
+  std::printf("file bytes:        %" PRIu64 "\n", info.file_bytes);
+  std::printf("ratio:             %.2fx (raw / file bytes)\n", CompressionRatio(info));
+  std::printf("created:           %s (unix %" PRId64 ", %s ago)\n", UtcTime(info.created_unix_seconds).c_str(),
+              info.created_unix_seconds, HumanAge(CheckpointAgeSeconds(info)).c_str());
+  std::printf("frames:            %" PRIu32 "\n", info.frames);
+  std::printf("\n%8s %20s %12s %18s\n", "frame", "offset", "raw_bytes", "compressed_bytes");
+  for (size_t i = 0; i < frames.size(); ++i) {
+    std::printf("%8zu %20" PRIu64 " %12" PRIu32 " %18" PRIu32 "\n", i, frames[i].offset, frames[i].raw_bytes,
+                frames[i].compressed_bytes);
+  }
+}
+
+void PrintCheckpointJson(const std::string& path, const checkpoint::CheckpointInfo& info,
+                         const std::vector<checkpoint::CheckpointReader::FrameSummary>& frames,
+                         const Status& verdict) {
+  CheckpointCheck check;
+  check.path = path;
+  check.name = info.name;
+  check.lsn = info.lsn;
+  check.opened = true;
+  check.info = info;
+  if (!verdict.ok()) check.corruption = verdict.message();
+  nlohmann::ordered_json out;
+  out["path"] = path;
+  out.update(CheckpointJson(check));
+  out["created"] = UtcTime(info.created_unix_seconds);
+  out["frame_table"] = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < frames.size(); ++i) {
+    out["frame_table"].push_back({{"index", i},
+                                  {"offset", frames[i].offset},
+                                  {"raw_bytes", frames[i].raw_bytes},
+                                  {"compressed_bytes", frames[i].compressed_bytes}});
+  }
+  std::printf("%s\n", out.dump().c_str());
+}
+
+// Reports a reader failure: corruption exits 1, anything else 2.
+int CheckpointFailure(const std::string& path, const Status& status) {
+  PrintError(kCommand, status.IsCorruption() ? status.message() : "--checkpoint " + path + ": " + status.message());
+  return ExitCodeFor(status);
+}
+
+int RunDumpCheckpoint(const DumpFlags& flags) {
+  for (const CLI::Option* option : flags.log_only_options) {
+    if (option->count() == 0) continue;
+    PrintError(kCommand, option->get_name() + " applies to a log, not to --checkpoint " + flags.checkpoint);
+    return kExitUsage;
+  }
+  if (!flags.dir.empty()) {
+    PrintError(kCommand, "give either DIR or --checkpoint FILE, not both");
+    return kExitUsage;
+  }
+  std::unique_ptr<io::FileSystem> fs;
+  if (!OpenFileSystem(kCommand, flags.io_backend, &fs)) return kExitUsage;
+  if (!CheckpointArgumentOk(kCommand, fs.get(), flags.checkpoint)) return kExitUsage;
+  std::unique_ptr<checkpoint::CheckpointReader> reader;
+  Status status = checkpoint::CheckpointReader::Open(fs.get(), flags.checkpoint, &reader);
+  if (!status.ok()) return CheckpointFailure(flags.checkpoint, status);
+  std::vector<checkpoint::CheckpointReader::FrameSummary> frames;
+  status = reader->ListFrames(&frames);
+  if (!status.ok()) return CheckpointFailure(flags.checkpoint, status);
+  // The frame headers are sane; now every frame's bytes and the whole-file hash.
+  const bool progress_shown = ShowProgress(kCommand, "reading " + flags.checkpoint);
+  const Status verdict = reader->VerifyAll();
+  if (progress_shown) ClearProgress();
+  if (!verdict.ok() && !verdict.IsCorruption()) return CheckpointFailure(flags.checkpoint, verdict);
+  if (flags.json) {
+    PrintCheckpointJson(flags.checkpoint, reader->info(), frames, verdict);
+  } else {
+    PrintCheckpointText(flags.checkpoint, reader->info(), frames);
+    std::printf("%s\n", verdict.ok() ? "OK: header, footer, every frame checksum and the whole-file hash match"
+                                     : "CORRUPT: see stderr");
+  }
+  if (!verdict.ok()) return CheckpointFailure(flags.checkpoint, verdict);
+  return kExitOk;
+}
+
 int RunDump(const DumpFlags& flags) {
+  if (!flags.checkpoint.empty()) return RunDumpCheckpoint(flags);
+  if (flags.dir.empty()) {
+    PrintError(kCommand, "give a DIR or --checkpoint FILE (see keel dump --help)");
+    return kExitUsage;
+  }
   if (flags.from_lsn == 0) {
     PrintError(kCommand, "--from 0: LSNs start at 1");
     return kExitUsage;
@@ -194,7 +292,7 @@ int RunDump(const DumpFlags& flags) {
   wal::ScanOptions options;
   options.from_lsn = flags.from_lsn;
   options.to_lsn = flags.to_lsn;
-  wal::LogScanner scanner(fs.get(), flags.dir, options);
+  wal::LogScanner scanner(fs.get(), DetectLayout(fs.get(), flags.dir).wal_dir, options);
   if (const int code = InitScanner(kCommand, &scanner); code >= 0) return code;
 
   DumpStats stats;
@@ -231,15 +329,23 @@ void AddDumpCommand(CLI::App* app, CommandRunner* run) {
   CLI::App* command = app->add_subcommand(
       "dump",
       "Print the log's records (read-only), one line each, or --stats about them.\n"
-      "Exits 1 if the scan meets corruption, after printing every valid record before it.");
-  command->add_option("DIR", flags->dir, "log directory")->required();
-  command->add_option("--from", flags->from_lsn, "first LSN to print (inclusive)")->capture_default_str();
-  command->add_option("--to", flags->to_lsn, "last LSN to print (inclusive; default: the end of the log)");
-  command->add_option("--limit", flags->limit, "print at most this many records (at least 1)");
+      "Exits 1 if the scan meets corruption, after printing every valid record before it.\n"
+      "On an engine directory it dumps DIR/wal. With --checkpoint FILE instead: the checkpoint's\n"
+      "header and footer fields and its frames, then a full check (exits 1 if the file is damaged).");
+  command->add_option("DIR", flags->dir, "log directory, or engine directory (dumps DIR/wal)");
+  command->add_option("--checkpoint", flags->checkpoint,
+                      "dump this checkpoint file instead of a log: fields, frame table, full check");
+  flags->log_only_options.push_back(
+      command->add_option("--from", flags->from_lsn, "first LSN to print (inclusive)")->capture_default_str());
+  flags->log_only_options.push_back(
+      command->add_option("--to", flags->to_lsn, "last LSN to print (inclusive; default: the end of the log)"));
+  flags->log_only_options.push_back(
+      command->add_option("--limit", flags->limit, "print at most this many records (at least 1)"));
   command->add_flag("--json", flags->json,
-                    "JSON Lines: lsn, epoch, len, segment, offset, payload_hex (the whole payload, lowercase)");
-  command->add_flag("--stats", flags->stats,
-                    "instead of records: counts, sizes, a size histogram and a per-segment table");
+                    "JSON Lines: lsn, epoch, len, segment, offset, payload_hex (the whole payload, lowercase);\n"
+                    "with --checkpoint one object: the fields, frame_table, ok, error");
+  flags->log_only_options.push_back(command->add_flag(
+      "--stats", flags->stats, "instead of records: counts, sizes, a size histogram and a per-segment table"));
   AddIoBackendOption(command, &flags->io_backend);
   *run = [flags] { return RunDump(*flags); };
 }

@@ -1,9 +1,16 @@
 // keel info DIR: what a log is — format, sizes, LSN range, epoch, spare
 // segments and how its tail looks. Read-only; it scans the whole log (the
 // tail state needs it), so it exits 1 when the log holds corruption (P4).
+//
+// On an engine directory it reports the log in DIR/wal the same way, then a
+// table of the checkpoints in DIR/checkpoints (from their headers and
+// footers: LSN, epoch, sizes, compression ratio, age, frames) and the files
+// in DIR/quarantine. A checkpoint whose header or footer fails exits 1 too;
+// `keel verify` reads the frames.
 #include <cinttypes>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +20,8 @@ namespace keel::tools {
 namespace {
 
 constexpr std::string_view kCommand = "info";
+
+constexpr size_t kNamesShown = 5;
 
 struct InfoFlags {
   std::string dir;
@@ -50,7 +59,16 @@ LogInfo Collect(const wal::LogScanner& scanner, const ScanSummary& summary) {
   return info;
 }
 
-void PrintJson(const std::string& dir, const LogInfo& info) {
+// What an engine directory holds besides the log.
+struct EngineInfo {
+  DirLayout layout;
+  CheckpointDirListing listing;
+  std::vector<CheckpointCheck> checkpoints;  // newest first; header and footer only
+  std::vector<NamedFile> quarantine;
+  bool quarantine_exists = false;
+};
+
+void PrintJson(const std::string& dir, const LogInfo& info, const EngineInfo* engine) {
   nlohmann::ordered_json out;
   out["dir"] = dir;
   out["format_version"] = info.format_version;
@@ -67,7 +85,80 @@ void PrintJson(const std::string& dir, const LogInfo& info) {
   out["total_bytes"] = info.segment_bytes + info.spares.bytes;
   out["tail"] = std::string(ScanEndWord(info.tail.kind));
   out["tail_detail"] = info.tail.Describe();
+  if (engine != nullptr) {
+    out["engine"] = true;
+    out["wal_dir"] = engine->layout.wal_dir;
+    out["checkpoint_dir"] = engine->layout.checkpoint_dir;
+    out["checkpoints"] = nlohmann::ordered_json::array();
+    for (const CheckpointCheck& check : engine->checkpoints) out["checkpoints"].push_back(CheckpointJson(check));
+    out["checkpoint_tmp_files"] = engine->listing.temp_files;
+    out["quarantine_dir"] = engine->layout.quarantine_dir;
+    out["quarantine"] = nlohmann::ordered_json::array();
+    for (const NamedFile& file : engine->quarantine) {
+      out["quarantine"].push_back({{"name", file.name}, {"bytes", file.bytes}});
+    }
+  }
   std::printf("%s\n", out.dump().c_str());
+}
+
+std::string RatioText(const checkpoint::CheckpointInfo& info) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.2fx", CompressionRatio(info));
+  return text;
+}
+
+void PrintEngineText(const EngineInfo& engine) {
+  if (!engine.listing.exists) {
+    std::printf("\ncheckpoints:      none (%s does not exist)\n", engine.layout.checkpoint_dir.c_str());
+  } else {
+    std::printf("\ncheckpoints:      %zu in %s\n", engine.checkpoints.size(), engine.layout.checkpoint_dir.c_str());
+  }
+  if (!engine.checkpoints.empty()) {
+    std::printf("  %-26s %20s %6s %14s %14s %7s %10s %7s\n", "name", "LSN", "epoch", "raw_bytes", "file_bytes", "ratio",
+                "age", "frames");
+    for (const CheckpointCheck& check : engine.checkpoints) {
+      if (!check.opened) {
+        std::printf("  %-26s %20" PRIu64 "  DAMAGED: %s\n", check.name.c_str(), check.lsn,
+                    CheckpointProblem(check).c_str());
+        continue;
+      }
+      const checkpoint::CheckpointInfo& info = check.info;
+      std::printf("  %-26s %20" PRIu64 " %6" PRIu32 " %14" PRIu64 " %14" PRIu64 " %7s %10s %7" PRIu32 "\n",
+                  check.name.c_str(), info.lsn, info.epoch, info.raw_bytes, info.file_bytes, RatioText(info).c_str(),
+                  HumanAge(CheckpointAgeSeconds(info)).c_str(), info.frames);
+    }
+  }
+  if (!engine.listing.temp_files.empty()) {
+    std::printf("unfinished:       %s (*.ckpt.tmp leftovers; never read)\n",
+                JoinNames(engine.listing.temp_files, kNamesShown).c_str());
+  }
+  if (engine.quarantine.empty()) {
+    std::printf("quarantine:       %s\n", engine.quarantine_exists ? "empty" : "none");
+    return;
+  }
+  uint64_t bytes = 0;
+  for (const NamedFile& file : engine.quarantine) bytes += file.bytes;
+  std::printf("quarantine:       %zu files (%" PRIu64 " bytes) in %s\n", engine.quarantine.size(), bytes,
+              engine.layout.quarantine_dir.c_str());
+  for (const NamedFile& file : engine.quarantine) {
+    std::printf("  %-40s %14" PRIu64 " bytes\n", file.name.c_str(), file.bytes);
+  }
+}
+
+// Reads the checkpoint headers and footers and the quarantine listing.
+Status CollectEngine(io::FileSystem* fs, EngineInfo* engine) {
+  KEEL_RETURN_IF_ERROR(ListCheckpointDir(fs, engine->layout.checkpoint_dir, &engine->listing));
+  for (const std::string& name : engine->listing.checkpoints) {
+    CheckpointCheck check;
+    const std::string path = io::JoinPath(engine->layout.checkpoint_dir, name);
+    const Status status = CheckCheckpoint(fs, path, /*full=*/false, &check);
+    if (status.IsNotFound()) continue;  // retention removed it since the listing
+    KEEL_RETURN_IF_ERROR(status);
+    engine->checkpoints.push_back(std::move(check));
+  }
+  bool is_dir = false;
+  engine->quarantine_exists = fs->Stat(engine->layout.quarantine_dir, &is_dir).ok() && is_dir;
+  return ListFilesWithSizes(fs, engine->layout.quarantine_dir, &engine->quarantine);
 }
 
 void PrintText(const std::string& dir, const LogInfo& info) {
@@ -98,7 +189,10 @@ void PrintText(const std::string& dir, const LogInfo& info) {
 int RunInfo(const InfoFlags& flags) {
   std::unique_ptr<io::FileSystem> fs;
   if (!OpenFileSystem(kCommand, flags.io_backend, &fs)) return kExitUsage;
-  wal::LogScanner scanner(fs.get(), flags.dir);
+  EngineInfo engine;
+  engine.layout = DetectLayout(fs.get(), flags.dir);
+  const bool is_engine = engine.layout.engine;
+  wal::LogScanner scanner(fs.get(), engine.layout.wal_dir);
   if (const int code = InitScanner(kCommand, &scanner); code >= 0) return code;
   ScanSummary summary;
   ScanAll(kCommand, &scanner, &summary);
@@ -108,21 +202,30 @@ int RunInfo(const InfoFlags& flags) {
   }
   LogInfo info = Collect(scanner, summary);
   Status status = SegmentFileBytes(fs.get(), scanner, &info.segment_bytes);
-  if (status.ok()) status = MeasureFiles(fs.get(), flags.dir, wal::kSpareSuffix, &info.spares);
+  if (status.ok()) status = MeasureFiles(fs.get(), engine.layout.wal_dir, wal::kSpareSuffix, &info.spares);
+  if (status.ok() && is_engine) status = CollectEngine(fs.get(), &engine);
   if (!status.ok()) {
     PrintError(kCommand, status.message());
     return kExitUsage;
   }
   if (flags.json) {
-    PrintJson(flags.dir, info);
+    PrintJson(flags.dir, info, is_engine ? &engine : nullptr);
   } else {
-    PrintText(flags.dir, info);
+    if (is_engine) std::printf("engine directory: %s\n", flags.dir.c_str());
+    PrintText(engine.layout.wal_dir, info);
+    if (is_engine) PrintEngineText(engine);
   }
+  int code = kExitOk;
   if (info.tail.kind == wal::ScanEndKind::kCorruption) {
     PrintError(kCommand, info.tail.Describe());
-    return kExitCorruption;
+    code = kExitCorruption;
   }
-  return kExitOk;
+  for (const CheckpointCheck& check : engine.checkpoints) {
+    if (check.ok()) continue;
+    PrintError(kCommand, check.corruption + " (keel verify " + flags.dir + " says what recovery would do)");
+    code = kExitCorruption;
+  }
+  return code;
 }
 
 }  // namespace
@@ -132,8 +235,10 @@ void AddInfoCommand(CLI::App* app, CommandRunner* run) {
   CLI::App* command = app->add_subcommand(
       "info",
       "Show the log's format version, sector and segment size, segments, LSN range, epoch,\n"
-      "bytes on disk, spare segments and tail state (read-only; exits 1 on corruption).");
-  command->add_option("DIR", flags->dir, "log directory")->required();
+      "bytes on disk, spare segments and tail state (read-only; exits 1 on corruption).\n"
+      "On an engine directory (DIR/wal, DIR/checkpoints) also a table of the checkpoints (LSN, epoch,\n"
+      "raw and file bytes, compression ratio, age, frames) and the files in DIR/quarantine.");
+  command->add_option("DIR", flags->dir, "log directory, or engine directory (DIR/wal + DIR/checkpoints)")->required();
   command->add_flag("--json", flags->json, "print the fields as one JSON object");
   AddIoBackendOption(command, &flags->io_backend);
   *run = [flags] { return RunInfo(*flags); };

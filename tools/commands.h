@@ -4,7 +4,7 @@
 // that runs it once the command line is parsed. The functions return the
 // process exit code of the command-line conventions in DESIGN.md:
 //   0 ok, 1 corruption found, 2 usage or I/O error.
-// Tools are thin: they parse, call the library (LogScanner, Log), and print.
+// Tools are thin: they parse, call the library (LogScanner, Log, CheckpointReader), and print.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +16,9 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
+#include "checkpoint/checkpoint.h"
 #include "io/io.h"
 #include "io/status.h"
 #include "wal/reader.h"
@@ -91,5 +93,83 @@ Status MeasureFiles(io::FileSystem* fs, const std::string& dir, std::string_view
 // Names in dir that are neither segments (*.wal by name) nor the log's own
 // files (*.spare, *.partial, LOCK): things an operator may want to know about.
 Status ListStrayFiles(io::FileSystem* fs, const std::string& dir, std::vector<std::string>* names);
+
+// ---- engine directories and checkpoints (tools/checkpoints.cc) ----
+
+// What DIR is. An engine directory (engine/engine.h) holds DIR/wal (the log),
+// DIR/checkpoints (*.ckpt), DIR/quarantine and DIR/LOCK; anything else is
+// taken for a plain log directory, so every command behaves on it as before.
+struct DirLayout {
+  bool engine = false;
+  std::string dir;             // as given
+  std::string wal_dir;         // DIR/wal for an engine directory, DIR itself for a plain log
+  std::string checkpoint_dir;  // DIR/checkpoints; empty for a plain log
+  std::string quarantine_dir;  // DIR/quarantine; empty for a plain log
+};
+// DIR is an engine directory when it holds no segment itself and either
+// DIR/wal holds segments or DIR/checkpoints is a directory. Never fails: what
+// cannot be read is left to the log scanner to report, as for a plain log.
+DirLayout DetectLayout(io::FileSystem* fs, const std::string& dir);
+
+// The files of a checkpoint directory, sorted by name.
+struct CheckpointDirListing {
+  bool exists = false;                       // the directory is there
+  std::vector<std::string> checkpoints;      // <20 digits>.ckpt, newest (highest LSN) first
+  std::vector<std::string> temp_files;       // <20 digits>.ckpt.tmp: a writer's leftover, never read
+  std::vector<std::string> other_files;      // ignored by the engine
+};
+Status ListCheckpointDir(io::FileSystem* fs, const std::string& dir, CheckpointDirListing* listing);
+
+// One checkpoint file looked at: its header and footer (always), and with a
+// full check every frame and the whole-file hash too (VerifyAll).
+struct CheckpointCheck {
+  std::string name;
+  std::string path;
+  wal::Lsn lsn = 0;                    // from the name (0 when the name is not a checkpoint's)
+  bool opened = false;                 // header and footer passed: info is valid
+  checkpoint::CheckpointInfo info;
+  bool verified = false;               // a full check passed
+  std::string corruption;              // empty when no corruption was found
+  bool ok() const { return corruption.empty(); }
+};
+// Corruption is recorded in *check (returns OK); a missing file is NotFound
+// and every other failure (I/O) is returned as is.
+Status CheckCheckpoint(io::FileSystem* fs, const std::string& path, bool full, CheckpointCheck* check);
+
+// For --checkpoint FILE: true when FILE exists and is not a directory;
+// otherwise prints one line naming the flag and the file (the caller exits 2).
+bool CheckpointArgumentOk(std::string_view command, io::FileSystem* fs, const std::string& path);
+// The corruption without the "checkpoint <path>: " the reader puts in front,
+// for lines that already name the file.
+std::string CheckpointProblem(const CheckpointCheck& check);
+
+// raw bytes / file bytes, e.g. 8.31.
+double CompressionRatio(const checkpoint::CheckpointInfo& info);
+// Seconds since the checkpoint was written (from its footer); negative when in the future.
+int64_t CheckpointAgeSeconds(const checkpoint::CheckpointInfo& info);
+// "45s", "3m12s", "2h05m", "4d03h"; "in the future" when seconds < 0.
+std::string HumanAge(int64_t seconds);
+// "2024-05-01T12:00:00Z".
+std::string UtcTime(int64_t unix_seconds);
+
+// A checkpoint as a JSON object: name, lsn, epoch, raw_bytes, compressed_bytes,
+// file_bytes, ratio, frames, created_unix_seconds, age_seconds; and ok, error
+// (when corrupt); only name, lsn, ok and error when its header or footer failed.
+nlohmann::ordered_json CheckpointJson(const CheckpointCheck& check);
+
+// On a terminal (isatty(2)) writes "\rkeel <command>: <text>" to stderr and
+// returns true; quiet when piped. ClearProgress erases such a line.
+bool ShowProgress(std::string_view command, const std::string& text);
+void ClearProgress();
+
+// Files in dir (not directories) and their sizes, sorted by name; an absent dir is empty.
+struct NamedFile {
+  std::string name;
+  uint64_t bytes = 0;
+};
+Status ListFilesWithSizes(io::FileSystem* fs, const std::string& dir, std::vector<NamedFile>* files);
+
+// Names joined with ", ", at most max_shown of them, then "and N more".
+std::string JoinNames(const std::vector<std::string>& names, size_t max_shown);
 
 }  // namespace keel::tools

@@ -1,9 +1,15 @@
-// keel: the command line for keel logs.
+// keel: the command line for keel logs and engine directories.
 //
 //   keel append DIR   append stdin lines (or generated records) as records
 //   keel dump DIR     print records, or statistics, read-only
 //   keel verify DIR   read every byte and say whether the log is intact
 //   keel info DIR     what the log is: format, sizes, LSN range, tail state
+//
+// DIR may be a plain log directory or an engine directory (DIR/wal,
+// DIR/checkpoints, DIR/quarantine: engine/engine.h): dump, verify and info
+// then work on DIR/wal, and verify and info cover the checkpoints as well;
+// append refuses an engine directory. `keel verify --checkpoint FILE` and
+// `keel dump --checkpoint FILE` look at one checkpoint file.
 //
 // Exit codes everywhere: 0 ok, 1 corruption found, 2 usage or I/O error.
 // Errors are one line on stderr, "keel <command>: ...". This file holds main
@@ -208,7 +214,7 @@ std::string SelectedCommand(const CLI::App& app) {
 
 int main(int argc, char** argv) {
   using namespace keel::tools;
-  CLI::App app{"keel: inspect and write keel write-ahead logs.\n"
+  CLI::App app{"keel: inspect and write keel write-ahead logs, and inspect engine directories and checkpoints.\n"
                "Exit codes: 0 ok, 1 corruption found, 2 usage or I/O error.",
                "keel"};
   app.require_subcommand(1);
