@@ -378,10 +378,11 @@ Status Log::Reserve(size_t frame_bytes, Lsn* lsn, uint64_t* position) {
     if (!options_.background_threads) {
       // No writer thread to make room: write what is published from here.
       lock.unlock();
-      {
-        std::lock_guard flush(flush_mu_);
-        if (FlushOnce() == FlushResult::kIdle) std::this_thread::yield();
-      }
+      flush_mu_.lock();
+      const FlushResult result = FlushOnce();
+      ReleaseFlush();
+      if (result == FlushResult::kFailed) return status();
+      if (result == FlushResult::kIdle) std::this_thread::yield();
       lock.lock();
       continue;
     }

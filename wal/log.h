@@ -64,6 +64,8 @@ struct LogOptions {
   // Sync, AppendDurable, Close, or Append when the ring is full), so a single
   // caller gets a sequence of file operations fixed by its calls alone: the
   // crash harness's simulator depends on it. Spares are made at roll time.
+  // Meant for one calling thread: with several, a plain Append's record is
+  // written only when some thread syncs or fills the ring.
   bool background_threads = true;
   // Use this file system instead of the operating system's (tests). Not owned.
   io::FileSystem* file_system = nullptr;
