@@ -5,8 +5,8 @@
 // P5 relies on this), hold many requests in flight and handle many iovecs.
 //
 // How: one parameterized suite runs the same tests over MemFileSystem, the
-// portable POSIX backend and the io_uring backend (skipped where the kernel
-// refuses io_uring). Failures are provoked honestly: a write through a file
+// portable POSIX backend, the io_uring backend (skipped where the kernel
+// refuses io_uring) and SimFileSystem (its crash model: sim_fs_test.cc). Failures are provoked honestly: a write through a file
 // opened read-only fails in every backend; short writes come from a real
 // RLIMIT_FSIZE in a forked child. MemFileSystem's fault hook and counters
 // have their own tests at the end.
@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "io/io.h"
 #include "io/mem_fs.h"
+#include "io/sim_fs.h"
 #include "tests/test_util.h"
 
 namespace keel::io {
@@ -36,13 +37,14 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-enum class Kind { kMemory, kPortable, kUring };
+enum class Kind { kMemory, kPortable, kUring, kSim };
 
 std::string KindName(const ::testing::TestParamInfo<Kind>& info) {
   switch (info.param) {
     case Kind::kMemory: return "Memory";
     case Kind::kPortable: return "Portable";
     case Kind::kUring: return "Uring";
+    case Kind::kSim: return "Sim";
   }
   return "Unknown";
 }
@@ -60,8 +62,9 @@ std::string Pattern(size_t size, unsigned seed) {
 class IoContractTest : public ::testing::TestWithParam<Kind> {
  protected:
   void SetUp() override {
-    if (GetParam() == Kind::kMemory) {
-      fs_ = std::make_unique<MemFileSystem>();
+    if (GetParam() == Kind::kMemory || GetParam() == Kind::kSim) {
+      if (GetParam() == Kind::kMemory) fs_ = std::make_unique<MemFileSystem>();
+      if (GetParam() == Kind::kSim) fs_ = std::make_unique<SimFileSystem>(/*seed=*/1);
       root_ = "/db";
       ASSERT_TRUE(fs_->CreateDir(root_).ok());
       return;
@@ -427,7 +430,7 @@ TEST_P(IoContractTest, BadQueueArgumentsSubmitNothing) {
 // part of the bytes, and fail the linked sync. Runs in a child process
 // because the limit applies to the whole process.
 TEST_P(IoContractTest, ShortWriteIsContinuedAndNeverReportedAsSuccess) {
-  if (GetParam() == Kind::kMemory) GTEST_SKIP() << "the memory backend has no short writes";
+  if (GetParam() == Kind::kMemory || GetParam() == Kind::kSim) GTEST_SKIP() << "in-memory backends have no short writes";
   auto file = Create("a");
   std::string data = Pattern(8192, 3);
   iovec iov = IovecOf(data);
@@ -465,7 +468,8 @@ TEST_P(IoContractTest, ShortWriteIsContinuedAndNeverReportedAsSuccess) {
   EXPECT_EQ(size, 6000u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, IoContractTest, ::testing::Values(Kind::kMemory, Kind::kPortable, Kind::kUring),
+INSTANTIATE_TEST_SUITE_P(Backends, IoContractTest,
+                         ::testing::Values(Kind::kMemory, Kind::kPortable, Kind::kUring, Kind::kSim),
                          KindName);
 
 // io_uring only: a short write that the kernel cut (and that broke the link
