@@ -25,6 +25,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "tools/cmd_crash.h"
 #include "tools/commands.h"
 #include "wal/format.h"
 
@@ -220,11 +221,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough(false);
 
-  CommandRunner append, dump, verify, info;
+  CommandRunner append, dump, verify, info, crash;
   AddAppendCommand(&app, &append);
   AddDumpCommand(&app, &dump);
   AddVerifyCommand(&app, &verify);
   AddInfoCommand(&app, &info);
+  AddCrashCommand(&app, &crash);
 
   try {
     app.parse(argc, argv);
@@ -238,7 +240,7 @@ int main(int argc, char** argv) {
     if (command.empty() && argc > 1) {
       message = std::string(argv[1]).starts_with("-") ? "unknown option " + std::string(argv[1])
                                                       : "unknown command " + std::string(argv[1]);
-      message += "; commands: append, dump, verify, info";
+      message += "; commands: append, dump, verify, info, crash";
     }
     for (char& c : message) {
       if (c == '\n') c = ' ';
@@ -254,6 +256,7 @@ int main(int argc, char** argv) {
     if (command == "dump") code = dump();
     if (command == "verify") code = verify();
     if (command == "info") code = info();
+    if (command == "crash") code = crash();
   } catch (const std::exception& error) {
     // Nothing in keel throws across its API; this catches allocation failures
     // and the like so that even they exit 2 with one line.

@@ -1,0 +1,160 @@
+// The crash harness: campaigns that crash and corrupt keel thousands of times
+// and check every promise of DESIGN.md against a model of what was appended.
+//
+//   Sim campaign      in one process, on io/sim_fs.h. Each iteration ("crash
+//                     point") is a pure function of (campaign seed, iteration
+//                     index): a fresh SimFileSystem, a Log or an Engine with the
+//                     key-value state machine, a random workload with the
+//                     chosen faults injected, latent corruption of durable
+//                     bytes, a power loss, recovery with fresh objects, and the
+//                     checks below. The same seed replays the same iteration
+//                     bit for bit (SimFileSystem::trace_hash proves it).
+//   Process campaign  the real io_uring backend in child processes that append
+//                     durably from threads and report each acknowledgement over
+//                     a pipe; the parent SIGKILLs them at random moments,
+//                     reopens the log and checks P1 and P2.
+//
+// The checks (docs/guarantees.md, "The crash harness"):
+//   P1  every acknowledged record is present after recovery with its exact bytes.
+//   P2  what is read is a dense prefix of what was appended, byte for byte.
+//   P4  latent corruption planted inside the acknowledged region (with a later
+//       durable record as witness, see docs/format.md "Limits of the table") is
+//       reported by Open as Corruption, never returned or silently dropped.
+//   P5  after an injected write or fsync error the log acknowledges nothing
+//       more until it is reopened.
+//   P6  (engine) the recovered key-value state equals the model's state at the
+//       recovered LSN.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/sim_fs.h"
+#include "io/status.h"
+
+namespace keel::crash {
+
+enum class FaultKind : uint8_t {
+  kCrash,        // power loss at the end of the workload (else a clean close)
+  kTorn,         // a crash may tear one kept write inside a sector
+  kReorder,      // a crash keeps a random subset of unsynced writes, in any order
+  kEio,          // writes fail with EIO; opens fail with EIO
+  kEnospc,       // writes fail with ENOSPC
+  kFsyncError,   // fdatasync / directory fsync fail (and may drop dirty pages)
+  kBitflip,      // latent corruption: a flipped bit or changed byte in an acknowledged record
+  kZeroSector,   // latent corruption: a zeroed sector inside an acknowledged record
+  kMisdirected,  // a write lands at another sector of the same file, reporting success
+  kDirloss,      // a crash keeps only a prefix of the unsynced directory operations
+};
+inline constexpr size_t kFaultKinds = 10;
+
+std::string_view FaultKindName(FaultKind kind);
+
+// A set of fault kinds.
+struct FaultSet {
+  std::array<bool, kFaultKinds> on{};
+  bool Has(FaultKind kind) const { return on[static_cast<size_t>(kind)]; }
+  void Set(FaultKind kind, bool value = true) { on[static_cast<size_t>(kind)] = value; }
+  bool Empty() const;
+  // "crash,torn,..." in the order of FaultKind (the form --faults takes).
+  std::string ToString() const;
+  static FaultSet All();
+};
+// Parses "all" or a comma list of FaultKindName values; the message names a bad one.
+Status ParseFaultSet(std::string_view text, FaultSet* set);
+
+enum class Workload : uint8_t { kLog, kEngine, kMixed };
+std::string_view WorkloadName(Workload workload);
+Status ParseWorkload(std::string_view text, Workload* workload);
+
+// One broken promise, with what is needed to replay it.
+struct Violation {
+  uint64_t iteration = 0;
+  std::string promise;  // "P1", "P2", "P4", "P5", "P6" or "recovery"
+  std::string detail;
+};
+
+// What one sim iteration did. Every field is a function of (seed, index,
+// faults, workload): the deterministic-replay test compares them.
+struct IterationResult {
+  uint64_t index = 0;
+  uint64_t trace_hash = 0;     // SimFileSystem::trace_hash at the end
+  uint64_t trace_events = 0;
+  bool engine = false;
+  bool crashed = false;
+  bool recovered = false;      // recovery opened the log or engine
+  bool corruption_injected = false;
+  bool corruption_detected = false;
+  uint64_t unwitnessed_losses = 0;  // acknowledged records lost to a misdirected write nothing later proves
+  uint64_t appended = 0;
+  uint64_t acknowledged = 0;   // the highest acknowledged LSN
+  uint64_t recovered_lsn = 0;
+  uint64_t records_verified = 0;
+  io::FaultCounts faults;
+  std::vector<Violation> violations;
+  // A one-line summary of the above (what the replay test compares besides the hash).
+  std::string Summary() const;
+};
+
+// Runs iteration index of a sim campaign. A pure function of its arguments
+// (and of the planted bug, if one is set).
+IterationResult RunSimIteration(uint64_t seed, uint64_t index, const FaultSet& faults, Workload workload);
+
+// Running totals of a campaign.
+struct CampaignStats {
+  uint64_t iterations = 0;
+  uint64_t log_iterations = 0;
+  uint64_t engine_iterations = 0;
+  uint64_t crashes = 0;
+  uint64_t recoveries = 0;
+  uint64_t records_verified = 0;
+  uint64_t corruptions_injected = 0;
+  uint64_t corruptions_detected = 0;
+  uint64_t unwitnessed_losses = 0;
+  io::FaultCounts faults;      // summed over iterations (process mode: crashes only)
+  std::vector<Violation> violations;
+  double seconds = 0;
+  double rate() const { return seconds > 0 ? static_cast<double>(iterations) / seconds : 0; }
+  void Add(const IterationResult& result);
+};
+
+struct SimCampaignOptions {
+  uint64_t seed = 1;
+  uint64_t first_iteration = 0;
+  uint64_t iterations = 1000;  // 0 with duration_seconds > 0: run until the time is up
+  double duration_seconds = 0; // > 0: stop when this much time has passed
+  FaultSet faults = FaultSet::All();
+  Workload workload = Workload::kMixed;
+  size_t stop_after_violations = 1;  // 0: never stop early
+  // Called about every 100 ms with the totals so far (for a progress line).
+  std::function<void(const CampaignStats&)> progress;
+  // Filled with every iteration's result when non-null (the replay test).
+  std::vector<IterationResult>* results = nullptr;
+};
+CampaignStats RunSimCampaign(const SimCampaignOptions& options);
+
+struct ProcessCampaignOptions {
+  uint64_t seed = 1;
+  uint64_t first_iteration = 0;
+  uint64_t iterations = 100;   // SIGKILLs
+  double duration_seconds = 0;
+  std::string dir;             // the log directory; empty: a fresh one under $TMPDIR, removed afterwards
+  int threads = 4;             // appender threads in each child
+  size_t stop_after_violations = 1;
+  std::function<void(const CampaignStats&)> progress;
+};
+// Each iteration forks a child that appends durably to the same log until the
+// parent SIGKILLs it after a random number of acknowledgements (or a random
+// delay), then reopens the log and checks P1 and P2. The kill moments depend on
+// timing; the seed fixes only the parent's choices.
+CampaignStats RunProcessCampaign(const ProcessCampaignOptions& options);
+
+// The one command that replays iteration of a sim campaign.
+std::string ReproduceCommand(uint64_t seed, uint64_t iteration, const FaultSet& faults, Workload workload,
+                             std::string_view planted_bug);
+
+}  // namespace keel::crash
