@@ -285,9 +285,7 @@ class Iteration {
         // Asked is asked: a failed TruncateBefore may still have removed segments.
         model_.truncate_requested = std::max(model_.truncate_requested, target);
         status = log->TruncateBefore(target);
-        // A failed directory fsync here loses nothing acknowledged (at worst a
-        // removed segment comes back), and the log stays open: not judged by P5.
-        if (!status.ok() && log->status().ok()) continue;
+        // A failed TruncateBefore fails the log like a failed write (P5).
         AfterCall("TruncateBefore", status, false, log->status().ok(), errors_before);
       } else {
         // A clean reopen cycle: Close acknowledges everything appended.

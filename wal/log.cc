@@ -784,25 +784,39 @@ Status Log::TruncateBefore(Lsn lsn) {
   // Oldest first, so a crash part way leaves a log that still starts cleanly.
   // Old segments become spares again (recycled): renamed out of the log now,
   // zero-filled by the allocator later, off the append path.
+  std::vector<std::string> recycled;
+  Status result = Status::Ok();
   for (const Segment& segment : doomed) {
     bool recycle = false;
     uint64_t number = 0;
     {
       std::lock_guard lock(spare_mu_);
-      recycle = spares_.size() + recyclable_.size() < options_.spare_segments;
+      recycle = spares_.size() + recyclable_.size() + recycled.size() < options_.spare_segments;
       number = spare_counter_++;
     }
     if (recycle) {
       const std::string partial = io::JoinPath(dir_, "spare-" + std::to_string(number) + std::string(kPartialSuffix));
-      KEEL_RETURN_IF_ERROR(fs_->Rename(segment.path, partial));
-      std::lock_guard lock(spare_mu_);
-      recyclable_.push_back(partial);
-      spare_cv_.notify_all();
+      result = fs_->Rename(segment.path, partial);
+      if (result.ok()) recycled.push_back(partial);
     } else {
-      KEEL_RETURN_IF_ERROR(fs_->Remove(segment.path));
+      result = fs_->Remove(segment.path);
     }
+    if (!result.ok()) break;
   }
-  return fs_->SyncDir(dir_);
+  if (result.ok()) result = fs_->SyncDir(dir_);
+  if (!result.ok()) {
+    // The directory may hold some of these segments and not others, durably or
+    // not; this process's picture of it is no longer trustworthy (P5).
+    // Reopening recovers from what is on disk.
+    Fail(result);
+    return status();
+  }
+  // Only now, with the renames durable, may a recycled segment be zero-filled:
+  // a crash can no longer bring a zeroed file back under its segment name.
+  std::lock_guard lock(spare_mu_);
+  recyclable_.insert(recyclable_.end(), recycled.begin(), recycled.end());
+  spare_cv_.notify_all();
+  return Status::Ok();
 }
 
 Status Log::NewReader(Lsn from_lsn, std::unique_ptr<LogScanner>* reader) const {

@@ -129,7 +129,8 @@ class Log {
   std::string_view backend_name() const { return fs_->backend_name(); }
 
   // Removes whole segments all of whose records are below lsn (the tail segment
-  // is always kept). Records below lsn may remain readable.
+  // is always kept). Records below lsn may remain readable. A failure here
+  // fails the log, as a failed write does (P5): reopen to recover.
   Status TruncateBefore(Lsn lsn);
 
   // A scanner over the durable records from from_lsn through the durable LSN
