@@ -102,8 +102,22 @@ Status RestoreCheckpoint(io::FileSystem* fs, const Options& options, const Hooks
   for (const auto& bad : damaged) report->checkpoints_skipped.push_back(bad.path + ": " + bad.reason);
   for (const checkpoint::CheckpointInfo& info : checkpoints) {
     if (info.lsn > log_last) {
-      report->checkpoints_skipped.push_back(info.name + ": ahead of the log, which ends at LSN " +
-                                            std::to_string(log_last));
+      // A checkpoint is written only once the log is durable up to its LSN, so
+      // it proves records the log no longer holds were acknowledged (P4).
+      const std::string why = "checkpoint " + info.name + " proves the log was durable up to LSN " +
+                              std::to_string(info.lsn) + ", but the log in " + options.wal_dir + " ends at LSN " +
+                              std::to_string(log_last) + ": acknowledged records are missing";
+      if (options.policy != Policy::kPointInTime) return Status::Corruption(why);
+      // Point in time: the checkpoint belongs to the lost history. Keep it
+      // aside, never delete it, so that later appends cannot pair new records
+      // with its old state.
+      KEEL_RETURN_IF_ERROR(fs->CreateDir(options.quarantine_dir));
+      const std::string moved = io::JoinPath(options.quarantine_dir, std::to_string(std::time(nullptr)) + "-" + info.name);
+      KEEL_RETURN_IF_ERROR(fs->Rename(info.path, moved));
+      KEEL_RETURN_IF_ERROR(fs->SyncDir(options.quarantine_dir));
+      KEEL_RETURN_IF_ERROR(fs->SyncDir(options.checkpoint_dir));
+      report->quarantined.push_back(moved);
+      report->checkpoints_skipped.push_back(info.name + ": " + why + "; moved to quarantine");
       continue;
     }
     if (info.lsn + 1 < log_first) {

@@ -295,6 +295,40 @@ TEST_F(PolicyTest, P4PointInTimeMovesLaterSegmentsAsideWhole) {
   EXPECT_EQ(report.quarantined.size(), segments) << "the damaged segment's tail plus every later segment";
 }
 
+TEST_F(PolicyTest, P4ACheckpointAheadOfTheLogProvesLostRecords) {
+  // Records 41..45 are acknowledged and covered by a checkpoint at 45; then the
+  // log loses them (zeroed, as a lying device might) with nothing after them to
+  // witness it in the log itself. The checkpoint is the witness.
+  Build();
+  {
+    ListMachine sm;
+    std::unique_ptr<Engine> engine;
+    ASSERT_TRUE(Open(&sm, Options(), &engine).ok());
+    AppendRange(engine.get(), 41, 45);
+    ASSERT_TRUE(engine->Checkpoint(nullptr).ok());
+  }
+  auto [path, offset] = Locate(41);
+  std::string bytes = *fs_.Contents(path);
+  std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(offset), bytes.end(), '\0');
+  fs_.SetContents(path, bytes);
+  {
+    ListMachine sm;
+    std::unique_ptr<Engine> engine;
+    Status status = Open(&sm, Options(), &engine);
+    ASSERT_TRUE(status.IsCorruption()) << status.ToString();
+    EXPECT_NE(status.message().find("acknowledged records are missing"), std::string::npos) << status.message();
+  }
+  ListMachine sm;
+  std::unique_ptr<Engine> engine;
+  recovery::Report report;
+  ASSERT_TRUE(Open(&sm, Options(recovery::Policy::kPointInTime), &engine, &report).ok());
+  ExpectPrefix(sm, 40);
+  EXPECT_EQ(report.checkpoint_lsn, 30u);
+  ASSERT_EQ(report.quarantined.size(), 1u);
+  EXPECT_TRUE(fs_.Contents(report.quarantined[0]).has_value()) << "the checkpoint is kept, not deleted";
+  EXPECT_FALSE(fs_.Contents(CheckpointPath(45)).has_value());
+}
+
 TEST_F(RecoveryTest, P6SegmentsAreNotRecycledBeforeACoveringCheckpointIsDurable) {
   ListMachine sm;
   std::unique_ptr<Engine> engine;
