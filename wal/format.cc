@@ -26,9 +26,7 @@ T Get(const std::byte* in, size_t offset) {
 }
 
 constexpr size_t kSegmentChecksumOffset = 48;
-constexpr size_t kRecordChecksumOffset = 24;
 static_assert(kSegmentChecksumOffset + 8 == kSegmentHeaderSize);
-static_assert(kRecordChecksumOffset + 8 == kRecordHeaderSize);
 
 }  // namespace
 
@@ -93,11 +91,7 @@ void EncodeRecordHeader(const RecordHeader& header, std::span<const std::byte> p
   Put<uint32_t>(p, 20, header.durable_lag);
   // The checksum covers the header fields and the payload, streamed so that
   // the payload is read once, from the caller's buffer, on the caller's thread.
-  XXH3_state_t state;
-  XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, p, kRecordChecksumOffset);
-  XXH3_64bits_update(&state, payload.data(), payload.size());
-  Put<uint64_t>(p, kRecordChecksumOffset, XXH3_64bits_digest(&state));
+  Put<uint64_t>(p, kRecordChecksumOffset, ComputeRecordChecksum(std::span(p, kRecordHeaderSize), payload));
 }
 
 Status DecodeRecordHeader(std::span<const std::byte> in, RecordHeader* header) {
@@ -119,14 +113,20 @@ Status DecodeRecordHeader(std::span<const std::byte> in, RecordHeader* header) {
   return Status::Ok();
 }
 
-bool RecordChecksumMatches(std::span<const std::byte> header_bytes, std::span<const std::byte> payload,
-                           uint64_t checksum) {
-  assert(header_bytes.size() >= kRecordHeaderSize);
+uint64_t ComputeRecordChecksum(std::span<const std::byte> header_bytes, std::span<const std::byte> payload,
+                               std::span<const std::byte> payload_rest) {
+  assert(header_bytes.size() >= kRecordChecksumOffset);
   XXH3_state_t state;
   XXH3_64bits_reset(&state);
   XXH3_64bits_update(&state, header_bytes.data(), kRecordChecksumOffset);
   XXH3_64bits_update(&state, payload.data(), payload.size());
-  return XXH3_64bits_digest(&state) == checksum;
+  XXH3_64bits_update(&state, payload_rest.data(), payload_rest.size());
+  return XXH3_64bits_digest(&state);
+}
+
+bool RecordChecksumMatches(std::span<const std::byte> header_bytes, std::span<const std::byte> payload,
+                           uint64_t checksum) {
+  return ComputeRecordChecksum(header_bytes, payload) == checksum;
 }
 
 bool IsLogAuxiliaryFileName(std::string_view name) {

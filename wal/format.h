@@ -52,12 +52,16 @@ inline constexpr size_t kSegmentHeaderSize = 56;
 //   8  u64 lsn                    exactly one more than the previous record's
 //  16  u32 epoch                  never lower than the previous record's
 //  20  u32 durable_lag            lsn - (the writer's durable LSN when the record was
-//                                 framed), saturating at UINT32_MAX. A record proves
+//                                 framed, or when it was written for the first record
+//                                 of each write), saturating at UINT32_MAX. A record proves
 //                                 that every LSN <= lsn - durable_lag was durable
 //                                 before it was written; the reader uses that to
 //                                 tell a torn tail from damage to acknowledged data.
 //  24  u64 checksum               xxh3_64 of bytes [0, 24) followed by the payload
 inline constexpr size_t kRecordHeaderSize = 32;
+inline constexpr size_t kRecordDurableLagOffset = 20;
+inline constexpr size_t kRecordChecksumOffset = 24;
+static_assert(kRecordChecksumOffset + 8 == kRecordHeaderSize, "the checksum ends the header");
 
 enum class RecordKind : uint8_t {
   kData = 1,  // an application record
@@ -106,6 +110,10 @@ void EncodeRecordHeader(const RecordHeader& header, std::span<const std::byte> p
 // Decodes a record header's fields without checking the checksum; fails when
 // the kind or a reserved field is invalid. in holds at least kRecordHeaderSize bytes.
 Status DecodeRecordHeader(std::span<const std::byte> in, RecordHeader* header);
+// The checksum of an encoded header's fields (bytes [0, 24)) followed by a
+// payload given in one or two pieces (two where a ring buffer wraps).
+uint64_t ComputeRecordChecksum(std::span<const std::byte> header_bytes, std::span<const std::byte> payload,
+                               std::span<const std::byte> payload_rest = {});
 // True when checksum matches the encoded header bytes and the payload.
 bool RecordChecksumMatches(std::span<const std::byte> header_bytes, std::span<const std::byte> payload,
                            uint64_t checksum);

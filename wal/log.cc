@@ -17,6 +17,7 @@
 //     segment header proves every record before it durable (see reader.cc).
 #include "wal/log.h"
 
+#include "io/endian.h"
 #include "wal/planted.h"
 
 #include <algorithm>
@@ -561,6 +562,7 @@ Lsn Log::PublishedThrough(uint64_t* end_position, bool* roll_needed) {
 Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
   assert(last >= written_lsn_);
   assert(end_position - written_position_ <= ring_capacity_);
+  if (last > written_lsn_) RestampDurableLag(written_lsn_ + 1, written_position_);
   iov_.clear();
   const uint64_t bytes = end_position - written_position_;
   const uint64_t ring_at = written_position_ % ring_capacity_;
@@ -627,14 +629,36 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
   return Status::Ok();  // durable waiters are woken when flush_mu_ is released
 }
 
-uint64_t Log::ReadChecksumFromRing(Lsn lsn) {
+void Log::ReadFromRing(uint64_t position, std::span<std::byte> out) const {
+  for (size_t i = 0; i < out.size(); ++i) out[i] = ring_[(position + i) % ring_capacity_];
+}
+
+uint64_t Log::ReadChecksumFromRing(Lsn lsn) const {
   const Slot& slot = slots_[lsn & (slot_count_ - 1)];
-  const uint64_t at = slot.end_position - slot.frame_bytes + (kRecordHeaderSize - sizeof(uint64_t));
   std::byte bytes[sizeof(uint64_t)];
-  for (size_t i = 0; i < sizeof(bytes); ++i) bytes[i] = ring_[(at + i) % ring_capacity_];
-  uint64_t checksum = 0;
-  std::memcpy(&checksum, bytes, sizeof(checksum));
-  return checksum;
+  ReadFromRing(slot.end_position - slot.frame_bytes + kRecordChecksumOffset, bytes);
+  return io::GetLittleEndian<uint64_t>(bytes, 0);
+}
+
+// Restamps the first record of a write with the durable LSN as it is now,
+// usually well past what it was when the record was framed. Every write's
+// first record then proves every earlier write durable, so the reader can tell
+// damage to them from a torn tail (docs/format.md, row 11). One record's
+// checksum is recomputed per write: nothing next to an fdatasync.
+void Log::RestampDurableLag(Lsn lsn, uint64_t position) {
+  std::byte header[kRecordHeaderSize];
+  ReadFromRing(position, header);
+  const uint32_t lag = DurableLag(lsn, durable_lsn_.load(std::memory_order_acquire));
+  if (lag >= io::GetLittleEndian<uint32_t>(header, kRecordDurableLagOffset)) return;
+  io::PutLittleEndian<uint32_t>(header, kRecordDurableLagOffset, lag);
+  const Slot& slot = slots_[lsn & (slot_count_ - 1)];
+  const uint64_t payload_bytes = slot.frame_bytes - kRecordHeaderSize;
+  const uint64_t payload_at = (position + kRecordHeaderSize) % ring_capacity_;
+  const uint64_t first = std::min(payload_bytes, ring_capacity_ - payload_at);
+  const uint64_t checksum = ComputeRecordChecksum(header, std::span(ring_.get() + payload_at, first),
+                                                  std::span(ring_.get(), payload_bytes - first));
+  io::PutLittleEndian<uint64_t>(header, kRecordChecksumOffset, checksum);
+  CopyToRing(position, header);
 }
 
 // Starts the segment whose first record is first_lsn: a spare gets its header

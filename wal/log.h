@@ -172,7 +172,9 @@ class Log {
   Lsn PublishedThrough(uint64_t* end_position, bool* roll_needed);
   Status WriteBatch(Lsn last, uint64_t end_position, bool sync);
   Status RollSegment(Lsn first_lsn);
-  uint64_t ReadChecksumFromRing(Lsn lsn);
+  void ReadFromRing(uint64_t position, std::span<std::byte> out) const;
+  uint64_t ReadChecksumFromRing(Lsn lsn) const;
+  void RestampDurableLag(Lsn lsn, uint64_t position);
   void Fail(Status status);
 
   // Spare segments.

@@ -48,6 +48,28 @@ class LogScanner::Window {
   size_t size_ = 0;
 };
 
+namespace {
+
+// One past the last nonzero byte of bytes[0, length), or 0 when all are zero.
+// Compares whole blocks against zeros first: the unused end of a segment is
+// usually megabytes of zeros, read on every open.
+size_t LastNonzero(const std::byte* bytes, size_t length) {
+  static constexpr size_t kBlock = 4096;
+  static const std::byte kZeroBlock[kBlock] = {};
+  for (size_t end = length; end > 0;) {
+    const size_t begin = end > kBlock ? end - kBlock : 0;
+    if (std::memcmp(bytes + begin, kZeroBlock, end - begin) != 0) {
+      for (size_t i = end; i > begin; --i) {
+        if (bytes[i - 1] != std::byte{0}) return i;
+      }
+    }
+    end = begin;
+  }
+  return 0;
+}
+
+}  // namespace
+
 std::string ScanEnd::Describe() const {
   switch (kind) {
     case ScanEndKind::kNotReached:
@@ -332,12 +354,8 @@ void LogScanner::ClassifyTail(uint64_t offset, std::string reason) {
     const size_t length = static_cast<size_t>(std::min<uint64_t>(options_.read_chunk_bytes, size - chunk_start));
     const std::byte* bytes = nullptr;
     if (!(status_ = window_->Get(chunk_start, length, &bytes)).ok()) return;
-    for (size_t i = length; i > 0; --i) {
-      if (bytes[i - 1] != std::byte{0}) {
-        nonzero_end = chunk_start + i;
-        break;
-      }
-    }
+    const size_t last = LastNonzero(bytes, length);
+    if (last != 0) nonzero_end = chunk_start + last;
     chunk_start += length;
   }
   // The record at offset itself can be the proof (a valid record that skips
