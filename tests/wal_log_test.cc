@@ -246,6 +246,30 @@ TEST_F(LogTest, P4FlippedByteInAcknowledgedDataIsReportedWithItsLocation) {
   EXPECT_EQ(all.end.kind, wal::ScanEndKind::kCorruption);
 }
 
+TEST_F(LogTest, P4EachWritesFirstRecordWitnessesTheWritesBeforeIt) {
+  // 6..10 are framed together while 5 is the durable LSN, then written as five
+  // synced writes (max_write_bytes holds one record). Only the write-time
+  // restamp of 7 proves that 6 was durable; without it, damage to 6 would look
+  // like a torn tail and 6..10, all acknowledged, would be cut silently.
+  LogOptions options = SmallLogOptions(&fs_);
+  options.background_threads = false;
+  options.max_write_bytes = 512;
+  {
+    auto log = OpenLog(options);
+    AppendDurableRange(log.get(), 1, 5);
+    Lsn lsn = 0;
+    for (uint64_t i = 6; i <= 10; ++i) ASSERT_TRUE(log->Append(Bytes(PayloadFor(i)), &lsn).ok());
+    ASSERT_TRUE(log->SyncAll().ok());
+  }
+  EXPECT_EQ(Locate(7).second % 512, 0u) << "record 7 starts a write of its own";
+  auto [path, offset] = Locate(6);
+  FlipByte(path, offset + wal::kRecordHeaderSize + 2);
+  std::unique_ptr<Log> log;
+  Status status = Log::Open(kDir, options, &log);
+  ASSERT_TRUE(status.IsCorruption()) << status.ToString();
+  EXPECT_NE(status.message().find("expected LSN 6"), std::string::npos) << status.message();
+}
+
 TEST_F(LogTest, P4CorruptionInAnEarlierSegmentIsReported) {
   LogOptions options = SmallLogOptions(&fs_);
   {
