@@ -238,6 +238,10 @@ Status OpenBenchLog(const std::string& parent, std::unique_ptr<wal::Log>* log,
   options.segment_size_bytes = segment_bytes;
   options.spare_segments = spare_segments;
   options.create_if_missing = true;
+  // KEEL_BENCH_IO_BACKEND=portable|uring|auto compares the backends.
+  if (const char* backend = std::getenv("KEEL_BENCH_IO_BACKEND"); backend != nullptr) {
+    KEEL_RETURN_IF_ERROR(io::ParseBackend(backend, &options.io_backend));
+  }
   const std::string dir = parent + "/log";
   KEEL_RETURN_IF_ERROR(wal::Log::Open(dir, options, log));
   WaitForSpares(dir, spare_segments, std::chrono::seconds(20));
