@@ -67,7 +67,7 @@ std::string_view FaultPointName(FaultPoint point) {
 }
 
 // One open file. *fs must outlive it.
-class MemFile final : public File {
+class MemFile final : public internal::VectorFile {
  public:
   MemFile(MemFileSystem* fs, std::string path, std::shared_ptr<MemFileSystem::Node> node, bool writable)
       : fs_(fs), path_(std::move(path)), node_(std::move(node)), writable_(writable) {
@@ -94,7 +94,7 @@ class MemFile final : public File {
   }
 
   // Writes all of iov at offset as one operation: one fault check, one count.
-  Status WriteVec(uint64_t offset, const iovec* iov, int iov_count) {
+  Status WriteVec(uint64_t offset, const iovec* iov, int iov_count) override {
     if (!writable_) return Status::FromErrno(internal::DescribeIo("write", path_, offset), EBADF);
     KEEL_RETURN_IF_ERROR(fs_->CheckFault(FaultPoint::kWrite, path_));
     const size_t total = internal::IovecBytes(iov, iov_count);
@@ -153,45 +153,6 @@ class MemFile final : public File {
   const bool writable_;
 };
 
-// Runs each request on MemFile inside Submit, with the links of InlineQueue.
-class MemQueue final : public internal::InlineQueue {
- public:
-  explicit MemQueue(unsigned depth) : InlineQueue(depth) {}
-
- protected:
-  bool NeedsFd() const override { return false; }
-
-  Status Execute(const IoRequest& request, size_t* bytes) override {
-    *bytes = 0;
-    auto* file = dynamic_cast<MemFile*>(request.file);
-    if (file == nullptr) return Status::InvalidArgument(request.file->path() + " is not a memory file");
-    switch (request.op) {
-      case IoOp::kWrite:
-        KEEL_RETURN_IF_ERROR(file->WriteVec(request.offset, request.iov, request.iov_count));
-        *bytes = internal::IovecBytes(request.iov, request.iov_count);
-        return Status::Ok();
-      case IoOp::kRead:
-        return ReadVec(file, request, bytes);
-      case IoOp::kSync:
-        return file->Sync();
-    }
-    return Status::InvalidArgument("unknown queue operation on " + request.file->path());
-  }
-
- private:
-  static Status ReadVec(MemFile* file, const IoRequest& request, size_t* bytes) {
-    uint64_t offset = request.offset;
-    for (int i = 0; i < request.iov_count; i++) {
-      const iovec& part = request.iov[i];
-      size_t count = 0;
-      KEEL_RETURN_IF_ERROR(file->ReadAt(offset, {static_cast<std::byte*>(part.iov_base), part.iov_len}, &count));
-      *bytes += count;
-      offset += count;
-      if (count < part.iov_len) break;  // The file ends here.
-    }
-    return Status::Ok();
-  }
-};
 
 MemFileSystem::MemFileSystem() = default;
 MemFileSystem::~MemFileSystem() = default;
@@ -310,7 +271,7 @@ Status MemFileSystem::NewQueue(unsigned depth, std::unique_ptr<IoQueue>* queue) 
     return Status::InvalidArgument("queue depth " + std::to_string(depth) + " is outside [1, " +
                                    std::to_string(internal::kMaxQueueDepth) + "]");
   }
-  *queue = std::make_unique<MemQueue>(depth);
+  *queue = std::make_unique<internal::VectorFileQueue>(depth);
   return Status::Ok();
 }
 

@@ -70,7 +70,6 @@ class MemFileSystem final : public FileSystem {
   uint64_t write_count_ = 0;
 
   friend class MemFile;
-  friend class MemQueue;
 };
 
 }  // namespace keel::io

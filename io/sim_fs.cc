@@ -131,7 +131,7 @@ struct SimFileSystem::LockTable {
 
 // One open file. *fs must outlive it. Dead (every call fails) once the file
 // system has crashed since it was opened.
-class SimFile final : public File {
+class SimFile final : public internal::VectorFile {
  public:
   SimFile(SimFileSystem* fs, std::string path, std::shared_ptr<SimFileSystem::Inode> inode, bool writable,
           uint64_t epoch)
@@ -162,7 +162,7 @@ class SimFile final : public File {
   }
 
   // Writes all of iov at offset as one operation: one fault roll, one change.
-  Status WriteVec(uint64_t offset, const iovec* iov, int iov_count) {
+  Status WriteVec(uint64_t offset, const iovec* iov, int iov_count) override {
     const size_t total = internal::IovecBytes(iov, iov_count);
     std::lock_guard lock(fs_->mu_);
     if (Dead()) return DeadError("write");
@@ -266,50 +266,6 @@ class SimFile final : public File {
   const uint64_t epoch_;
 };
 
-namespace {
-
-// Runs each request on SimFile inside Submit, with the links of InlineQueue.
-class SimQueueRunner final : public internal::InlineQueue {
- public:
-  explicit SimQueueRunner(unsigned depth) : InlineQueue(depth) {}
-
- protected:
-  bool NeedsFd() const override { return false; }
-
-  Status Execute(const IoRequest& request, size_t* bytes) override {
-    *bytes = 0;
-    auto* file = dynamic_cast<SimFile*>(request.file);
-    if (file == nullptr) return Status::InvalidArgument(request.file->path() + " is not a sim file");
-    switch (request.op) {
-      case IoOp::kWrite:
-        KEEL_RETURN_IF_ERROR(file->WriteVec(request.offset, request.iov, request.iov_count));
-        *bytes = internal::IovecBytes(request.iov, request.iov_count);
-        return Status::Ok();
-      case IoOp::kRead:
-        return ReadVec(file, request, bytes);
-      case IoOp::kSync:
-        return file->Sync();
-    }
-    return Status::InvalidArgument("unknown queue operation on " + request.file->path());
-  }
-
- private:
-  static Status ReadVec(SimFile* file, const IoRequest& request, size_t* bytes) {
-    uint64_t offset = request.offset;
-    for (int i = 0; i < request.iov_count; i++) {
-      const iovec& part = request.iov[i];
-      size_t count = 0;
-      KEEL_RETURN_IF_ERROR(file->ReadAt(offset, {static_cast<std::byte*>(part.iov_base), part.iov_len}, &count));
-      *bytes += count;
-      offset += count;
-      if (count < part.iov_len) break;  // The file ends here.
-    }
-    return Status::Ok();
-  }
-};
-
-}  // namespace
-
 // A queue that dies with a crash, like the files it writes: Submit and Reap
 // then fail instead of running or returning anything.
 class SimQueue final : public IoQueue {
@@ -337,7 +293,7 @@ class SimQueue final : public IoQueue {
   }
 
   SimFileSystem* const fs_;
-  SimQueueRunner runner_;
+  internal::VectorFileQueue runner_;
   const uint64_t epoch_;
 };
 

@@ -374,4 +374,31 @@ Status NewUringQueue(unsigned depth, std::unique_ptr<IoQueue>* queue) {
   return Status::Ok();
 }
 
+Status VectorFileQueue::Execute(const IoRequest& request, size_t* bytes) {
+  *bytes = 0;
+  auto* file = dynamic_cast<VectorFile*>(request.file);
+  if (file == nullptr) return Status::InvalidArgument(request.file->path() + " does not belong to this queue's backend");
+  switch (request.op) {
+    case IoOp::kWrite:
+      KEEL_RETURN_IF_ERROR(file->WriteVec(request.offset, request.iov, request.iov_count));
+      *bytes = IovecBytes(request.iov, request.iov_count);
+      return Status::Ok();
+    case IoOp::kRead: {
+      uint64_t offset = request.offset;
+      for (int i = 0; i < request.iov_count; i++) {
+        const iovec& part = request.iov[i];
+        size_t count = 0;
+        KEEL_RETURN_IF_ERROR(file->ReadAt(offset, {static_cast<std::byte*>(part.iov_base), part.iov_len}, &count));
+        *bytes += count;
+        offset += count;
+        if (count < part.iov_len) break;  // The file ends here.
+      }
+      return Status::Ok();
+    }
+    case IoOp::kSync:
+      return file->Sync();
+  }
+  return Status::InvalidArgument("unknown queue operation on " + request.file->path());
+}
+
 }  // namespace keel::io::internal

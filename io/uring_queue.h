@@ -88,6 +88,24 @@ class InlineQueue : public IoQueue {
   size_t ready_count_ = 0;
 };
 
+// A file that takes a whole vectored write in one call: the in-memory and
+// simulated backends, whose fault hooks and crash model see one write per
+// request, as the kernel does.
+class VectorFile : public File {
+ public:
+  virtual Status WriteVec(uint64_t offset, const iovec* iov, int iov_count) = 0;
+};
+
+// Runs each request on a VectorFile inside Submit (backends without a kernel).
+class VectorFileQueue final : public InlineQueue {
+ public:
+  explicit VectorFileQueue(unsigned depth) : InlineQueue(depth) {}
+
+ protected:
+  bool NeedsFd() const override { return false; }
+  Status Execute(const IoRequest& request, size_t* bytes) override;
+};
+
 // 0 when this kernel and process may use io_uring, else -errno from
 // io_uring_queue_init (EPERM from seccomp or io_uring_disabled, ENOSYS, ...).
 int ProbeUring();
