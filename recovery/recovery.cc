@@ -28,6 +28,13 @@ Status CopyRange(io::File* from, uint64_t begin, uint64_t end, io::File* to) {
   return Status::Ok();
 }
 
+// The quarantine directory, with its own entry durable in its parent: what is
+// moved into it must survive a crash right after.
+Status CreateQuarantineDir(io::FileSystem* fs, const Options& options) {
+  KEEL_RETURN_IF_ERROR(fs->CreateDir(options.quarantine_dir));
+  return fs->SyncDir(io::ParentDir(options.quarantine_dir));
+}
+
 // Point-in-time recovery: moves everything from the first invalid byte on out
 // of the log. The bytes are copied (or whole files renamed) into the
 // quarantine directory and made durable there before the log is changed, so
@@ -50,7 +57,7 @@ Status Quarantine(io::FileSystem* fs, const Options& options, Report* report) {
     return Status::Corruption("point-in-time recovery impossible: the first segment's header is damaged (" +
                               end.Describe() + ")");
   }
-  KEEL_RETURN_IF_ERROR(fs->CreateDir(options.quarantine_dir));
+  KEEL_RETURN_IF_ERROR(CreateQuarantineDir(fs, options));
   const std::string stamp = std::to_string(std::time(nullptr)) + "-";
   if (!header_damaged) {
     std::unique_ptr<io::File> segment;
@@ -111,7 +118,7 @@ Status RestoreCheckpoint(io::FileSystem* fs, const Options& options, const Hooks
       // Point in time: the checkpoint belongs to the lost history. Keep it
       // aside, never delete it, so that later appends cannot pair new records
       // with its old state.
-      KEEL_RETURN_IF_ERROR(fs->CreateDir(options.quarantine_dir));
+      KEEL_RETURN_IF_ERROR(CreateQuarantineDir(fs, options));
       const std::string moved = io::JoinPath(options.quarantine_dir, std::to_string(std::time(nullptr)) + "-" + info.name);
       KEEL_RETURN_IF_ERROR(fs->Rename(info.path, moved));
       KEEL_RETURN_IF_ERROR(fs->SyncDir(options.quarantine_dir));

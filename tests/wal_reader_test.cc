@@ -187,17 +187,26 @@ TEST_F(DecisionTableTest, MissingLsnsAreATornTailWithoutProofAndCorruptionWithIt
   }
 }
 
-TEST_F(DecisionTableTest, GarbageLengthIsBoundedByTheSegmentEnd) {
-  SegmentBuilder segment(1);
-  const uint64_t at = segment.PutSynced(1, 2);
-  segment.Put(at, 3, "x", 2);
-  const uint32_t huge = 0xFFFFFFF0;
-  std::memcpy(&segment.bytes()[at + 4], &huge, sizeof(huge));
-  Store(segment);
-  ReadBack result = Scan();
-  EXPECT_EQ(result.lsns.size(), 2u);
-  EXPECT_EQ(result.end.kind, ScanEndKind::kTornTail);
-  EXPECT_NE(result.end.reason.find("runs past the segment end"), std::string::npos) << result.end.reason;
+TEST_F(DecisionTableTest, GarbageLengthIsBoundedByTheFormatLimitAndTheSegmentEnd) {
+  struct Case {
+    uint32_t length;
+    const char* reason;
+  };
+  const Case cases[] = {
+      {0xFFFFFFF0, "exceeds the format's limit"},         // never trusted, never allocated
+      {kSegmentSize, "runs past the segment end"},         // under the limit, past the end
+  };
+  for (const Case& c : cases) {
+    SegmentBuilder segment(1);
+    const uint64_t at = segment.PutSynced(1, 2);
+    segment.Put(at, 3, "x", 2);
+    std::memcpy(&segment.bytes()[at + 4], &c.length, sizeof(c.length));
+    Store(segment);
+    ReadBack result = Scan();
+    EXPECT_EQ(result.lsns.size(), 2u);
+    EXPECT_EQ(result.end.kind, ScanEndKind::kTornTail);
+    EXPECT_NE(result.end.reason.find(c.reason), std::string::npos) << result.end.reason;
+  }
 }
 
 TEST_F(DecisionTableTest, RecordHeaderCutOffBySegmentEnd) {

@@ -67,6 +67,11 @@ enum class RecordKind : uint8_t {
   kData = 1,  // an application record
 };
 
+// The largest payload any keel log may hold, whatever its segment size: the
+// reader bounds a length field by it (and by the segment end) before reading.
+// Replication ships records within the same limit (replication/protocol.h).
+inline constexpr uint32_t kMaxPayloadBytes = 16U << 20;
+
 inline constexpr size_t kMinSectorSize = 512;
 inline constexpr size_t kMaxSectorSize = 64 * 1024;
 inline constexpr uint64_t kMinSegmentSize = 64 * 1024;

@@ -90,7 +90,8 @@ Status ValidateOptions(const LogOptions& o) {
     return bad("segment_size_bytes=" + std::to_string(o.segment_size_bytes) + " must be a multiple of " +
                "sector_size_bytes from " + std::to_string(kMinSegmentSize) + " to " + std::to_string(kMaxSegmentSize));
   }
-  const uint64_t payload_limit = MaxPayloadBytesFor(o.segment_size_bytes, o.sector_size_bytes);
+  const uint64_t payload_limit =
+      std::min<uint64_t>(MaxPayloadBytesFor(o.segment_size_bytes, o.sector_size_bytes), kMaxPayloadBytes);
   if (o.max_record_bytes > payload_limit) {
     return bad("max_record_bytes=" + std::to_string(o.max_record_bytes) + " must leave room for the " +
                std::to_string(kRecordHeaderSize) + "-byte header in one segment after its header sector (at most " +
@@ -268,10 +269,27 @@ Status Log::Recover(OpenReport* report) {
     const uint64_t zero_end = std::min(RoundUp(end.torn_range_end, sector_size_bytes_), segment_size_bytes_);
     if (zero_end > file_position_) {
       KEEL_RETURN_IF_ERROR(WriteZeros(segment_file_.get(), file_position_, zero_end));
-      KEEL_RETURN_IF_ERROR(segment_file_->Sync());
+    }
+    // Leftovers inside the last valid record's sector would read as garbage
+    // once this segment is no longer the last one (the reader skips them only
+    // before an exact continuation in the same segment). Rewrite that sector as
+    // its valid prefix followed by zeros: a torn rewrite can only mix identical
+    // copies of the prefix, so the acknowledged bytes in it cannot be damaged.
+    if (!Planted(PlantedBug::kCutTooMuchTail) && tail.valid_end % sector_size_bytes_ != 0) {
+      const uint64_t sector_start = tail.valid_end - tail.valid_end % sector_size_bytes_;
+      std::vector<std::byte> sector(sector_size_bytes_);
+      size_t got = 0;
+      KEEL_RETURN_IF_ERROR(segment_file_->ReadAt(sector_start, sector, &got));
+      std::fill(sector.begin() + static_cast<std::ptrdiff_t>(tail.valid_end - sector_start), sector.end(), std::byte{0});
+      KEEL_RETURN_IF_ERROR(segment_file_->WriteAt(sector_start, sector));
     }
     report->torn_bytes_cut = end.torn_bytes;
   }
+  // What the scan read may have been only in the page cache of a process that
+  // died before syncing it. Make it durable, with the segment names, before
+  // anything is acknowledged on top of it: durable_lsn_ below is a promise.
+  KEEL_RETURN_IF_ERROR(segment_file_->Sync());
+  KEEL_RETURN_IF_ERROR(fs_->SyncDir(dir_));
   written_lsn_ = scanner.last_lsn() != 0 ? scanner.last_lsn() : tail.header.first_lsn - 1;
   next_lsn_ = written_lsn_ + 1;
   last_lsn_.store(written_lsn_);
@@ -433,14 +451,18 @@ Status Log::WaitDurable(Lsn lsn) {
     }
     const FlushResult result =
         durable_lsn_.load(std::memory_order_acquire) >= lsn ? FlushResult::kProgress : FlushOnce();
-    ReleaseFlush();
+    const uint32_t released = ReleaseFlush();
     if (result == FlushResult::kFailed) return status();
     if (result == FlushResult::kIdle) {
       // A record before lsn is reserved but not yet published. Its appender
       // flushes it (durable) or wakes the writer thread (plain); either way the
-      // flush lock is released afterwards, which wakes this thread.
+      // flush lock is released afterwards, which wakes this thread. Without a
+      // writer thread nobody would flush a plain append for us: retry instead.
+      if (!options_.background_threads) {
+        std::this_thread::yield();
+        continue;
+      }
       WakeWriterIfIdle();
-      const uint32_t released = wake_seq_.load(std::memory_order_acquire);
       if (durable_lsn_.load(std::memory_order_acquire) < lsn && !failed_.load(std::memory_order_acquire)) {
         wake_seq_.wait(released, std::memory_order_acquire);
       }
@@ -451,10 +473,11 @@ Status Log::WaitDurable(Lsn lsn) {
 // Every release of flush_mu_ wakes the durable waiters: the holder may have
 // made their records durable, or they may have found it taken and be waiting
 // for their turn to flush.
-void Log::ReleaseFlush() {
+uint32_t Log::ReleaseFlush() {
   flush_mu_.unlock();
-  wake_seq_.fetch_add(1, std::memory_order_release);
+  const uint32_t seq = wake_seq_.fetch_add(1, std::memory_order_acq_rel) + 1;
   wake_seq_.notify_all();
+  return seq;
 }
 
 // ---------------------------------------------------------------------------
@@ -473,6 +496,10 @@ bool Log::WriterHasWork() const {
 // published (synced when anyone waits for it, or when the segment is full),
 // or roll to the next segment.
 Log::FlushResult Log::FlushOnce() {
+  // After a failed write or fdatasync nothing is written or synced again: a
+  // later fdatasync could succeed over dropped pages and acknowledge records
+  // that are gone (fsyncgate, P5). Fail() runs under flush_mu_, so this holds.
+  if (failed_.load(std::memory_order_acquire)) return FlushResult::kFailed;
   uint64_t end_position = 0;
   bool roll_needed = false;
   const Lsn last = PublishedThrough(&end_position, &roll_needed);
@@ -825,9 +852,11 @@ Status Log::TruncateBefore(Lsn lsn) {
     } else {
       result = fs_->Remove(segment.path);
     }
+    // One at a time, durably: were a later removal durable and an earlier one
+    // not, the log would have a hole in its middle.
+    if (result.ok()) result = fs_->SyncDir(dir_);
     if (!result.ok()) break;
   }
-  if (result.ok()) result = fs_->SyncDir(dir_);
   if (!result.ok()) {
     // The directory may hold some of these segments and not others, durably or
     // not; this process's picture of it is no longer trustworthy (P5).

@@ -162,7 +162,7 @@ class Log {
   void RequestSync(Lsn lsn);
   void WakeWriterIfIdle();
   Status WaitDurable(Lsn lsn);
-  void ReleaseFlush();
+  uint32_t ReleaseFlush();  // returns the wake_seq_ value it published
 
   // Writer side: run by the writer thread or a durable waiter, under flush_mu_.
   enum class FlushResult : uint8_t { kIdle, kProgress, kFailed };

@@ -232,6 +232,11 @@ Status LogScanner::ParseAt(uint64_t offset, RecordHeader* header, const std::byt
   }
   // The length may itself be garbage: bound it by the segment end before
   // reading or skipping anything (etcd#14098).
+  if (header->payload_length > kMaxPayloadBytes) {
+    *reason = "payload length " + std::to_string(header->payload_length) + " exceeds the format's limit of " +
+              std::to_string(kMaxPayloadBytes);
+    return Status::Ok();
+  }
   if (header->payload_length > size - offset - kRecordHeaderSize) {
     *reason = "payload length " + std::to_string(header->payload_length) + " runs past the segment end";
     return Status::Ok();
