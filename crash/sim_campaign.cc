@@ -110,7 +110,7 @@ std::span<const std::byte> Bytes(const std::string& text) { return kv::AsBytes(t
 class Iteration {
  public:
   Iteration(uint64_t seed, uint64_t index, const FaultSet& faults, Workload workload)
-      : seed_(seed), index_(index), allowed_(faults), rng_(SplitMix(seed ^ SplitMix(index + 1))) {
+      : index_(index), allowed_(faults), rng_(SplitMix(seed ^ SplitMix(index + 1))) {
     result_.index = index;
     result_.engine = workload == Workload::kEngine || (workload == Workload::kMixed && index % kEngineEvery == 0);
     ChooseFaults();
@@ -682,7 +682,6 @@ class Iteration {
     CheckRecords(keel::Engine::WalDir(kEngineDir), "engine log after recovery", /*tail_may_be_torn=*/true);
   }
 
-  const uint64_t seed_;
   const uint64_t index_;
   const FaultSet allowed_;
   std::mt19937_64 rng_;
