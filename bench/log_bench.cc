@@ -43,6 +43,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "wal/log.h"
 
 namespace keel::bench {
@@ -205,31 +206,6 @@ std::vector<std::byte> Pattern(size_t length) {
   return bytes;
 }
 
-// Waits until the log's allocator has made its spare segments (wal/log.cc names
-// a ready spare spare-<n>.spare and one being zero-filled spare-<n>.partial) and
-// the file system has written them back: the background zero-filling must not
-// compete with the measured appends. Bounded by timeout.
-void WaitForSpares(const std::string& dir, size_t spares, std::chrono::seconds timeout) {
-  const Clock::time_point deadline = Clock::now() + timeout;
-  for (;;) {
-    size_t ready = 0;
-    size_t partial = 0;
-    std::error_code ignored;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ignored)) {
-      const std::string extension = entry.path().extension().string();
-      ready += extension == ".spare" ? 1 : 0;
-      partial += extension == ".partial" ? 1 : 0;
-    }
-    if ((ready >= spares && partial == 0) || Clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  const int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    syncfs(dir_fd);
-    close(dir_fd);
-  }
-}
-
 // The benchmarks' Log: 64 MiB segments and two spares, unless a diagnostic
 // asks for other segment options.
 Status OpenBenchLog(const std::string& parent, std::unique_ptr<wal::Log>* log,
@@ -244,7 +220,7 @@ Status OpenBenchLog(const std::string& parent, std::unique_ptr<wal::Log>* log,
   }
   const std::string dir = parent + "/log";
   KEEL_RETURN_IF_ERROR(wal::Log::Open(dir, options, log));
-  WaitForSpares(dir, spare_segments, std::chrono::seconds(20));
+  bench::WaitForSpares(dir, spare_segments, std::chrono::seconds(20));
   return Status::Ok();
 }
 

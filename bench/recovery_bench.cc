@@ -56,6 +56,7 @@
 #include "engine/engine.h"
 #include "examples/kv/kv_state.h"
 #include "recovery/recovery.h"
+#include "bench/bench_util.h"
 #include "wal/log.h"
 #include "wal/reader.h"
 
@@ -208,26 +209,6 @@ uint64_t NewestCheckpointBytes(const std::string& dir) {
   return newest.empty() ? 0 : std::filesystem::file_size(newest);
 }
 
-// Waits until the log's allocator has its spare segments ready (no
-// spare-<n>.partial left) and syncs the file system, so no background
-// zero-filling runs during a later measurement. Bounded by timeout.
-void WaitForSpares(const std::string& dir, size_t spares, std::chrono::seconds timeout) {
-  const Clock::time_point deadline = Clock::now() + timeout;
-  for (;;) {
-    size_t ready = 0;
-    size_t partial = 0;
-    std::error_code ignored;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ignored)) {
-      const std::string extension = entry.path().extension().string();
-      ready += extension == ".spare" ? 1 : 0;
-      partial += extension == ".partial" ? 1 : 0;
-    }
-    if ((ready >= spares && partial == 0) || Clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  sync();
-}
-
 // Baseline: reads every *.wal file in dir from start to end with 4 MiB preads.
 double RawSequentialRead(const std::string& dir, uint64_t* bytes_read) {
   static std::unique_ptr<std::byte[]> buffer = [] {
@@ -292,7 +273,7 @@ void BuildReplayLog(const std::string& wal_dir, uint64_t target_bytes, uint64_t*
     *records += 1 + kSmallPerLarge;
   }
   Check(log->SyncAll(), "SyncAll");
-  WaitForSpares(wal_dir, options.spare_segments, std::chrono::seconds(60));
+  bench::WaitForSpares(wal_dir, options.spare_segments, std::chrono::seconds(60));
   Check(log->Close(), "close the replay log");
   sync();
 }
@@ -584,7 +565,7 @@ void BuildKvHistory(const std::string& dir, const KvCase& kv_case, uint64_t inte
     if (i + 1 <= kv_case.history_records && (i + 1) % interval == 0) Check(engine->Checkpoint(nullptr), "checkpoint");
   }
   Check(engine->Sync(lsn), "kv sync");
-  WaitForSpares(Engine::WalDir(dir), 2, std::chrono::seconds(60));
+  bench::WaitForSpares(Engine::WalDir(dir), 2, std::chrono::seconds(60));
   Check(engine->Close(), "close the kv engine");
   sync();
 }

@@ -21,27 +21,8 @@ if [ -z "$build" ]; then
   build=build/release
 fi
 
-# Percentage of CPU time idle over the next two seconds.
-idle_percent() {
-  local -a a b
-  read -r -a a < <(grep '^cpu ' /proc/stat)
-  sleep 2
-  read -r -a b < <(grep '^cpu ' /proc/stat)
-  local total=0 i
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  local idle=$((b[4] - a[4] + b[5] - a[5]))
-  echo $((total > 0 ? 100 * idle / total : 100))
-}
-
-deadline=$((SECONDS + ${KEEL_BENCH_IDLE_WAIT:-300}))
-while :; do
-  idle="$(idle_percent)"
-  [ "$idle" -ge 90 ] && break
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "run.sh: warning: the CPUs are only ${idle}% idle; the figures will be pessimistic" >&2
-    break
-  fi
-done
+source "$root/bench/wait_idle.sh"
+wait_for_idle_cpus run.sh
 # Repetitions interleaved at random, so that a disturbance (another process's
 # fsyncs, a cold page cache) spreads over all benchmarks instead of one.
 exec "$build/bench/log_bench" --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true "$@"
