@@ -30,17 +30,114 @@ Status CopyRange(io::File* from, uint64_t begin, uint64_t end, io::File* to) {
 
 // The quarantine directory, with its own entry durable in its parent: what is
 // moved into it must survive a crash right after.
-Status CreateQuarantineDir(io::FileSystem* fs, const Options& options) {
-  KEEL_RETURN_IF_ERROR(fs->CreateDir(options.quarantine_dir));
-  return fs->SyncDir(io::ParentDir(options.quarantine_dir));
+Status CreateQuarantineDir(io::FileSystem* fs, const std::string& quarantine_dir) {
+  KEEL_RETURN_IF_ERROR(fs->CreateDir(quarantine_dir));
+  return fs->SyncDir(io::ParentDir(quarantine_dir));
+}
+
+// A path in quarantine_dir for name that nothing holds yet: "<unix time>-<name>",
+// with ".1", ".2" ... appended when two moves in one second pick the same name.
+// A rename onto an existing path would replace it, and quarantine deletes nothing.
+Status QuarantinePath(io::FileSystem* fs, const std::string& quarantine_dir, const std::string& name,
+                      std::string* path) {
+  constexpr int kMaxAttempts = 1000;
+  const std::string base = io::JoinPath(quarantine_dir, std::to_string(std::time(nullptr)) + "-" + name);
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    *path = attempt == 0 ? base : base + "." + std::to_string(attempt);
+    bool is_dir = false;
+    const Status status = fs->Stat(*path, &is_dir);
+    if (status.IsNotFound()) return Status::Ok();
+    KEEL_RETURN_IF_ERROR(status);
+  }
+  return Status::IoError("no free name for " + base + " in " + quarantine_dir + " after " +
+                         std::to_string(kMaxAttempts) + " attempts");
+}
+
+// Renames a whole file into quarantine_dir, durably in both directories: the
+// target first, so that the file is never durably in neither.
+Status MoveToQuarantine(io::FileSystem* fs, const std::string& path, const std::string& name,
+                        const std::string& from_dir, const std::string& quarantine_dir, std::string* moved) {
+  KEEL_RETURN_IF_ERROR(QuarantinePath(fs, quarantine_dir, name, moved));
+  KEEL_RETURN_IF_ERROR(fs->Rename(path, *moved));
+  KEEL_RETURN_IF_ERROR(fs->SyncDir(quarantine_dir));
+  return fs->SyncDir(from_dir);
+}
+
+// Zeroes segment bytes [cut_offset, file end) and syncs. The sector holding
+// cut_offset is rewritten whole with its prefix as it was: a torn rewrite can
+// only mix identical copies of that prefix, so the records kept in it (which
+// may be acknowledged) cannot be damaged. The reader then meets zeros where
+// the next record would start: mid-sector padding, then a zero sector start,
+// a clean end (docs/format.md, rows 2 and 3).
+Status ZeroFrom(io::File* segment, uint64_t cut_offset, uint64_t sector_size_bytes, uint64_t file_size_bytes) {
+  assert(cut_offset >= sector_size_bytes);
+  assert(cut_offset <= file_size_bytes);
+  const uint64_t first_sector = cut_offset - cut_offset % sector_size_bytes;
+  std::vector<std::byte> buffer(std::max<uint64_t>(sector_size_bytes, 1 << 20), std::byte{0});
+  uint64_t at = first_sector;
+  if (cut_offset > first_sector) {
+    size_t got = 0;
+    KEEL_RETURN_IF_ERROR(segment->ReadAt(first_sector, std::span(buffer.data(), sector_size_bytes), &got));
+    if (got != sector_size_bytes) {
+      return Status::IoError("short read of " + segment->path() + " at offset " + std::to_string(first_sector));
+    }
+    std::fill(buffer.begin() + static_cast<std::ptrdiff_t>(cut_offset - first_sector), buffer.end(), std::byte{0});
+    KEEL_RETURN_IF_ERROR(segment->WriteAt(first_sector, std::span(buffer.data(), sector_size_bytes)));
+    std::fill(buffer.begin(), buffer.end(), std::byte{0});
+    at += sector_size_bytes;
+  }
+  while (at < file_size_bytes) {
+    const size_t length = static_cast<size_t>(std::min<uint64_t>(buffer.size(), file_size_bytes - at));
+    KEEL_RETURN_IF_ERROR(segment->WriteAt(at, std::span(buffer.data(), length)));
+    at += length;
+  }
+  return segment->Sync();
+}
+
+// Moves everything in the log from byte cut_offset of segments[index] on into
+// quarantine_dir (cut_offset 0: that whole segment too, as when its header is
+// damaged). The bytes are copied (or whole files renamed) and made durable
+// there before the cut segment is changed, so nothing is ever lost. Later
+// segments go newest first, each durably, so a crash part way leaves the log a
+// shorter log, never one with a hole. Only when they are gone for good is the
+// cut segment zeroed: were it zeroed while a later segment remained, that
+// segment would no longer chain and the log would read as corrupt.
+// Appends what it wrote or moved to *moved, in log order.
+Status MoveTailAside(io::FileSystem* fs, const std::string& wal_dir, const std::string& quarantine_dir,
+                     const std::vector<wal::SegmentInfo>& segments, size_t index, uint64_t cut_offset,
+                     std::vector<std::string>* moved) {
+  assert(index < segments.size());
+  assert(cut_offset == 0 || segments[index].header_valid);
+  KEEL_RETURN_IF_ERROR(CreateQuarantineDir(fs, quarantine_dir));
+  const wal::SegmentInfo& cut = segments[index];
+  std::unique_ptr<io::File> segment;
+  uint64_t file_size_bytes = 0;
+  if (cut_offset != 0) {
+    KEEL_RETURN_IF_ERROR(fs->Open(cut.path, io::OpenMode::kReadWrite, &segment));
+    KEEL_RETURN_IF_ERROR(segment->Size(&file_size_bytes));
+    std::string copy_path;
+    KEEL_RETURN_IF_ERROR(
+        QuarantinePath(fs, quarantine_dir, cut.name + ".from-" + std::to_string(cut_offset), &copy_path));
+    std::unique_ptr<io::File> copy;
+    KEEL_RETURN_IF_ERROR(fs->Open(copy_path, io::OpenMode::kCreate, &copy));
+    KEEL_RETURN_IF_ERROR(CopyRange(segment.get(), cut_offset, file_size_bytes, copy.get()));
+    KEEL_RETURN_IF_ERROR(copy->Sync());
+    KEEL_RETURN_IF_ERROR(fs->SyncDir(quarantine_dir));
+    moved->push_back(copy_path);
+  }
+  const size_t first_whole = cut_offset != 0 ? index + 1 : index;
+  std::vector<std::string> renamed(segments.size() - first_whole);
+  for (size_t i = segments.size(); i-- > first_whole;) {
+    KEEL_RETURN_IF_ERROR(
+        MoveToQuarantine(fs, segments[i].path, segments[i].name, wal_dir, quarantine_dir, &renamed[i - first_whole]));
+  }
+  moved->insert(moved->end(), renamed.begin(), renamed.end());
+  if (cut_offset == 0) return Status::Ok();
+  return ZeroFrom(segment.get(), cut_offset, cut.header.sector_size_bytes, file_size_bytes);
 }
 
 // Point-in-time recovery: moves everything from the first invalid byte on out
-// of the log. The bytes are copied (or whole files renamed) into the
-// quarantine directory and made durable there before the log is changed, so
-// nothing is ever lost; then the rest of the damaged segment is zeroed. The
-// sector holding the end of the last valid record is rewritten with its valid
-// prefix unchanged, so even a torn rewrite cannot damage that prefix.
+// of the log (MoveTailAside), and the log continues from there.
 Status Quarantine(io::FileSystem* fs, const Options& options, Report* report) {
   wal::LogScanner scanner(fs, options.wal_dir);
   KEEL_RETURN_IF_ERROR(scanner.Init());
@@ -52,48 +149,13 @@ Status Quarantine(io::FileSystem* fs, const Options& options, Report* report) {
   while (index < segments.size() && segments[index].name != end.segment) ++index;
   assert(index < segments.size());
   const wal::SegmentInfo& damaged = segments[index];
-  const bool header_damaged = damaged.valid_end == 0;
+  const bool header_damaged = !damaged.header_valid;
   if (header_damaged && index == 0) {
     return Status::Corruption("point-in-time recovery impossible: the first segment's header is damaged (" +
                               end.Describe() + ")");
   }
-  KEEL_RETURN_IF_ERROR(CreateQuarantineDir(fs, options));
-  const std::string stamp = std::to_string(std::time(nullptr)) + "-";
-  if (!header_damaged) {
-    std::unique_ptr<io::File> segment;
-    KEEL_RETURN_IF_ERROR(fs->Open(damaged.path, io::OpenMode::kReadWrite, &segment));
-    const std::string copy_path =
-        io::JoinPath(options.quarantine_dir, stamp + damaged.name + ".from-" + std::to_string(damaged.valid_end));
-    std::unique_ptr<io::File> copy;
-    KEEL_RETURN_IF_ERROR(fs->Open(copy_path, io::OpenMode::kCreate, &copy));
-    KEEL_RETURN_IF_ERROR(CopyRange(segment.get(), damaged.valid_end, damaged.file_size_bytes, copy.get()));
-    KEEL_RETURN_IF_ERROR(copy->Sync());
-    report->quarantined.push_back(copy_path);
-    ++index;  // later segments move whole
-    // Zeroing waits until the copy and the renames below are durable.
-    for (size_t i = index; i < segments.size(); ++i) {
-      const std::string moved = io::JoinPath(options.quarantine_dir, stamp + segments[i].name);
-      KEEL_RETURN_IF_ERROR(fs->Rename(segments[i].path, moved));
-      report->quarantined.push_back(moved);
-    }
-    KEEL_RETURN_IF_ERROR(fs->SyncDir(options.quarantine_dir));
-    KEEL_RETURN_IF_ERROR(fs->SyncDir(options.wal_dir));
-    const uint64_t sector = damaged.header.sector_size_bytes;
-    const uint64_t first_sector = damaged.valid_end - damaged.valid_end % sector;
-    std::vector<std::byte> bytes(damaged.file_size_bytes - first_sector, std::byte{0});
-    size_t got = 0;
-    KEEL_RETURN_IF_ERROR(segment->ReadAt(first_sector, std::span(bytes.data(), sector), &got));
-    std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(damaged.valid_end - first_sector), bytes.end(), std::byte{0});
-    KEEL_RETURN_IF_ERROR(segment->WriteAt(first_sector, bytes));
-    return segment->Sync();
-  }
-  for (size_t i = index; i < segments.size(); ++i) {
-    const std::string moved = io::JoinPath(options.quarantine_dir, stamp + segments[i].name);
-    KEEL_RETURN_IF_ERROR(fs->Rename(segments[i].path, moved));
-    report->quarantined.push_back(moved);
-  }
-  KEEL_RETURN_IF_ERROR(fs->SyncDir(options.quarantine_dir));
-  return fs->SyncDir(options.wal_dir);
+  return MoveTailAside(fs, options.wal_dir, options.quarantine_dir, segments, index,
+                       header_damaged ? 0 : damaged.valid_end, &report->quarantined);
 }
 
 // Restores the newest checkpoint the log can continue from; falls back to
@@ -118,11 +180,10 @@ Status RestoreCheckpoint(io::FileSystem* fs, const Options& options, const Hooks
       // Point in time: the checkpoint belongs to the lost history. Keep it
       // aside, never delete it, so that later appends cannot pair new records
       // with its old state.
-      KEEL_RETURN_IF_ERROR(CreateQuarantineDir(fs, options));
-      const std::string moved = io::JoinPath(options.quarantine_dir, std::to_string(std::time(nullptr)) + "-" + info.name);
-      KEEL_RETURN_IF_ERROR(fs->Rename(info.path, moved));
-      KEEL_RETURN_IF_ERROR(fs->SyncDir(options.quarantine_dir));
-      KEEL_RETURN_IF_ERROR(fs->SyncDir(options.checkpoint_dir));
+      KEEL_RETURN_IF_ERROR(CreateQuarantineDir(fs, options.quarantine_dir));
+      std::string moved;
+      KEEL_RETURN_IF_ERROR(
+          MoveToQuarantine(fs, info.path, info.name, options.checkpoint_dir, options.quarantine_dir, &moved));
       report->quarantined.push_back(moved);
       report->checkpoints_skipped.push_back(info.name + ": " + why + "; moved to quarantine");
       continue;
@@ -232,11 +293,19 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   wal::Record record;
   report->last_lsn = report->checkpoint_lsn;
   while (reader->Next(&record)) {
+    // An epoch record marks where a promoted backup's epoch began; it is the
+    // replication layer's, not the state machine's. It still takes its LSN:
+    // the state is as of it once it is passed.
+    report->last_lsn = record.lsn;
+    if (record.kind != wal::RecordKind::kData) {
+      assert(record.kind == wal::RecordKind::kEpoch);
+      report->epoch_records += 1;
+      continue;
+    }
     if (report->records_replayed == 0) report->first_replayed_lsn = record.lsn;
     KEEL_RETURN_IF_ERROR(hooks.apply(record.lsn, record.payload));
     report->records_replayed += 1;
     report->bytes_replayed += wal::kRecordHeaderSize + record.payload.size();
-    report->last_lsn = record.lsn;
   }
   KEEL_RETURN_IF_ERROR(reader->status());
   const wal::ScanEnd& end = reader->end();
@@ -247,6 +316,110 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   }
   report->replay_seconds = SecondsSince(replay_start);
   report->seconds = SecondsSince(start);
+  return Status::Ok();
+}
+
+namespace {
+
+// CutTail's step 1: checkpoints above the cut hold state the log will no
+// longer have. Valid or damaged, they go aside, never deleted.
+Status MoveCheckpointsAbove(io::FileSystem* fs, const std::string& checkpoint_dir, const std::string& quarantine_dir,
+                            Lsn keep_through_lsn, std::vector<std::string>* moved) {
+  if (checkpoint_dir.empty()) return Status::Ok();
+  bool is_dir = false;
+  const Status exists = fs->Stat(checkpoint_dir, &is_dir);
+  if (exists.IsNotFound()) return Status::Ok();
+  KEEL_RETURN_IF_ERROR(exists);
+  if (!is_dir) return Status::InvalidArgument("checkpoint directory " + checkpoint_dir + " is not a directory");
+  std::vector<std::string> names;
+  KEEL_RETURN_IF_ERROR(fs->ListDir(checkpoint_dir, &names));
+  std::vector<std::pair<Lsn, std::string>> doomed;
+  for (const std::string& name : names) {
+    Lsn lsn = 0;
+    if (checkpoint::ParseCheckpointFileName(name, &lsn) && lsn > keep_through_lsn) doomed.emplace_back(lsn, name);
+  }
+  std::sort(doomed.begin(), doomed.end());
+  if (doomed.empty()) return Status::Ok();
+  KEEL_RETURN_IF_ERROR(CreateQuarantineDir(fs, quarantine_dir));
+  for (const auto& [lsn, name] : doomed) {
+    std::string path;
+    KEEL_RETURN_IF_ERROR(
+        MoveToQuarantine(fs, io::JoinPath(checkpoint_dir, name), name, checkpoint_dir, quarantine_dir, &path));
+    moved->push_back(path);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status CutTail(io::FileSystem* fs, const std::string& wal_dir, const std::string& checkpoint_dir,
+               const std::string& quarantine_dir, Lsn keep_through_lsn, std::vector<std::string>* moved) {
+  assert(moved != nullptr);
+  if (wal_dir.empty() || quarantine_dir.empty()) {
+    return Status::InvalidArgument("CutTail needs a log directory and a quarantine directory");
+  }
+  // The log must be closed: a writer appending while its tail is cut would
+  // write into a segment that is being zeroed. Its lock says whether one is open.
+  bool is_dir = false;
+  const Status exists = fs->Stat(wal_dir, &is_dir);
+  if (exists.IsNotFound()) return Status::NotFound("log directory " + wal_dir + " does not exist");
+  KEEL_RETURN_IF_ERROR(exists);
+  std::unique_ptr<io::FileLock> lock;
+  KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(wal_dir, wal::kLockFileName), &lock));
+  // Scan from the segment that holds keep_through_lsn + 1, to find that
+  // record, and to the end, to know how the log ends after it.
+  wal::ScanOptions scan_options;
+  scan_options.from_lsn = keep_through_lsn == UINT64_MAX ? UINT64_MAX : keep_through_lsn + 1;
+  wal::LogScanner scanner(fs, wal_dir, scan_options);
+  KEEL_RETURN_IF_ERROR(scanner.Init());
+  const Lsn first_lsn = scanner.segments().front().header.first_lsn;
+  assert(first_lsn >= 1);
+  if (keep_through_lsn < first_lsn - 1) {
+    return Status::InvalidArgument("cannot keep the log in " + wal_dir + " through LSN " +
+                                   std::to_string(keep_through_lsn) + ": it starts at LSN " +
+                                   std::to_string(first_lsn));
+  }
+  wal::Record record;
+  bool found = false;
+  size_t cut_index = 0;
+  uint64_t cut_offset = 0;
+  while (scanner.Next(&record)) {
+    if (!found) {
+      assert(record.lsn == keep_through_lsn + 1);
+      found = true;
+      cut_index = record.segment_index;
+      cut_offset = record.offset;
+    }
+  }
+  KEEL_RETURN_IF_ERROR(scanner.status());
+  const wal::ScanEnd& end = scanner.end();
+  const Lsn last_lsn = scanner.last_lsn();
+  if (end.kind == wal::ScanEndKind::kCorruption && keep_through_lsn > last_lsn) {
+    return Status::Corruption("cannot keep the log in " + wal_dir + " through LSN " + std::to_string(keep_through_lsn) +
+                              ": it is damaged before that LSN (" + end.Describe() + ")");
+  }
+  // Checkpoints first: a crash after this step leaves a longer log and no
+  // checkpoint beyond the cut, which recovers; the other order could leave a
+  // checkpoint ahead of the log, which recovery reports as lost records.
+  KEEL_RETURN_IF_ERROR(MoveCheckpointsAbove(fs, checkpoint_dir, quarantine_dir, keep_through_lsn, moved));
+  const auto& segments = scanner.segments();
+  if (found) {
+    return MoveTailAside(fs, wal_dir, quarantine_dir, segments, cut_index, cut_offset, moved);
+  }
+  if (end.kind == wal::ScanEndKind::kCorruption) {
+    // keep_through_lsn is the last valid record: cut from the damage on, as
+    // point-in-time recovery does. This also finishes a cut whose zeroing a
+    // crash interrupted, leaving divergent records after zeros.
+    size_t index = 0;
+    while (index < segments.size() && segments[index].name != end.segment) ++index;
+    assert(index < segments.size());
+    const wal::SegmentInfo& damaged = segments[index];
+    return MoveTailAside(fs, wal_dir, quarantine_dir, segments, index, damaged.header_valid ? damaged.valid_end : 0,
+                         moved);
+  }
+  // Nothing after keep_through_lsn: a clean end, or a torn tail that the next
+  // Log::Open cuts as usual.
+  assert(keep_through_lsn >= last_lsn);
   return Status::Ok();
 }
 

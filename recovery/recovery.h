@@ -10,7 +10,12 @@
 //   3. Restore the newest checkpoint whose LSN the log can continue from
 //      (first_lsn <= C + 1 <= last_lsn + 1), falling back to older ones when a
 //      checkpoint is damaged, and to the empty state when the log starts at 1.
-//   4. Open the log for writing and replay every record after C through Apply.
+//   4. Open the log for writing and replay every data record after C through
+//      Apply (epoch records take an LSN but carry nothing for the state).
+//
+// CutTail is the other repair: a deposed primary rejoining as a backup cuts
+// the records after the last LSN it shares with the new primary, keeping them
+// in quarantine, never deleting them.
 #pragma once
 
 #include <cstdint>
@@ -40,10 +45,11 @@ struct Report {
   std::string checkpoint;                  // file used, empty when none
   Lsn checkpoint_lsn = 0;
   std::vector<std::string> checkpoints_skipped;  // "<file>: <why>"
-  Lsn first_replayed_lsn = 0;
+  Lsn first_replayed_lsn = 0;              // the first record applied
   Lsn last_lsn = 0;                        // the recovered state is as of this LSN
-  uint64_t records_replayed = 0;
-  uint64_t bytes_replayed = 0;             // record bytes (header + payload)
+  uint64_t records_replayed = 0;           // data records applied
+  uint64_t bytes_replayed = 0;             // their record bytes (header + payload)
+  uint64_t epoch_records = 0;              // epoch records replay passed over (not applied)
   wal::ScanEndKind log_end = wal::ScanEndKind::kNotReached;
   std::string log_end_description;
   uint64_t tail_bytes_cut = 0;
@@ -77,5 +83,31 @@ struct Options {
 // fs must be the file system the log options name (or the OS one).
 Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, std::unique_ptr<wal::Log>* log,
                Report* report);
+
+// Cuts a divergent tail, with the log closed (it takes the log's LOCK, so an
+// open log is refused). Every record after keep_through_lsn leaves the log:
+//   1. every checkpoint in checkpoint_dir with an LSN > keep_through_lsn
+//      (valid or not) is renamed into quarantine_dir: it holds divergent state;
+//   2. the bytes of the segment holding keep_through_lsn + 1, from that
+//      record to the segment end, are copied into quarantine_dir, and every
+//      later segment is renamed there whole (newest first), each synced with
+//      its directory before the log is touched;
+//   3. that segment is zeroed from the cut on (the sector holding the cut is
+//      rewritten with its kept prefix unchanged) and synced.
+// The log then opens clean (docs/format.md, rows 2-3) with last_lsn ==
+// keep_through_lsn, and appends continue from keep_through_lsn + 1. Nothing is
+// ever deleted. *moved gets the paths written or moved into quarantine_dir.
+//
+// keep_through_lsn >= the log's last LSN: the log is left alone (a torn tail
+// is Log::Open's to cut), but checkpoints above keep_through_lsn are still
+// moved, so a cut interrupted by a crash completes when run again with the
+// same LSN. keep_through_lsn < first LSN - 1: InvalidArgument. A log that is
+// corrupt before keep_through_lsn + 1 is refused (Corruption); corruption
+// after it is cut away with the rest, into quarantine. A crash while step 3
+// zeroes can leave the divergent tail half zeroed, which the reader may call
+// corruption (row 11); running CutTail again with the same LSN completes it.
+// checkpoint_dir may be empty or missing (no checkpoints to move).
+Status CutTail(io::FileSystem* fs, const std::string& wal_dir, const std::string& checkpoint_dir,
+               const std::string& quarantine_dir, Lsn keep_through_lsn, std::vector<std::string>* moved);
 
 }  // namespace keel::recovery

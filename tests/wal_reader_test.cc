@@ -37,8 +37,10 @@ class SegmentBuilder {
   }
 
   // Writes a record at offset; returns the offset just past it.
-  uint64_t Put(uint64_t offset, Lsn lsn, const std::string& payload, Lsn durable_lsn, wal::Epoch epoch = 1) {
+  uint64_t Put(uint64_t offset, Lsn lsn, const std::string& payload, Lsn durable_lsn, wal::Epoch epoch = 1,
+             wal::RecordKind kind = wal::RecordKind::kData) {
     wal::RecordHeader header;
+    header.kind = kind;
     header.payload_length = static_cast<uint32_t>(payload.size());
     header.lsn = lsn;
     header.epoch = epoch;
@@ -252,6 +254,36 @@ TEST_F(DecisionTableTest, UnknownKindAndReservedBytesAreInvalid) {
   }
 }
 
+// Row 1 and row 7 for kinds: an epoch record (kind 2) is a record like any
+// other, handed back with its kind; kind 3 is invalid even with a checksum
+// that covers it, since this version does not know what it means.
+TEST_F(DecisionTableTest, EpochKindIsReadAndKindsBeyondItAreInvalid) {
+  SegmentBuilder segment(1);
+  uint64_t at = segment.Put(SectorAt(1), 1, "data", 0);
+  at = segment.Put(at, 2, "epoch 2 begins", 0, /*epoch=*/2, wal::RecordKind::kEpoch);
+  at = segment.Put(at, 3, "data again", 0, /*epoch=*/2);
+  const uint64_t fourth = wal::RoundUp(at, kSector);
+  segment.Put(fourth, 4, "kind three", 3, /*epoch=*/2);
+  // Make record 4 kind 3 with a checksum that matches, so only its kind is wrong.
+  segment.bytes()[fourth] = 3;
+  std::byte* header = reinterpret_cast<std::byte*>(segment.bytes().data() + fourth);
+  const uint64_t checksum = wal::ComputeRecordChecksum(
+      std::span(header, wal::kRecordHeaderSize), std::span(header + wal::kRecordHeaderSize, std::strlen("kind three")));
+  std::memcpy(header + wal::kRecordChecksumOffset, &checksum, sizeof(checksum));
+  Store(segment);
+
+  wal::LogScanner scanner(&fs_, kDir);
+  ASSERT_TRUE(scanner.Init().ok());
+  wal::Record record;
+  std::vector<wal::RecordKind> kinds;
+  while (scanner.Next(&record)) kinds.push_back(record.kind);
+  EXPECT_EQ(kinds, (std::vector<wal::RecordKind>{wal::RecordKind::kData, wal::RecordKind::kEpoch,
+                                                 wal::RecordKind::kData}));
+  EXPECT_EQ(scanner.end().kind, ScanEndKind::kTornTail) << scanner.end().Describe();
+  EXPECT_NE(scanner.end().reason.find("unknown record kind 3"), std::string::npos) << scanner.end().reason;
+  EXPECT_EQ(scanner.end().expected_lsn, 4u);
+}
+
 TEST_F(DecisionTableTest, LeftoversMidSectorAreSkippedWhenTheNextSectorContinuesExactly) {
   SegmentBuilder segment(1);
   const uint64_t end_of_one = segment.Put(SectorAt(1), 1, "one", 0);
@@ -429,6 +461,27 @@ TEST(FormatTest, HeadersRoundTripAndRejectTampering) {
   EXPECT_TRUE(wal::RecordChecksumMatches(encoded, Bytes(payload), read.checksum));
   EXPECT_FALSE(wal::RecordChecksumMatches(encoded, Bytes(std::string("payload bytez")), read.checksum));
   EXPECT_EQ(wal::DurableLag(1ULL << 40, 0), UINT32_MAX);
+}
+
+TEST(FormatTest, RecordKindsOneAndTwoDecodeAndOthersDoNot) {
+  EXPECT_FALSE(wal::IsKnownRecordKind(0)) << "zero is padding";
+  EXPECT_TRUE(wal::IsKnownRecordKind(1));
+  EXPECT_TRUE(wal::IsKnownRecordKind(2));
+  EXPECT_EQ(wal::RecordKindName(wal::RecordKind::kData), "data");
+  EXPECT_EQ(wal::RecordKindName(wal::RecordKind::kEpoch), "epoch");
+  wal::RecordHeader record;
+  record.lsn = 9;
+  record.kind = wal::RecordKind::kEpoch;
+  std::byte encoded[wal::kRecordHeaderSize];
+  wal::EncodeRecordHeader(record, {}, encoded);
+  wal::RecordHeader read;
+  ASSERT_TRUE(wal::DecodeRecordHeader(encoded, &read).ok());
+  EXPECT_EQ(read.kind, wal::RecordKind::kEpoch);
+  for (int kind = 3; kind <= 255; ++kind) {
+    encoded[0] = static_cast<std::byte>(kind);
+    const Status status = wal::DecodeRecordHeader(encoded, &read);
+    EXPECT_TRUE(status.IsCorruption()) << "kind " << kind;
+  }
 }
 
 TEST(FormatTest, SegmentFileNamesSortAndParse) {

@@ -81,19 +81,23 @@ struct DumpStats {
 uint64_t BucketMin(size_t bucket) { return bucket == 0 ? 0 : uint64_t{1} << (bucket - 1); }
 uint64_t BucketMax(size_t bucket) { return bucket == 0 ? 0 : (uint64_t{1} << bucket) - 1; }
 
+// Data records print as they always have; any other kind says so right after
+// the epoch (kind=epoch), so existing parsers of the text form keep working.
 void PrintRecordText(const wal::Record& record, const std::string& segment) {
-  std::printf("lsn=%" PRIu64 " epoch=%" PRIu32 " len=%zu segment=%s offset=%" PRIu64 " payload=\"%s\"\n", record.lsn,
-              record.epoch, record.payload.size(), segment.c_str(), record.offset,
+  const std::string kind =
+      record.kind == wal::RecordKind::kData ? "" : " kind=" + std::string(wal::RecordKindName(record.kind));
+  std::printf("lsn=%" PRIu64 " epoch=%" PRIu32 "%s len=%zu segment=%s offset=%" PRIu64 " payload=\"%s\"\n", record.lsn,
+              record.epoch, kind.c_str(), record.payload.size(), segment.c_str(), record.offset,
               PayloadPreview(record.payload, kPreviewBytes).c_str());
 }
 
 void PrintRecordJson(const wal::Record& record, const std::string& segment) {
-  // Hand-written: every value is a number, a segment file name (digits and
-  // ".wal") or hex, so nothing needs escaping.
-  std::printf("{\"lsn\":%" PRIu64 ",\"epoch\":%" PRIu32 ",\"len\":%zu,\"segment\":\"%s\",\"offset\":%" PRIu64
+  // Hand-written: every value is a number, a kind word, a segment file name
+  // (digits and ".wal") or hex, so nothing needs escaping.
+  std::printf("{\"lsn\":%" PRIu64 ",\"epoch\":%" PRIu32 ",\"kind\":\"%s\",\"len\":%zu,\"segment\":\"%s\",\"offset\":%" PRIu64
               ",\"payload_hex\":\"%s\"}\n",
-              record.lsn, record.epoch, record.payload.size(), segment.c_str(), record.offset,
-              HexEncode(record.payload).c_str());
+              record.lsn, record.epoch, std::string(wal::RecordKindName(record.kind)).c_str(), record.payload.size(),
+              segment.c_str(), record.offset, HexEncode(record.payload).c_str());
 }
 
 // Segments the scan reached (their header was read) and what the range held in each.
@@ -342,7 +346,8 @@ void AddDumpCommand(CLI::App* app, CommandRunner* run) {
   flags->log_only_options.push_back(
       command->add_option("--limit", flags->limit, "print at most this many records (at least 1)"));
   command->add_flag("--json", flags->json,
-                    "JSON Lines: lsn, epoch, len, segment, offset, payload_hex (the whole payload, lowercase);\n"
+                    "JSON Lines: lsn, epoch, kind (data or epoch), len, segment, offset, payload_hex (the whole\n"
+                    "payload, lowercase); the text form shows kind= only for records that are not data;\n"
                     "with --checkpoint one object: the fields, frame_table, ok, error");
   flags->log_only_options.push_back(command->add_flag(
       "--stats", flags->stats, "instead of records: counts, sizes, a size histogram and a per-segment table"));

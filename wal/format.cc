@@ -81,6 +81,7 @@ void EncodeRecordHeader(const RecordHeader& header, std::span<const std::byte> p
                         std::span<std::byte, kRecordHeaderSize> out) {
   assert(header.lsn >= 1);
   assert(payload.size() == header.payload_length);
+  assert(IsKnownRecordKind(static_cast<uint8_t>(header.kind)));
   std::byte* p = out.data();
   Put<uint8_t>(p, 0, static_cast<uint8_t>(header.kind));
   Put<uint8_t>(p, 1, 0);
@@ -98,7 +99,7 @@ Status DecodeRecordHeader(std::span<const std::byte> in, RecordHeader* header) {
   assert(in.size() >= kRecordHeaderSize);
   const std::byte* p = in.data();
   const uint8_t kind = Get<uint8_t>(p, 0);
-  if (kind != static_cast<uint8_t>(RecordKind::kData)) {
+  if (!IsKnownRecordKind(kind)) {
     return Status::Corruption("unknown record kind " + std::to_string(kind));
   }
   if (Get<uint8_t>(p, 1) != 0 || Get<uint16_t>(p, 2) != 0) {
@@ -127,6 +128,16 @@ uint64_t ComputeRecordChecksum(std::span<const std::byte> header_bytes, std::spa
 bool RecordChecksumMatches(std::span<const std::byte> header_bytes, std::span<const std::byte> payload,
                            uint64_t checksum) {
   return ComputeRecordChecksum(header_bytes, payload) == checksum;
+}
+
+std::string_view RecordKindName(RecordKind kind) {
+  switch (kind) {
+    case RecordKind::kData:
+      return "data";
+    case RecordKind::kEpoch:
+      return "epoch";
+  }
+  return "unknown";
 }
 
 bool IsLogAuxiliaryFileName(std::string_view name) {

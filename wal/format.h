@@ -44,8 +44,9 @@ inline constexpr uint64_t kSegmentMagic = 0x014C41574C45454BULL;  // bytes: K E 
 inline constexpr size_t kSegmentHeaderSize = 56;
 
 // Record header, in front of every payload.
-//   0  u8  kind                   nonzero (RecordKind). A zero byte where a record
-//                                 would start is padding: skip to the next sector.
+//   0  u8  kind                   nonzero (RecordKind: 1 data, 2 epoch). A zero byte
+//                                 where a record would start is padding: skip to the
+//                                 next sector. Any other kind is invalid (row 7).
 //   1  u8  reserved, zero
 //   2  u16 reserved, zero
 //   4  u32 payload_length         bytes of payload after the header
@@ -64,8 +65,21 @@ inline constexpr size_t kRecordChecksumOffset = 24;
 static_assert(kRecordChecksumOffset + 8 == kRecordHeaderSize, "the checksum ends the header");
 
 enum class RecordKind : uint8_t {
-  kData = 1,  // an application record
+  kData = 1,   // an application record: recovery hands its payload to the state machine
+  // The first record of a new epoch, written when a backup is promoted. Its
+  // payload belongs to the replication layer; wal/ only frames and checks it,
+  // and recovery passes over it (it still takes an LSN).
+  kEpoch = 2,
 };
+inline constexpr uint8_t kMaxRecordKind = static_cast<uint8_t>(RecordKind::kEpoch);
+
+// True for the kinds this version reads and writes (1 and 2).
+inline constexpr bool IsKnownRecordKind(uint8_t kind) {
+  return kind >= static_cast<uint8_t>(RecordKind::kData) && kind <= kMaxRecordKind;
+}
+static_assert(!IsKnownRecordKind(0), "a zero byte where a record would start is padding, never a kind");
+// "data" or "epoch" (what `keel dump` prints).
+std::string_view RecordKindName(RecordKind kind);
 
 // The largest payload any keel log may hold, whatever its segment size: the
 // reader bounds a length field by it (and by the segment end) before reading.

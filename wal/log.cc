@@ -32,6 +32,8 @@ alignas(4096) const std::byte kZeros[kZeroBytes] = {};
 static_assert(kZeroBytes >= kMaxSectorSize, "padding comes from kZeros");
 
 constexpr uint64_t kMaxSlots = 1 << 16;
+// Leaves LSNs room to grow without ever wrapping past UINT64_MAX.
+constexpr Lsn kMaxFirstLsn = UINT64_MAX / 2;
 constexpr unsigned kQueueDepth = 8;
 
 uint64_t SlotCountFor(uint64_t ring_bytes) {
@@ -76,6 +78,7 @@ struct Log::Slot {
   std::atomic<Lsn> published{0};  // == the record's LSN once its bytes are in the ring
   uint64_t end_position = 0;      // stream position just past the record
   uint32_t frame_bytes = 0;       // header + payload
+  Epoch epoch = 0;                // the record's epoch: a segment it starts is headed by it
 };
 
 Status ValidateOptions(const LogOptions& o) {
@@ -106,6 +109,9 @@ Status ValidateOptions(const LogOptions& o) {
     return bad("max_write_bytes=" + std::to_string(o.max_write_bytes) + " must be at least sector_size_bytes");
   }
   if (o.spare_segments > 16) return bad("spare_segments=" + std::to_string(o.spare_segments) + " must be at most 16");
+  if (o.first_lsn == 0 || o.first_lsn > kMaxFirstLsn) {
+    return bad("first_lsn=" + std::to_string(o.first_lsn) + " must be from 1 to " + std::to_string(kMaxFirstLsn));
+  }
   return Status::Ok();
 }
 
@@ -196,7 +202,7 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   report->segments = opened->segments_.size();
   report->first_lsn = opened->first_lsn();
   report->last_lsn = opened->written_lsn_;
-  report->epoch = opened->epoch_;
+  report->epoch = opened->epoch();
   *log = std::move(opened);
   return Status::Ok();
 }
@@ -226,11 +232,20 @@ Status Log::AdoptSpares(const std::vector<std::string>& names) {
   return Status::Ok();
 }
 
+// A new log starts at options_.first_lsn: as far as the writer is concerned,
+// everything before it is already written and durable (a backup seeded from a
+// checkpoint at first_lsn - 1 holds it there).
 Status Log::Create() {
-  epoch_ = options_.epoch == 0 ? 1 : options_.epoch;
+  const Lsn first = options_.first_lsn;
+  assert(first >= 1);
+  epoch_.store(options_.epoch == 0 ? 1 : options_.epoch);
   last_checksum_ = 0;  // the first segment a log ever has names no predecessor
-  KEEL_RETURN_IF_ERROR(RollSegment(1));
-  next_lsn_ = 1;
+  KEEL_RETURN_IF_ERROR(RollSegment(first, epoch()));
+  next_lsn_ = first;
+  written_lsn_.store(first - 1);
+  last_lsn_.store(first - 1);
+  durable_lsn_.store(first - 1);
+  released_lsn_.store(first - 1);
   return Status::Ok();
 }
 
@@ -255,7 +270,7 @@ Status Log::Recover(OpenReport* report) {
     return Status::InvalidArgument("epoch " + std::to_string(options_.epoch) + " is lower than the log's epoch " +
                                    std::to_string(log_epoch));
   }
-  epoch_ = options_.epoch == 0 ? log_epoch : options_.epoch;
+  epoch_.store(options_.epoch == 0 ? log_epoch : options_.epoch);
   for (const SegmentInfo& info : scanner.segments()) segments_.push_back({info.header.first_lsn, info.path});
   const SegmentInfo& tail = scanner.segments().back();
   KEEL_RETURN_IF_ERROR(fs_->Open(tail.path, io::OpenMode::kReadWrite, &segment_file_));
@@ -311,43 +326,53 @@ Status Log::Start() {
 // ---------------------------------------------------------------------------
 // Appender side.
 
-Status Log::Append(std::span<const std::byte> payload, Lsn* lsn) {
-  return AppendRecord(payload, /*durable=*/false, lsn);
-}
+Status Log::Append(std::span<const std::byte> payload, Lsn* lsn) { return AppendWith(AppendSpec{}, payload, lsn); }
 
 Status Log::AppendDurable(std::span<const std::byte> payload, Lsn* lsn) {
-  KEEL_RETURN_IF_ERROR(AppendRecord(payload, /*durable=*/true, lsn));
-  return WaitDurable(*lsn);
+  AppendSpec spec;
+  spec.durable = true;
+  return AppendWith(spec, payload, lsn);
+}
+
+Status Log::AppendWith(const AppendSpec& spec, std::span<const std::byte> payload, Lsn* lsn) {
+  KEEL_RETURN_IF_ERROR(AppendRecord(spec, payload, lsn));
+  return spec.durable ? WaitDurable(*lsn) : Status::Ok();
 }
 
 // Frames, checksums and copies one record on the caller's thread. A durable
 // append asks for the sync before publishing, so whoever writes the record
 // also syncs it, and does not wake the writer thread: the caller flushes
 // itself in WaitDurable unless someone else already is.
-Status Log::AppendRecord(std::span<const std::byte> payload, bool durable, Lsn* lsn) {
+Status Log::AppendRecord(const AppendSpec& spec, std::span<const std::byte> payload, Lsn* lsn) {
   if (payload.size() > options_.max_record_bytes) {
     return Status::InvalidArgument("record of " + std::to_string(payload.size()) +
                                    " bytes exceeds max_record_bytes=" + std::to_string(options_.max_record_bytes));
   }
+  if (!IsKnownRecordKind(static_cast<uint8_t>(spec.kind))) {
+    return Status::InvalidArgument("unknown record kind " + std::to_string(static_cast<unsigned>(spec.kind)) +
+                                   " for log " + dir_);
+  }
   const size_t frame_bytes = kRecordHeaderSize + payload.size();
   uint64_t position = 0;
-  KEEL_RETURN_IF_ERROR(Reserve(frame_bytes, lsn, &position));
+  Epoch epoch = 0;
+  KEEL_RETURN_IF_ERROR(Reserve(spec, frame_bytes, lsn, &epoch, &position));
   RecordHeader header;
-  header.kind = RecordKind::kData;
+  header.kind = spec.kind;
   header.payload_length = static_cast<uint32_t>(payload.size());
   header.lsn = *lsn;
-  header.epoch = epoch_;
+  header.epoch = epoch;  // decided with the LSN, so epochs never go back in LSN order
   header.durable_lag = DurableLag(*lsn, durable_lsn_.load(std::memory_order_acquire));
   std::byte header_bytes[kRecordHeaderSize];
   EncodeRecordHeader(header, payload, header_bytes);
   CopyToRing(position, header_bytes);
   CopyToRing(position + kRecordHeaderSize, payload);
-  if (durable) RequestSync(*lsn);
+  if (spec.durable) RequestSync(*lsn);
   Slot& slot = slots_[*lsn & (slot_count_ - 1)];
   slot.end_position = position + frame_bytes;
   slot.frame_bytes = static_cast<uint32_t>(frame_bytes);
+  slot.epoch = epoch;
   slot.published.store(*lsn, std::memory_order_seq_cst);
-  if (!durable) WakeWriterIfIdle();
+  if (!spec.durable) WakeWriterIfIdle();
   return Status::Ok();
 }
 
@@ -386,11 +411,25 @@ LogStats Log::stats() const {
   return stats_;
 }
 
-Status Log::Reserve(size_t frame_bytes, Lsn* lsn, uint64_t* position) {
+// Assigns the next LSN and ring space, and decides the record's epoch, all
+// under reserve_mu_: the LSN a backup expects and the epoch it raises are
+// checked against the very assignment they apply to.
+Status Log::Reserve(const AppendSpec& spec, size_t frame_bytes, Lsn* lsn, Epoch* epoch, uint64_t* position) {
   std::unique_lock lock(reserve_mu_);
   for (;;) {
     if (failed_.load(std::memory_order_acquire)) return status();
     if (closed_) return Status::Failed("log " + dir_ + " is closed");
+    // Checked on every pass: next_lsn_ and epoch_ may have moved while this
+    // thread waited for room.
+    if (spec.expected_lsn != 0 && spec.expected_lsn != next_lsn_) {
+      return Status::InvalidArgument("log " + dir_ + ": record expected to get LSN " +
+                                     std::to_string(spec.expected_lsn) + " but the next LSN is " +
+                                     std::to_string(next_lsn_));
+    }
+    if (spec.epoch != 0 && spec.epoch < epoch_.load(std::memory_order_relaxed)) {
+      return Status::InvalidArgument("log " + dir_ + ": record epoch " + std::to_string(spec.epoch) +
+                                     " is lower than the log's epoch " + std::to_string(epoch_.load()));
+    }
     const bool ring_room = reserved_position_ + frame_bytes - released_position_.load() <= ring_capacity_;
     const bool slot_room = next_lsn_ - released_lsn_.load() <= slot_count_;
     if (ring_room && slot_room) break;
@@ -407,10 +446,14 @@ Status Log::Reserve(size_t frame_bytes, Lsn* lsn, uint64_t* position) {
     }
     space_cv_.wait(lock);
   }
+  if (spec.epoch > epoch_.load(std::memory_order_relaxed)) epoch_.store(spec.epoch, std::memory_order_release);
+  *epoch = epoch_.load(std::memory_order_relaxed);
   *lsn = next_lsn_++;
   *position = reserved_position_;
   reserved_position_ += frame_bytes;
   last_lsn_.store(*lsn, std::memory_order_release);
+  assert(spec.expected_lsn == 0 || *lsn == spec.expected_lsn);
+  assert(spec.epoch == 0 || *epoch == spec.epoch);
   return Status::Ok();
 }
 
@@ -512,7 +555,13 @@ Log::FlushResult Log::FlushOnce() {
                                                                            : FlushResult::kFailed;
   }
   if (roll_needed) {
-    if (Status status = RollSegment(written_lsn_ + 1); !status.ok()) {
+    // The new segment is headed by its first record's epoch, not the log's
+    // epoch now: a later record may already have raised that, and a header
+    // epoch above its own first record's would read as an epoch going back.
+    const Lsn first = written_lsn_ + 1;
+    const Slot& slot = slots_[first & (slot_count_ - 1)];
+    assert(slot.published.load(std::memory_order_acquire) == first);
+    if (Status status = RollSegment(first, slot.epoch); !status.ok()) {
       Fail(status);
       return FlushResult::kFailed;
     }
@@ -632,6 +681,8 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
   }
   if (last > written_lsn_) last_checksum_ = ReadChecksumFromRing(last);
   const uint64_t bytes_written = new_position - file_position_;
+  const Lsn first_written = last > written_lsn_ ? written_lsn_ + 1 : 0;
+  const uint64_t start_position = written_position_;
   written_lsn_ = last;
   written_position_ = end_position;
   file_position_ = Planted(PlantedBug::kOverwriteAcknowledgedSector) ? file_position_ + bytes : new_position;
@@ -646,6 +697,8 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
     stats_.syncs += sync ? 1 : 0;
     stats_.bytes_written += bytes_written;
   }
+  // Before the ring space is released: the observer reads the frames in place.
+  if (observer_) NotifyObserver(first_written, last, start_position, end_position);
   // The ring space is free once the kernel has the bytes.
   released_position_.store(end_position, std::memory_order_release);
   released_lsn_.store(last, std::memory_order_release);
@@ -654,6 +707,33 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
   }
   space_cv_.notify_all();
   return Status::Ok();  // durable waiters are woken when flush_mu_ is released
+}
+
+// Shows the observer records [first_lsn, last_lsn] (none when first_lsn is 0),
+// which sit in the ring at [start_position, end_position) exactly as they were
+// just written, and the durable LSN this request left.
+void Log::NotifyObserver(Lsn first_lsn, Lsn last_lsn, uint64_t start_position, uint64_t end_position) {
+  assert(first_lsn == 0 || first_lsn <= last_lsn);
+  assert(end_position - start_position <= ring_capacity_);
+  WriteEvent event;
+  event.first_lsn = first_lsn;
+  event.last_lsn = first_lsn == 0 ? 0 : last_lsn;
+  event.durable_lsn = durable_lsn_.load(std::memory_order_acquire);
+  const uint64_t bytes = end_position - start_position;
+  const uint64_t ring_at = start_position % ring_capacity_;
+  const uint64_t first = std::min(bytes, ring_capacity_ - ring_at);
+  event.frames[0] = std::span<const std::byte>(ring_.get() + ring_at, static_cast<size_t>(first));
+  event.frames[1] = std::span<const std::byte>(ring_.get(), static_cast<size_t>(bytes - first));
+  observer_(event);
+}
+
+void Log::SetWriteObserver(std::function<void(const WriteEvent&)> observer) {
+  // flush_mu_ is what every call of the observer holds. Released through
+  // ReleaseFlush, as every holder does, so no durable waiter misses a wake-up.
+  flush_mu_.lock();
+  observer_.swap(observer);
+  ReleaseFlush();
+  // The old observer, if any, is destroyed here, outside the lock.
 }
 
 void Log::ReadFromRing(uint64_t position, std::span<std::byte> out) const {
@@ -691,7 +771,7 @@ void Log::RestampDurableLag(Lsn lsn, uint64_t position) {
 // Starts the segment whose first record is first_lsn: a spare gets its header
 // written and synced, then is renamed into place and the directory synced, so
 // a segment file that exists under its name always has a durable header.
-Status Log::RollSegment(Lsn first_lsn) {
+Status Log::RollSegment(Lsn first_lsn, Epoch epoch) {
   assert(durable_lsn_.load() == written_lsn_);
   std::string spare;
   KEEL_RETURN_IF_ERROR(TakeSpare(&spare));
@@ -701,7 +781,7 @@ Status Log::RollSegment(Lsn first_lsn) {
   header.sector_size_bytes = options_.sector_size_bytes;
   header.segment_size_bytes = options_.segment_size_bytes;
   header.first_lsn = first_lsn;
-  header.epoch = epoch_;
+  header.epoch = epoch;
   header.prev_checksum = last_checksum_;
   header_sector_.assign(options_.sector_size_bytes, std::byte{0});
   EncodeSegmentHeader(header, std::span<std::byte, kSegmentHeaderSize>(header_sector_.data(), kSegmentHeaderSize));

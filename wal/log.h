@@ -18,11 +18,16 @@
 //   Lsn lsn; log->Append(payload, &lsn);   // queued; durable later
 //   log->Sync(lsn);                          // returns once lsn is durable
 //   log->AppendDurable(payload, &lsn);      // both in one call
+//
+// A backup in log-shipping replication writes the primary's records with
+// their LSNs and epochs through AppendWith, and a primary's shipper sees every
+// write through SetWriteObserver, without reading the files back.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -60,6 +65,10 @@ struct LogOptions {
   // Epoch stamped on new records; 0 keeps the log's current epoch (1 for a new log).
   // Lower than the log's current epoch is refused.
   Epoch epoch = 0;
+  // The LSN of a new log's first record (its first segment is named and headed
+  // by it). Used only when Open creates the log; an existing log keeps its
+  // LSNs. A backup seeded from a checkpoint at LSN N-1 starts its log at N.
+  Lsn first_lsn = 1;
   // false: no writer or allocator thread. The calling threads do all I/O (in
   // Sync, AppendDurable, Close, or Append when the ring is full), so a single
   // caller gets a sequence of file operations fixed by its calls alone: the
@@ -96,6 +105,33 @@ struct LogStats {
   uint64_t rolls_without_spare = 0;  // rolls that had to create a segment on the spot
 };
 
+// What AppendWith writes, beyond the payload.
+struct AppendSpec {
+  RecordKind kind = RecordKind::kData;
+  // 0: the log's current epoch. Higher: raises the log's epoch from this record
+  // on (later records and new segment headers carry it). Lower: InvalidArgument.
+  Epoch epoch = 0;
+  // Nonzero: the record must get exactly this LSN, else InvalidArgument and
+  // nothing is appended. A backup writes records with the primary's LSNs.
+  Lsn expected_lsn = 0;
+  // Wait until the record is durable, as AppendDurable does.
+  bool durable = false;
+};
+
+// One successful write or sync request, as the writer made it (see SetWriteObserver).
+struct WriteEvent {
+  // The records this request wrote; first_lsn = 0 when it wrote none (a sync
+  // of records written earlier).
+  Lsn first_lsn = 0;
+  Lsn last_lsn = 0;
+  // The records exactly as written to disk (headers with their restamped
+  // durable_lag, payloads), back to back, without padding; two pieces where
+  // the ring wraps (frames[1] is empty otherwise). Valid only during the call.
+  std::span<const std::byte> frames[2];
+  // The log's durable LSN after this request.
+  Lsn durable_lsn = 0;
+};
+
 class Log {
  public:
   // Opens (or creates) the log in dir, validating it: a torn tail is cut and
@@ -113,6 +149,11 @@ class Log {
   Status Append(std::span<const std::byte> payload, Lsn* lsn);
   // Appends and waits until the record is durable (P1).
   Status AppendDurable(std::span<const std::byte> payload, Lsn* lsn);
+  // The general append: kind, epoch, expected LSN and durability as spec says.
+  // The LSN check and an epoch raise are decided together with the LSN
+  // assignment, so records carry epochs that never go back in LSN order.
+  // Append and AppendDurable are this with a default spec.
+  Status AppendWith(const AppendSpec& spec, std::span<const std::byte> payload, Lsn* lsn);
   // Returns once every record up to lsn is durable, or the log failed.
   Status Sync(Lsn lsn);
   // Sync(last_lsn()).
@@ -121,7 +162,8 @@ class Log {
   Lsn durable_lsn() const { return durable_lsn_.load(std::memory_order_acquire); }
   Lsn last_lsn() const;
   Lsn first_lsn() const;
-  Epoch epoch() const { return epoch_; }
+  // The current epoch: the highest any record was given (or the open-time one).
+  Epoch epoch() const { return epoch_.load(std::memory_order_acquire); }
   // OK, or the failure that stopped the log.
   Status status() const;
   LogStats stats() const;
@@ -137,6 +179,14 @@ class Log {
   // at the time of the call. It reads the files itself; records it returns are
   // checked as in Open.
   Status NewReader(Lsn from_lsn, std::unique_ptr<LogScanner>* reader) const;
+
+  // Installs (or, with an empty function, removes) the write observer. It is
+  // called after every successful write or sync request, on whichever thread
+  // flushed, with the flush lock held: it sees every record exactly once, in
+  // LSN order, and every advance of durable_lsn. It must be cheap (copy the
+  // frames, signal a thread) and must not call back into this Log. Safe at any
+  // time; it waits for a flush in progress.
+  void SetWriteObserver(std::function<void(const WriteEvent&)> observer);
 
   // Writes and syncs what was appended and stops the background threads.
   // Later calls fail. The destructor calls it.
@@ -156,8 +206,8 @@ class Log {
   Status Start();
 
   // Appender side.
-  Status AppendRecord(std::span<const std::byte> payload, bool durable, Lsn* lsn);
-  Status Reserve(size_t frame_bytes, Lsn* lsn, uint64_t* position);
+  Status AppendRecord(const AppendSpec& spec, std::span<const std::byte> payload, Lsn* lsn);
+  Status Reserve(const AppendSpec& spec, size_t frame_bytes, Lsn* lsn, Epoch* epoch, uint64_t* position);
   void CopyToRing(uint64_t position, std::span<const std::byte> bytes);
   void RequestSync(Lsn lsn);
   void WakeWriterIfIdle();
@@ -171,7 +221,8 @@ class Log {
   bool WriterHasWork() const;
   Lsn PublishedThrough(uint64_t* end_position, bool* roll_needed);
   Status WriteBatch(Lsn last, uint64_t end_position, bool sync);
-  Status RollSegment(Lsn first_lsn);
+  Status RollSegment(Lsn first_lsn, Epoch epoch);
+  void NotifyObserver(Lsn first_lsn, Lsn last_lsn, uint64_t start_position, uint64_t end_position);
   void ReadFromRing(uint64_t position, std::span<std::byte> out) const;
   uint64_t ReadChecksumFromRing(Lsn lsn) const;
   void RestampDurableLag(Lsn lsn, uint64_t position);
@@ -187,7 +238,6 @@ class Log {
   std::unique_ptr<io::FileSystem> owned_fs_;
   io::FileSystem* const fs_;
   std::unique_ptr<io::FileLock> lock_;   // on dir/LOCK while the log is open
-  Epoch epoch_ = 1;
 
   // The ring: records in LSN order at stream positions; position p lives at
   // ring_[p % capacity]. [released_position_, reserved_position_) is in use.
@@ -196,9 +246,12 @@ class Log {
   const uint64_t slot_count_;            // power of two; bounds records in flight
   std::unique_ptr<Slot[]> slots_;
 
-  std::mutex reserve_mu_;                // guards the next four, and closed_
+  std::mutex reserve_mu_;                // guards next_lsn_, reserved_position_, closed_ and writes to epoch_, last_lsn_
   std::condition_variable space_cv_;     // signalled when the writer releases ring space
   Lsn next_lsn_ = 1;
+  // Raised only under reserve_mu_, together with an LSN assignment; read
+  // without it by epoch(). Each record's own epoch travels in its slot.
+  std::atomic<Epoch> epoch_{1};
   std::atomic<Lsn> last_lsn_{0};          // the last LSN handed out
   uint64_t reserved_position_ = 0;
   bool closed_ = false;
@@ -231,6 +284,7 @@ class Log {
   uint64_t last_checksum_ = 0;           // of record written_lsn_ (the chain)
   std::vector<std::byte> header_sector_; // the header of a new segment, padded
   std::vector<iovec> iov_;
+  std::function<void(const WriteEvent&)> observer_;  // set under flush_mu_
 
   mutable std::mutex segments_mu_;       // guards segments_
   std::vector<Segment> segments_;

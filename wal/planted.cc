@@ -17,6 +17,8 @@ constexpr Name kNames[] = {
     {PlantedBug::kCutTooMuchTail, "cut-too-much-tail"},
     {PlantedBug::kOverwriteAcknowledgedSector, "overwrite-acked-sector"},
     {PlantedBug::kIgnoreFsyncError, "ignore-fsync-error"},
+    {PlantedBug::kBackupAckBeforeFsync, "backup-ack-before-fsync"},
+    {PlantedBug::kAcceptLowerEpoch, "accept-lower-epoch"},
 };
 
 }  // namespace

@@ -310,6 +310,7 @@ bool LogScanner::ReadOne(Record* record) {
     record->lsn = header.lsn;
     record->epoch = header.epoch;
     record->kind = header.kind;
+    record->durable_lag = header.durable_lag;
     record->checksum = header.checksum;
     record->payload = std::span(payload, header.payload_length);
     record->segment_index = current_;

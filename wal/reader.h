@@ -68,6 +68,7 @@ struct Record {
   Lsn lsn = 0;
   Epoch epoch = 0;
   RecordKind kind = RecordKind::kData;
+  uint32_t durable_lag = 0;            // as stored (a shipper re-encoding the header needs it)
   uint64_t checksum = 0;
   std::span<const std::byte> payload;  // valid until the next call to Next()
   size_t segment_index = 0;            // into segments()

@@ -130,7 +130,7 @@ struct Outcome {
 void CheckRecord(const LogScanner& scanner, const Record& record, Lsn expected_lsn, keel::wal::Epoch last_epoch) {
   FUZZ_CHECK(record.lsn == expected_lsn);
   FUZZ_CHECK(record.epoch >= last_epoch);
-  FUZZ_CHECK(record.kind == keel::wal::RecordKind::kData);
+  FUZZ_CHECK(keel::wal::IsKnownRecordKind(static_cast<uint8_t>(record.kind)));
   FUZZ_CHECK(record.segment_index < scanner.segments().size());
   const keel::wal::SegmentInfo& segment = scanner.segments()[record.segment_index];
   const uint64_t segment_bytes = segment.header.segment_size_bytes;
