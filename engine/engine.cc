@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <cassert>
 
 namespace keel {
@@ -104,6 +105,46 @@ Status Engine::Append(std::span<const std::byte> payload, Durability durability,
 
 Status Engine::Sync(Lsn lsn) { return log_->Sync(lsn); }
 
+Status Engine::AppendReplicated(Lsn lsn, wal::Epoch epoch, wal::RecordKind kind, std::span<const std::byte> payload) {
+  KEEL_RETURN_IF_ERROR(status());
+  wal::AppendSpec spec;
+  spec.kind = kind;
+  spec.epoch = epoch;
+  spec.expected_lsn = lsn;
+  {
+    std::unique_lock lock(apply_mu_);
+    Lsn logged = 0;
+    KEEL_RETURN_IF_ERROR(log_->AppendWith(spec, payload, &logged));
+    assert(logged == lsn);
+    if (kind == wal::RecordKind::kData) {
+      if (Status applied = sm_->Apply(lsn, payload); !applied.ok()) {
+        Fail(Status::Failed("applying replicated LSN " + std::to_string(lsn) + " failed: " + applied.ToString()));
+        return status();
+      }
+    }
+    applied_lsn_ = lsn;
+  }
+  bytes_since_checkpoint_.fetch_add(payload.size());
+  return Status::Ok();
+}
+
+Status Engine::AppendEpochRecord(wal::Epoch epoch, std::span<const std::byte> payload, Lsn* lsn) {
+  KEEL_RETURN_IF_ERROR(status());
+  if (epoch <= log_->epoch()) {
+    return Status::InvalidArgument("new epoch " + std::to_string(epoch) + " is not above the current epoch " +
+                                   std::to_string(log_->epoch()));
+  }
+  wal::AppendSpec spec;
+  spec.kind = wal::RecordKind::kEpoch;
+  spec.epoch = epoch;
+  {
+    std::unique_lock lock(apply_mu_);
+    KEEL_RETURN_IF_ERROR(log_->AppendWith(spec, payload, lsn));
+    applied_lsn_ = *lsn;
+  }
+  return log_->Sync(*lsn);
+}
+
 void Engine::Read(const std::function<void()>& f) const {
   std::shared_lock lock(apply_mu_);
   f();
@@ -205,7 +246,9 @@ Status Engine::RunCheckpoint(checkpoint::CheckpointInfo* info) {
   KEEL_RETURN_IF_ERROR(writer->Commit(&written));
   Lsn oldest_kept = 0;
   KEEL_RETURN_IF_ERROR(checkpoint::Retain(fs_, CheckpointDir(dir_), options_.checkpoints_to_keep, &oldest_kept));
-  if (oldest_kept > 0) KEEL_RETURN_IF_ERROR(log_->TruncateBefore(oldest_kept + 1));
+  Lsn keep_from = oldest_kept + 1;
+  if (options_.log_retention_floor) keep_from = std::min(keep_from, options_.log_retention_floor());
+  if (oldest_kept > 0 && keep_from > 1) KEEL_RETURN_IF_ERROR(log_->TruncateBefore(keep_from));
   if (info != nullptr) *info = written;
   std::lock_guard lock(state_mu_);
   stats_.checkpoints += 1;

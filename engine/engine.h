@@ -84,6 +84,10 @@ struct EngineOptions {
   uint64_t checkpoint_log_bytes = 256ULL << 20;
   // ... or when this long has passed since the last one with records appended (0: never by time).
   std::chrono::milliseconds checkpoint_interval{0};
+  // The lowest LSN someone else still needs from the log (replication: what a
+  // backup has not yet made durable). A checkpoint recycles segments only
+  // below both it and the oldest kept checkpoint. Null: nobody else.
+  std::function<Lsn()> log_retention_floor;
 };
 
 // Figures of this engine's run (since Open); last_checkpoint_lsn starts at the
@@ -112,6 +116,13 @@ class Engine {
   // is durable. Thread-safe.
   Status Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn);
   Status Sync(Lsn lsn);
+  // A backup's append: logs a record with the LSN and epoch the primary gave
+  // it (the next LSN, an epoch never lower than the log's) and applies it when
+  // it is data. Epoch records are logged, not applied. Not durable on return.
+  Status AppendReplicated(Lsn lsn, wal::Epoch epoch, wal::RecordKind kind, std::span<const std::byte> payload);
+  // Starts a new epoch (promotion): logs an epoch record carrying payload at
+  // the next LSN, durably, stamped with epoch (above the log's).
+  Status AppendEpochRecord(wal::Epoch epoch, std::span<const std::byte> payload, Lsn* lsn);
   // Runs f with the state machine quiescent (no Apply runs meanwhile). Reads
   // from several threads may run at once.
   void Read(const std::function<void()>& f) const;
@@ -122,6 +133,9 @@ class Engine {
 
   Lsn applied_lsn() const;
   Lsn durable_lsn() const { return log_->durable_lsn(); }
+  wal::Epoch epoch() const { return log_->epoch(); }
+  const std::string& dir() const { return dir_; }
+  io::FileSystem* file_system() const { return fs_; }
   EngineStats stats() const;
   wal::Log* log() { return log_.get(); }
   // OK, or the failure that stopped the engine.

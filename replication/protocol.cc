@@ -91,6 +91,9 @@ std::string_view MessageTypeName(uint16_t type) {
     case static_cast<uint16_t>(MessageType::kAck): return "Ack";
     case static_cast<uint16_t>(MessageType::kHeartbeat): return "Heartbeat";
     case static_cast<uint16_t>(MessageType::kError): return "Error";
+    case static_cast<uint16_t>(MessageType::kAdminRequest): return "AdminRequest";
+    case static_cast<uint16_t>(MessageType::kAdminReply): return "AdminReply";
+    case static_cast<uint16_t>(MessageType::kCheckpointChunk): return "CheckpointChunk";
     default: return "unknown";
   }
 }
@@ -162,7 +165,8 @@ Status DecodeHello(std::span<const std::byte> body, Hello* message) {
   message->node_id = Get<uint64_t>(p, 16);
   if (message->node_id == 0) return Refuse("Hello", "node_id is 0", 16);
   const uint8_t role = Get<uint8_t>(p, 24);
-  if (role != static_cast<uint8_t>(NodeRole::kPrimary) && role != static_cast<uint8_t>(NodeRole::kBackup)) {
+  if (role != static_cast<uint8_t>(NodeRole::kPrimary) && role != static_cast<uint8_t>(NodeRole::kBackup) &&
+      role != static_cast<uint8_t>(NodeRole::kAdmin)) {
     return Refuse("Hello", "unknown role " + std::to_string(role), 24);
   }
   message->role = static_cast<NodeRole>(role);
@@ -371,6 +375,109 @@ Status DecodeError(std::span<const std::byte> body, Error* message) {
   return DecodeText("Error", body, 4, kErrorFixedSize, &message->text);
 }
 
+// ---------------------------------------------------------------- admin, checkpoint chunks
+
+void EncodeAdminRequest(const AdminRequest& message, std::vector<std::byte>* out) {
+  std::byte* p = Grow(out, kAdminRequestSize);
+  Put<uint16_t>(p, 0, static_cast<uint16_t>(message.command));
+}
+
+Status DecodeAdminRequest(std::span<const std::byte> body, AdminRequest* message) {
+  KEEL_RETURN_IF_ERROR(CheckExactSize("AdminRequest", body, kAdminRequestSize));
+  const uint16_t command = Get<uint16_t>(body.data(), 0);
+  if (command < 1 || command > kMaxAdminCommand) {
+    return Refuse("AdminRequest", "unknown command " + std::to_string(command), 0);
+  }
+  if (Get<uint16_t>(body.data(), 2) != 0 || Get<uint32_t>(body.data(), 4) != 0) {
+    return Refuse("AdminRequest", "reserved bytes are not zero", 2);
+  }
+  message->command = static_cast<AdminCommand>(command);
+  return Status::Ok();
+}
+
+namespace {
+bool IsAdminText(char c) { return (c >= 0x20 && c <= 0x7E) || c == '\n'; }
+}  // namespace
+
+void EncodeAdminReply(const AdminReply& message, std::vector<std::byte>* out) {
+  assert(message.text.size() <= kMaxAdminTextBytes);
+  assert(std::all_of(message.text.begin(), message.text.end(), IsAdminText));
+  std::byte* p = Grow(out, kAdminReplyFixedSize + message.text.size());
+  Put<uint8_t>(p, 0, message.ok ? 1 : 0);
+  Put<uint32_t>(p, 4, message.epoch);
+  Put<uint64_t>(p, 8, message.lsn);
+  Put<uint32_t>(p, 16, static_cast<uint32_t>(message.text.size()));
+  if (!message.text.empty()) std::memcpy(p + kAdminReplyFixedSize, message.text.data(), message.text.size());
+}
+
+Status DecodeAdminReply(std::span<const std::byte> body, AdminReply* message) {
+  if (body.size() < kAdminReplyFixedSize) {
+    return Status::Corruption("AdminReply: body is " + std::to_string(body.size()) + " bytes, short of " +
+                              std::to_string(kAdminReplyFixedSize));
+  }
+  const std::byte* p = body.data();
+  const uint8_t ok = Get<uint8_t>(p, 0);
+  if (ok > 1) return Refuse("AdminReply", "ok flag " + std::to_string(ok) + " is not 0 or 1", 0);
+  if (Get<uint8_t>(p, 1) != 0 || Get<uint16_t>(p, 2) != 0) return Refuse("AdminReply", "reserved bytes are not zero", 1);
+  if (Get<uint32_t>(p, 20) != 0) return Refuse("AdminReply", "reserved bytes are not zero", 20);
+  message->ok = ok == 1;
+  message->epoch = Get<uint32_t>(p, 4);
+  message->lsn = Get<uint64_t>(p, 8);
+  const uint32_t text_length = Get<uint32_t>(p, 16);
+  if (text_length > kMaxAdminTextBytes) {
+    return Refuse("AdminReply", "text length " + std::to_string(text_length) + " over limit " +
+                                    std::to_string(kMaxAdminTextBytes), 16);
+  }
+  KEEL_RETURN_IF_ERROR(CheckExactSize("AdminReply", body, kAdminReplyFixedSize + text_length));
+  message->text.assign(reinterpret_cast<const char*>(p + kAdminReplyFixedSize), text_length);
+  for (size_t i = 0; i < message->text.size(); ++i) {
+    if (!IsAdminText(message->text[i])) {
+      return Refuse("AdminReply", "text byte is not printable ASCII or a newline", kAdminReplyFixedSize + i);
+    }
+  }
+  return Status::Ok();
+}
+
+void EncodeCheckpointChunk(const CheckpointChunk& message, std::vector<std::byte>* out) {
+  assert(message.data.size() <= kMaxCheckpointChunkBytes);
+  assert(message.offset + message.data.size() <= message.total_bytes);
+  std::byte* p = Grow(out, kCheckpointChunkFixedSize + message.data.size());
+  Put<uint64_t>(p, 0, message.checkpoint_lsn);
+  Put<uint32_t>(p, 8, message.epoch);
+  Put<uint32_t>(p, 12, static_cast<uint32_t>(message.data.size()));
+  Put<uint64_t>(p, 16, message.total_bytes);
+  Put<uint64_t>(p, 24, message.offset);
+  if (!message.data.empty()) std::memcpy(p + kCheckpointChunkFixedSize, message.data.data(), message.data.size());
+}
+
+Status DecodeCheckpointChunk(std::span<const std::byte> body, CheckpointChunk* message) {
+  if (body.size() < kCheckpointChunkFixedSize) {
+    return Status::Corruption("CheckpointChunk: body is " + std::to_string(body.size()) + " bytes, short of " +
+                              std::to_string(kCheckpointChunkFixedSize));
+  }
+  const std::byte* p = body.data();
+  message->checkpoint_lsn = Get<uint64_t>(p, 0);
+  message->epoch = Get<uint32_t>(p, 8);
+  const uint32_t length = Get<uint32_t>(p, 12);
+  message->total_bytes = Get<uint64_t>(p, 16);
+  message->offset = Get<uint64_t>(p, 24);
+  if (length > kMaxCheckpointChunkBytes) {
+    return Refuse("CheckpointChunk", "data length " + std::to_string(length) + " over limit " +
+                                         std::to_string(kMaxCheckpointChunkBytes), 12);
+  }
+  if (message->total_bytes > kMaxCheckpointFileBytes) {
+    return Refuse("CheckpointChunk", "total_bytes " + std::to_string(message->total_bytes) + " over limit", 16);
+  }
+  if (message->offset > message->total_bytes || message->total_bytes - message->offset < length) {
+    return Refuse("CheckpointChunk", "piece [" + std::to_string(message->offset) + ", +" + std::to_string(length) +
+                                         ") runs past total_bytes " + std::to_string(message->total_bytes), 24);
+  }
+  if (length == 0 && message->total_bytes != 0) return Refuse("CheckpointChunk", "empty piece of a non-empty file", 12);
+  KEEL_RETURN_IF_ERROR(CheckExactSize("CheckpointChunk", body, kCheckpointChunkFixedSize + length));
+  message->data = body.subspan(kCheckpointChunkFixedSize, length);
+  return Status::Ok();
+}
+
 Status ValidateBody(MessageType type, std::span<const std::byte> body) {
   switch (type) {
     case MessageType::kHello: { Hello m; return DecodeHello(body, &m); }
@@ -379,6 +486,9 @@ Status ValidateBody(MessageType type, std::span<const std::byte> body) {
     case MessageType::kAck: { Ack m; return DecodeAck(body, &m); }
     case MessageType::kHeartbeat: { Heartbeat m; return DecodeHeartbeat(body, &m); }
     case MessageType::kError: { Error m; return DecodeError(body, &m); }
+    case MessageType::kAdminRequest: { AdminRequest m; return DecodeAdminRequest(body, &m); }
+    case MessageType::kAdminReply: { AdminReply m; return DecodeAdminReply(body, &m); }
+    case MessageType::kCheckpointChunk: { CheckpointChunk m; return DecodeCheckpointChunk(body, &m); }
   }
   return Status::Corruption("unknown message type " + std::to_string(static_cast<uint16_t>(type)));
 }

@@ -68,10 +68,14 @@ enum class MessageType : uint16_t {
   kAck = 4,         // backup -> primary: received and durable LSNs
   kHeartbeat = 5,   // both directions, when idle
   kError = 6,       // either direction, before closing
+  kAdminRequest = 7,    // admin tool -> node: status or promote
+  kAdminReply = 8,      // node -> admin tool
+  kCheckpointChunk = 9, // primary -> backup: part of a checkpoint file, to seed a backup
 };
 inline constexpr uint16_t kMinMessageType = 1;
-inline constexpr uint16_t kMaxMessageType = 6;
-static_assert(static_cast<uint16_t>(MessageType::kError) == kMaxMessageType, "kMaxMessageType names the last type");
+inline constexpr uint16_t kMaxMessageType = 9;
+static_assert(static_cast<uint16_t>(MessageType::kCheckpointChunk) == kMaxMessageType,
+              "kMaxMessageType names the last type");
 // "Hello", "Records", ...; "unknown" for any other value.
 std::string_view MessageTypeName(uint16_t type);
 inline std::string_view MessageTypeName(MessageType type) { return MessageTypeName(static_cast<uint16_t>(type)); }
@@ -152,6 +156,37 @@ inline constexpr size_t kHeartbeatSize = 32;
 //   8  text                       printable ASCII
 inline constexpr size_t kErrorFixedSize = 8;
 
+// AdminRequest body.
+//   0  u16 command                AdminCommand
+//   2  u16 reserved, zero
+//   4  u32 reserved, zero
+inline constexpr size_t kAdminRequestSize = 8;
+
+// AdminReply body.
+//   0  u8  ok                     0 or 1
+//   1  u8  reserved, zero
+//   2  u16 reserved, zero
+//   4  u32 epoch                  the node's epoch after the command
+//   8  u64 lsn                    the node's last LSN (promote: the epoch record's LSN)
+//  16  u32 text_length            at most kMaxAdminTextBytes
+//  20  u32 reserved, zero
+//  24  text                       printable ASCII and newlines: the status report, or why not
+inline constexpr size_t kAdminReplyFixedSize = 24;
+inline constexpr size_t kMaxAdminTextBytes = 64 * 1024;
+
+// CheckpointChunk body: one piece of the primary's newest checkpoint file,
+// sent in order from offset 0; the backup verifies the whole file (its own
+// checksums, docs/format.md) before it uses it.
+//   0  u64 checkpoint_lsn         the LSN the checkpoint is a state of
+//   8  u32 epoch                  the primary's epoch
+//  12  u32 data_length            at most kMaxCheckpointChunkBytes; 0 only in an empty file's one chunk
+//  16  u64 total_bytes            the file's size, at most kMaxCheckpointFileBytes
+//  24  u64 offset                 of this piece; offset + data_length <= total_bytes
+//  32  data
+inline constexpr size_t kCheckpointChunkFixedSize = 32;
+inline constexpr uint32_t kMaxCheckpointChunkBytes = 1U << 20;
+inline constexpr uint64_t kMaxCheckpointFileBytes = 1ULL << 40;
+
 // The largest body any message may have: a Records message of a full batch
 // plus one maximal record. Checked against the header before buffering.
 inline constexpr uint32_t kMaxBodyBytes = static_cast<uint32_t>(
@@ -166,7 +201,14 @@ static_assert(kMaxTextBytes <= UINT16_MAX, "text lengths stay small");
 enum class NodeRole : uint8_t {
   kPrimary = 1,
   kBackup = 2,
+  kAdmin = 3,  // a tool (keel status, keel promote); never ships or receives records
 };
+
+enum class AdminCommand : uint16_t {
+  kStatus = 1,
+  kPromote = 2,
+};
+inline constexpr uint16_t kMaxAdminCommand = 2;
 
 enum class RejectReason : uint16_t {
   kNone = 0,            // accepted
@@ -252,6 +294,28 @@ struct Error {
   bool operator==(const Error&) const = default;
 };
 
+struct AdminRequest {
+  AdminCommand command = AdminCommand::kStatus;
+  bool operator==(const AdminRequest&) const = default;
+};
+
+struct AdminReply {
+  bool ok = false;
+  Epoch epoch = 0;
+  Lsn lsn = 0;
+  std::string text;
+  bool operator==(const AdminReply&) const = default;
+};
+
+// A view into the body it was decoded from.
+struct CheckpointChunk {
+  Lsn checkpoint_lsn = 0;
+  Epoch epoch = 0;
+  uint64_t total_bytes = 0;
+  uint64_t offset = 0;
+  std::span<const std::byte> data;
+};
+
 // Encoders append a body to *out. The caller keeps the fields in range (text
 // printable and at most kMaxTextBytes, history bounded and ordered); they
 // are asserted, and the decoders refuse what an encoder would not write.
@@ -261,6 +325,9 @@ void EncodeRecords(const Records& message, std::vector<std::byte>* out);
 void EncodeAck(const Ack& message, std::vector<std::byte>* out);
 void EncodeHeartbeat(const Heartbeat& message, std::vector<std::byte>* out);
 void EncodeError(const Error& message, std::vector<std::byte>* out);
+void EncodeAdminRequest(const AdminRequest& message, std::vector<std::byte>* out);
+void EncodeAdminReply(const AdminReply& message, std::vector<std::byte>* out);
+void EncodeCheckpointChunk(const CheckpointChunk& message, std::vector<std::byte>* out);
 
 // Strict decoders of a whole body. On failure the message says which check
 // failed and at which body offset; *message is then unspecified.
@@ -271,6 +338,9 @@ Status DecodeRecords(std::span<const std::byte> body, Records* message);
 Status DecodeAck(std::span<const std::byte> body, Ack* message);
 Status DecodeHeartbeat(std::span<const std::byte> body, Heartbeat* message);
 Status DecodeError(std::span<const std::byte> body, Error* message);
+Status DecodeAdminRequest(std::span<const std::byte> body, AdminRequest* message);
+Status DecodeAdminReply(std::span<const std::byte> body, AdminReply* message);
+Status DecodeCheckpointChunk(std::span<const std::byte> body, CheckpointChunk* message);
 
 // ------------------------------------------------------------- the Hello proof
 //

@@ -95,6 +95,16 @@ std::vector<Sample> Samples(const Bytes& log_frames) {
   body.clear();
   EncodeError({ErrorCode::kFenced, "stale epoch"}, &body);
   samples.push_back({MessageType::kError, body});
+  body.clear();
+  EncodeAdminRequest({AdminCommand::kPromote}, &body);
+  samples.push_back({MessageType::kAdminRequest, body});
+  body.clear();
+  EncodeAdminReply({true, 4, 281, "role primary\nepoch 4\n"}, &body);
+  samples.push_back({MessageType::kAdminReply, body});
+  body.clear();
+  static const Bytes kPiece = SecretBytes("a piece of a checkpoint file");
+  EncodeCheckpointChunk({250, 3, 100, 40, kPiece}, &body);
+  samples.push_back({MessageType::kCheckpointChunk, body});
   return samples;
 }
 
@@ -109,6 +119,9 @@ Status DecodeAndReencode(MessageType type, std::span<const std::byte> body, Byte
     case MessageType::kAck: { Ack m; KEEL_RETURN_IF_ERROR(DecodeAck(body, &m)); EncodeAck(m, again); break; }
     case MessageType::kHeartbeat: { Heartbeat m; KEEL_RETURN_IF_ERROR(DecodeHeartbeat(body, &m)); EncodeHeartbeat(m, again); break; }
     case MessageType::kError: { Error m; KEEL_RETURN_IF_ERROR(DecodeError(body, &m)); EncodeError(m, again); break; }
+    case MessageType::kAdminRequest: { AdminRequest m; KEEL_RETURN_IF_ERROR(DecodeAdminRequest(body, &m)); EncodeAdminRequest(m, again); break; }
+    case MessageType::kAdminReply: { AdminReply m; KEEL_RETURN_IF_ERROR(DecodeAdminReply(body, &m)); EncodeAdminReply(m, again); break; }
+    case MessageType::kCheckpointChunk: { CheckpointChunk m; KEEL_RETURN_IF_ERROR(DecodeCheckpointChunk(body, &m)); EncodeCheckpointChunk(m, again); break; }
   }
   return Status::Ok();
 }
@@ -449,7 +462,7 @@ TEST(ReplicationProtocolP8, WrongMagicVersionAndTypeAreRefusedByName) {
   ExpectRefusedWith(DecodeStream(reserved, 0), "reserved header bytes are not zero");
 
   // A type a newer peer might send: its checksum is good, its type unknown.
-  for (const uint16_t type : {uint16_t{0}, uint16_t{7}, uint16_t{77}, uint16_t{UINT16_MAX}}) {
+  for (const uint16_t type : {uint16_t{0}, uint16_t{kMaxMessageType + 1}, uint16_t{77}, uint16_t{UINT16_MAX}}) {
     Bytes unknown;
     EncodeFrame(type, 1, body, &unknown);
     ExpectRefusedWith(DecodeStream(unknown, 0), "unknown message type " + std::to_string(type));
@@ -583,8 +596,8 @@ TEST(ReplicationProtocolP8, StrictDecodersRefuseShortBodiesTrailingBytesAndBadEn
   Hello hello;
   body.clear();
   EncodeHello(SampleHello(), &body);
-  body[24] = std::byte{3};
-  EXPECT_NE(DecodeHello(body, &hello).message().find("unknown role 3 at body offset 24"), std::string::npos);
+  body[24] = std::byte{4};
+  EXPECT_NE(DecodeHello(body, &hello).message().find("unknown role 4 at body offset 24"), std::string::npos);
 
   HelloReply reply;
   body.clear();

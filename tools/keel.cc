@@ -215,18 +215,20 @@ std::string SelectedCommand(const CLI::App& app) {
 
 int main(int argc, char** argv) {
   using namespace keel::tools;
-  CLI::App app{"keel: inspect and write keel write-ahead logs, and inspect engine directories and checkpoints.\n"
+  CLI::App app{"keel: inspect and write keel write-ahead logs, inspect engine directories and checkpoints, and\n"
+               "follow, inspect and promote replication nodes.\n"
                "Exit codes: 0 ok, 1 corruption found, 2 usage or I/O error.",
                "keel"};
   app.require_subcommand(1);
   app.fallthrough(false);
 
-  CommandRunner append, dump, verify, info, crash;
+  CommandRunner append, dump, verify, info, crash, follow, status, promote;
   AddAppendCommand(&app, &append);
   AddDumpCommand(&app, &dump);
   AddVerifyCommand(&app, &verify);
   AddInfoCommand(&app, &info);
   AddCrashCommand(&app, &crash);
+  AddClusterCommands(&app, &follow, &status, &promote);
 
   try {
     app.parse(argc, argv);
@@ -240,7 +242,7 @@ int main(int argc, char** argv) {
     if (command.empty() && argc > 1) {
       message = std::string(argv[1]).starts_with("-") ? "unknown option " + std::string(argv[1])
                                                       : "unknown command " + std::string(argv[1]);
-      message += "; commands: append, dump, verify, info, crash";
+      message += "; commands: append, dump, verify, info, crash, follow, status, promote";
     }
     for (char& c : message) {
       if (c == '\n') c = ' ';
@@ -257,6 +259,9 @@ int main(int argc, char** argv) {
     if (command == "verify") code = verify();
     if (command == "info") code = info();
     if (command == "crash") code = crash();
+    if (command == "follow") code = follow();
+    if (command == "status") code = status();
+    if (command == "promote") code = promote();
   } catch (const std::exception& error) {
     // Nothing in keel throws across its API; this catches allocation failures
     // and the like so that even they exit 2 with one line.

@@ -3,6 +3,14 @@
 //   keel-kv DIR [--create] [--sync|--no-sync] [--checkpoint-bytes N] [--checkpoint-interval-ms N]
 //               [--recovery tolerate-torn-tail|absolute|point-in-time] [--io-backend auto|uring|portable]
 //               [--segment-size N]
+//               [--role primary|backup --listen HOST:PORT [--primary HOST:PORT] [--node-id N]
+//                [--sync-backups K] [--ack received|durable] [--cluster NAME] [--secret-file F]]
+//
+// With --role the store is a replication node (replication/node.h): a primary
+// prints "OK <lsn>" once the write is durable here and acknowledged by K
+// backups under --ack; a backup refuses writes and serves reads (a hot
+// standby) while it follows its primary. A node keeps serving after stdin
+// ends, until SIGINT or SIGTERM.
 //
 // Commands, one a line:
 //
@@ -46,6 +54,7 @@
 
 #include "engine/engine.h"
 #include "examples/kv/kv_state.h"
+#include "replication/node.h"
 
 namespace keel::kv {
 namespace {
@@ -62,7 +71,7 @@ constexpr size_t kMaxScanLimit = 1000000;
 constexpr uint32_t kMaxRecordBytesCap = 1U << 20;
 
 constexpr std::string_view kHelp =
-    "commands: put KEY VALUE | get KEY | del KEY | scan [PREFIX] [LIMIT] | checkpoint | stats | help | quit";
+    "commands: put KEY VALUE | get KEY | del KEY | scan [PREFIX] [LIMIT] | checkpoint | stats | status | help | quit";
 
 struct Flags {
   std::string dir;
@@ -73,6 +82,15 @@ struct Flags {
   std::string recovery = "tolerate-torn-tail";
   std::string io_backend = "auto";
   uint64_t segment_size_bytes = wal::LogOptions{}.segment_size_bytes;
+  // Replication (empty role: a standalone store).
+  std::string role;
+  std::string listen = "127.0.0.1:0";
+  std::string primary;
+  uint64_t node_id = 0;
+  uint32_t sync_backups = 0;
+  std::string ack = "durable";
+  std::string cluster = "keel";
+  std::string secret_file;
 };
 
 void PrintError(std::string_view message) {
@@ -102,8 +120,10 @@ std::string_view NextWord(std::string_view text, std::string_view* rest) {
 
 class Session {
  public:
-  Session(Engine* engine, const KvStateMachine* state, Durability durability, size_t max_line_bytes)
-      : engine_(engine), state_(state), durability_(durability), max_line_bytes_(max_line_bytes) {}
+  // Exactly one of engine and node is non-null.
+  Session(Engine* engine, replication::Node* node, const KvStateMachine* state, Durability durability,
+          size_t max_line_bytes)
+      : engine_(engine), node_(node), state_(state), durability_(durability), max_line_bytes_(max_line_bytes) {}
 
   // Reads stdin to its end (or quit). False when stdout or stdin failed.
   bool Run(bool interactive);
@@ -116,6 +136,8 @@ class Session {
   void Scan(std::string_view args);
   void TakeCheckpoint();
   void Stats();
+  void NodeStatus();
+  void Read(const std::function<void()>& f) { node_ != nullptr ? node_->Read(f) : engine_->Read(f); }
   // Makes the pending writes durable and prints their replies, in order.
   void SettleWrites();
   void Reply(std::string_view line);
@@ -123,11 +145,16 @@ class Session {
   bool Flush();
 
   Engine* const engine_;
+  replication::Node* const node_;
   const KvStateMachine* const state_;
   const Durability durability_;
   const size_t max_line_bytes_;
   std::vector<Lsn> pending_;  // logged and applied, not yet acknowledged
   bool output_failed_ = false;
+  bool quit_ = false;
+
+ public:
+  bool quit() const { return quit_; }
 };
 
 bool Session::Run(bool interactive) {
@@ -216,9 +243,12 @@ bool Session::HandleLine(std::string_view line) {
     TakeCheckpoint();
   } else if (command == "stats" && args.empty()) {
     Stats();
+  } else if (command == "status" && args.empty()) {
+    NodeStatus();
   } else if (command == "help") {
     Reply(kHelp);
   } else if (command == "quit" || command == "exit") {
+    quit_ = true;
     return false;
   } else {
     Error("unknown command '" + std::string(command.substr(0, 64)) + "'; try help");
@@ -230,7 +260,8 @@ void Session::Write(const std::string& payload) {
   // Logged without waiting; SettleWrites makes the group durable before any
   // reply is printed.
   Lsn lsn = 0;
-  const Status status = engine_->Append(AsBytes(payload), Durability::kNone, &lsn);
+  const Status status = node_ != nullptr ? node_->Append(AsBytes(payload), &lsn)
+                                         : engine_->Append(AsBytes(payload), Durability::kNone, &lsn);
   if (!status.ok()) {
     SettleWrites();
     Error(status.ToString());
@@ -245,12 +276,16 @@ void Session::SettleWrites() {
   // Appends are applied in LSN order, so the last pending LSN covers the rest.
   assert(std::is_sorted(pending_.begin(), pending_.end()));
   Status status;
-  if (durability_ == Durability::kDurable) status = engine_->Sync(pending_.back());
+  if (node_ != nullptr) {
+    status = node_->Commit(pending_.back());
+  } else if (durability_ == Durability::kDurable) {
+    status = engine_->Sync(pending_.back());
+  }
   for (const Lsn lsn : pending_) {
     if (status.ok()) {
       Reply("OK " + std::to_string(lsn));
     } else {
-      Error("LSN " + std::to_string(lsn) + " is not durable: " + status.ToString());
+      Error("LSN " + std::to_string(lsn) + " is not acknowledged: " + status.ToString());
     }
   }
   pending_.clear();
@@ -263,7 +298,7 @@ void Session::Get(std::string_view key) {
   }
   std::string value;
   bool found = false;
-  engine_->Read([&] { found = state_->Get(key, &value); });
+  Read([&] { found = state_->Get(key, &value); });
   Reply(found ? std::string_view(value) : std::string_view("NOT_FOUND"));
 }
 
@@ -283,14 +318,14 @@ void Session::Scan(std::string_view args) {
     return;
   }
   std::vector<std::pair<std::string, std::string>> entries;
-  engine_->Read([&] { entries = state_->Scan(prefix, limit); });
+  Read([&] { entries = state_->Scan(prefix, limit); });
   for (const auto& [key, value] : entries) Reply(key + " " + value);
   Reply("END");
 }
 
 void Session::TakeCheckpoint() {
   checkpoint::CheckpointInfo info;
-  const Status status = engine_->Checkpoint(&info);
+  const Status status = node_ != nullptr ? node_->Checkpoint(&info) : engine_->Checkpoint(&info);
   if (!status.ok()) {
     Error(status.ToString());
     return;
@@ -298,7 +333,27 @@ void Session::TakeCheckpoint() {
   Reply("OK " + std::to_string(info.lsn) + " " + info.name);
 }
 
+void Session::NodeStatus() {
+  if (node_ == nullptr) {
+    Error("status: this store is not a replication node (start it with --role)");
+    return;
+  }
+  std::string text = node_->status().Describe();
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  Reply(text);
+  Reply("END");
+}
+
 void Session::Stats() {
+  if (node_ != nullptr) {
+    size_t keys = 0;
+    Read([&] { keys = state_->size(); });
+    const replication::NodeStatus status = node_->status();
+    Reply("keys=" + std::to_string(keys) + " role=" + status.role + " epoch=" + std::to_string(status.epoch) +
+          " last_lsn=" + std::to_string(status.last_lsn) + " durable_lsn=" + std::to_string(status.durable_lsn) +
+          " committed_lsn=" + std::to_string(status.committed_lsn));
+    return;
+  }
   size_t keys = 0;
   engine_->Read([&] { keys = state_->size(); });
   const EngineStats stats = engine_->stats();
@@ -341,6 +396,56 @@ Status MakeOptions(const Flags& flags, EngineOptions* options) {
   return wal::ValidateOptions(options->log);
 }
 
+volatile sig_atomic_t g_stop_signal = 0;
+void OnStopSignal(int signal_number) { g_stop_signal = signal_number; }
+
+Status MakeNodeOptions(const Flags& flags, const EngineOptions& engine, replication::NodeOptions* options) {
+  options->dir = flags.dir;
+  options->engine = engine;
+  options->cluster_name = flags.cluster;
+  KEEL_RETURN_IF_ERROR(replication::ReadSecretFile(flags.secret_file, &options->secret));
+  options->role = flags.role == "primary" ? replication::NodeRole::kPrimary : replication::NodeRole::kBackup;
+  KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.listen, &options->listen_host, &options->listen_port, true));
+  if (options->role == replication::NodeRole::kBackup) {
+    if (flags.primary.empty()) return Status::InvalidArgument("--role backup needs --primary HOST:PORT");
+    KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.primary, &options->primary_host, &options->primary_port));
+  }
+  options->node_id = flags.node_id;
+  if (options->node_id == 0) {
+    // Unique enough on one machine: the listening port, else the process id.
+    options->node_id = options->listen_port != 0 ? options->listen_port : static_cast<uint64_t>(getpid());
+  }
+  options->sync_backups = flags.sync_backups;
+  KEEL_RETURN_IF_ERROR(replication::ParseAckMode(flags.ack, &options->ack_mode));
+  return Status::Ok();
+}
+
+int MainNode(const Flags& flags, const EngineOptions& engine_options) {
+  replication::NodeOptions options;
+  Status status = MakeNodeOptions(flags, engine_options, &options);
+  if (!status.ok()) {
+    PrintError(status.message());
+    return kExitUsage;
+  }
+  KvStateMachine state;
+  std::unique_ptr<replication::Node> node;
+  status = replication::Node::Start(options, &state, &node);
+  if (!status.ok()) {
+    PrintError("start " + flags.dir + ": " + status.ToString());
+    return status.IsCorruption() ? kExitCorruption : kExitUsage;
+  }
+  // The port line lets scripts find an ephemeral port.
+  std::fprintf(stderr, "keel-kv: listening on %s:%u\n", options.listen_host.c_str(), node->port());
+  std::fflush(stderr);
+  Session session(nullptr, node.get(), &state, Durability::kDurable, engine_options.log.max_record_bytes + 64);
+  const bool session_ok = session.Run(isatty(STDIN_FILENO) == 1);
+  // A node keeps serving its peers after stdin ends, until quit or a signal.
+  while (!session.quit() && session_ok && g_stop_signal == 0) pause();
+  const Status stop_status = node->Stop();
+  if (!stop_status.ok()) PrintError("stop: " + stop_status.ToString());
+  return session_ok && stop_status.ok() ? kExitOk : kExitUsage;
+}
+
 int Main(const Flags& flags) {
   EngineOptions options;
   Status status = MakeOptions(flags, &options);
@@ -348,6 +453,7 @@ int Main(const Flags& flags) {
     PrintError(status.message());
     return kExitUsage;
   }
+  if (!flags.role.empty()) return MainNode(flags, options);
   KvStateMachine state;
   std::unique_ptr<Engine> engine;
   recovery::Report report;
@@ -365,7 +471,7 @@ int Main(const Flags& flags) {
   const Durability durability = flags.sync ? Durability::kDurable : Durability::kNone;
   // The longest useful line is a put of the largest record; a little slack
   // for the command word and separators.
-  Session session(engine.get(), &state, durability, options.log.max_record_bytes + 64);
+  Session session(engine.get(), nullptr, &state, durability, options.log.max_record_bytes + 64);
   const bool session_ok = session.Run(isatty(STDIN_FILENO) == 1);
   if (isatty(STDIN_FILENO) == 1) std::fputc('\n', stdout);
 
@@ -383,6 +489,10 @@ int main(int argc, char** argv) {
   // A reader that goes away must not kill us mid-write: stdout errors are
   // handled (and the engine closed cleanly) instead.
   signal(SIGPIPE, SIG_IGN);
+  struct sigaction stop = {};
+  stop.sa_handler = keel::kv::OnStopSignal;
+  sigaction(SIGINT, &stop, nullptr);
+  sigaction(SIGTERM, &stop, nullptr);
   keel::kv::Flags flags;
   CLI::App app{"keel-kv: a key-value store on keel's engine; commands on stdin, one per line (type help)"};
   app.add_option("DIR", flags.dir, "the store's directory")->required();
@@ -407,6 +517,23 @@ int main(int argc, char** argv) {
                  "size of new log segment files in bytes (suffixes k, m, g: powers of 1024)")
       ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
+  app.add_option("--role", flags.role, "run as a replication node: primary or backup")
+      ->check(CLI::IsMember({"primary", "backup"}));
+  app.add_option("--listen", flags.listen, "with --role: where peers and keel status/promote connect (port 0: any)")
+      ->capture_default_str();
+  app.add_option("--primary", flags.primary, "with --role backup: the primary's HOST:PORT");
+  app.add_option("--node-id", flags.node_id, "with --role: this node's id, unique in the cluster (default: the port)")
+      ->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+  app.add_option("--sync-backups", flags.sync_backups,
+                 "with --role primary: a write is acknowledged once K backups have it (0: local only)")
+      ->check(CLI::Range(0U, 64U))
+      ->capture_default_str();
+  app.add_option("--ack", flags.ack, "with --sync-backups: received (written by the backups) or durable (synced)")
+      ->check(CLI::IsMember({"received", "durable"}))
+      ->capture_default_str();
+  app.add_option("--cluster", flags.cluster, "the cluster's name; nodes of other clusters are refused")
+      ->capture_default_str();
+  app.add_option("--secret-file", flags.secret_file, "a file holding the cluster's shared secret");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

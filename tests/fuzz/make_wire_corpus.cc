@@ -99,6 +99,16 @@ int main(int argc, char** argv) {
   body.clear();
   EncodeError({ErrorCode::kShuttingDown, "bye"}, &body);
   encoder.Append(MessageType::kError, body, &session);
+  body.clear();
+  EncodeAdminRequest({AdminCommand::kStatus}, &body);
+  encoder.Append(MessageType::kAdminRequest, body, &session);
+  body.clear();
+  EncodeAdminReply({true, 2, 7, "role primary\n"}, &body);
+  encoder.Append(MessageType::kAdminReply, body, &session);
+  body.clear();
+  const Bytes piece = {std::byte{0x28}, std::byte{0xB5}, std::byte{0x2F}, std::byte{0xFD}};
+  EncodeCheckpointChunk({7, 2, 12, 4, piece}, &body);
+  encoder.Append(MessageType::kCheckpointChunk, body, &session);
 
   Write(dir, "session_whole", 0, 0, session);
   Write(dir, "session_chunked", 0, 17, session);

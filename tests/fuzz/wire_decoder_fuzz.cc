@@ -132,6 +132,16 @@ void CheckBody(MessageType type, const std::vector<std::byte>& body) {
     case MessageType::kAck: { Ack m; if ((accepted = DecodeAck(body, &m).ok())) EncodeAck(m, &again); break; }
     case MessageType::kHeartbeat: { Heartbeat m; if ((accepted = DecodeHeartbeat(body, &m).ok())) EncodeHeartbeat(m, &again); break; }
     case MessageType::kError: { Error m; if ((accepted = DecodeError(body, &m).ok())) EncodeError(m, &again); break; }
+    case MessageType::kAdminRequest: { AdminRequest m; if ((accepted = DecodeAdminRequest(body, &m).ok())) EncodeAdminRequest(m, &again); break; }
+    case MessageType::kAdminReply: { AdminReply m; if ((accepted = DecodeAdminReply(body, &m).ok())) EncodeAdminReply(m, &again); break; }
+    case MessageType::kCheckpointChunk: {
+      CheckpointChunk m;
+      if ((accepted = DecodeCheckpointChunk(body, &m).ok())) {
+        FUZZ_CHECK(m.offset + m.data.size() <= m.total_bytes);
+        EncodeCheckpointChunk(m, &again);
+      }
+      break;
+    }
   }
   if (accepted) FUZZ_CHECK(again == body);
   FUZZ_CHECK(accepted == ValidateBody(type, body).ok());

@@ -1,0 +1,1418 @@
+#include "replication/node.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "io/endian.h"
+#include "recovery/recovery.h"
+#include "wal/planted.h"
+
+namespace keel::replication {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Handshake messages are small; a peer gets the full frame limit only after it
+// has proven it knows the secret.
+constexpr uint32_t kHandshakeMaxBodyBytes = 64 * 1024;
+// Records messages are cut at this many frame bytes (plus one record).
+constexpr uint64_t kShipBatchBytes = 4ULL << 20;
+constexpr milliseconds kAdminIdleTimeout{30000};
+
+double SecondsSince(Clock::time_point then) { return std::chrono::duration<double>(Clock::now() - then).count(); }
+
+uint64_t UnixMicros() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+uint64_t RandomNonce() {
+  static thread_local std::mt19937_64 random(std::random_device{}());
+  return random() | 1;
+}
+
+std::span<const std::byte> Bytes(const std::vector<std::byte>& bytes) { return {bytes.data(), bytes.size()}; }
+
+// The payload length of the log frame at p.
+uint64_t FrameBytes(const std::byte* p) { return wal::kRecordHeaderSize + io::GetLittleEndian<uint32_t>(p, 4); }
+
+}  // namespace
+
+// ------------------------------------------------------------------ helpers
+
+Status ParseAckMode(std::string_view text, AckMode* mode) {
+  if (text == "local") *mode = AckMode::kLocal;
+  else if (text == "received") *mode = AckMode::kReceived;
+  else if (text == "durable") *mode = AckMode::kDurable;
+  else return Status::InvalidArgument("unknown ack mode '" + std::string(text) + "' (local, received or durable)");
+  return Status::Ok();
+}
+
+std::string_view AckModeName(AckMode mode) {
+  switch (mode) {
+    case AckMode::kLocal: return "local";
+    case AckMode::kReceived: return "received";
+    case AckMode::kDurable: return "durable";
+  }
+  return "unknown";
+}
+
+std::array<std::byte, kClusterIdSize> ClusterIdFromName(std::string_view name) {
+  const XXH128_hash_t hash = XXH3_128bits(name.data(), name.size());
+  std::array<std::byte, kClusterIdSize> id{};
+  io::PutLittleEndian<uint64_t>(id.data(), 0, hash.low64);
+  io::PutLittleEndian<uint64_t>(id.data(), 8, hash.high64);
+  return id;
+}
+
+std::vector<std::byte> Node::EncodeEpochPayload(Epoch epoch, uint64_t node_id) {
+  std::vector<std::byte> payload(16, std::byte{0});
+  io::PutLittleEndian<uint32_t>(payload.data(), 0, epoch);
+  io::PutLittleEndian<uint64_t>(payload.data(), 8, node_id);
+  return payload;
+}
+
+std::string NodeStatus::Describe() const {
+  std::string text;
+  auto line = [&](std::string_view key, const std::string& value) {
+    text += std::string(key) + " " + value + "\n";
+  };
+  line("role", role);
+  line("node_id", std::to_string(node_id));
+  line("listen", listen);
+  line("epoch", std::to_string(epoch));
+  line("epoch_history", epoch_history);
+  line("last_lsn", std::to_string(last_lsn));
+  line("durable_lsn", std::to_string(durable_lsn));
+  line("committed_lsn", std::to_string(committed_lsn));
+  if (!primary_state.empty()) line("primary", primary_state);
+  for (const PeerStatus& peer : peers) {
+    char heard[32];
+    std::snprintf(heard, sizeof(heard), "%.3f", peer.last_heartbeat_seconds_ago);
+    char lag_seconds[32];
+    std::snprintf(lag_seconds, sizeof(lag_seconds), "%.3f", peer.lag_seconds);
+    line("backup", "node_id=" + std::to_string(peer.node_id) + " address=" + peer.address + " state=" + peer.state +
+                       " received_lsn=" + std::to_string(peer.received_lsn) +
+                       " durable_lsn=" + std::to_string(peer.durable_lsn) + " lag_records=" +
+                       std::to_string(peer.lag_records) + " lag_bytes=" + std::to_string(peer.lag_bytes) +
+                       " lag_seconds=" + lag_seconds + " last_heartbeat_s=" + heard);
+  }
+  return text;
+}
+
+// ------------------------------------------------------------------ state
+
+// Frames of one log write, as written, for shipping from memory.
+struct Node::Chunk {
+  Lsn first_lsn = 0;
+  Lsn last_lsn = 0;
+  std::vector<std::byte> frames;
+};
+
+struct Node::Backup {
+  std::unique_ptr<Connection> connection;
+  uint64_t node_id = 0;
+  std::string address;
+  Lsn next_lsn = 0;                  // the shipper's: the next LSN to send
+  std::thread shipper;
+  // Guarded by Node::backups_mu_.
+  Lsn received_lsn = 0;
+  Lsn durable_lsn = 0;
+  Lsn shipped_through = 0;           // the last LSN sent
+  uint64_t shipped_bytes = 0;        // frame bytes sent in Records
+  std::deque<std::pair<Lsn, uint64_t>> shipped_marks;  // (last LSN of a message, shipped_bytes after it)
+  uint64_t durable_bytes = 0;        // shipped_bytes at durable_lsn
+  Clock::time_point heard = Clock::now();
+  std::string state = "streaming";
+  std::atomic<bool> closed{false};
+  // The shipper's own reader of the log files, kept across batches while a
+  // backup catches up on records no longer in the frame cache.
+  std::unique_ptr<wal::LogScanner> scanner;
+  Lsn scanner_next = 0;
+};
+
+Node::Node(const NodeOptions& options)
+    : options_(options), cluster_id_(ClusterIdFromName(options.cluster_name)), role_(options.role) {}
+
+Node::~Node() { (void)Stop(); }
+
+void Node::Log(const std::string& line) const {
+  const std::string text = "keel node " + std::to_string(options_.node_id) + ": " + line;
+  if (options_.log_line) {
+    options_.log_line(text);
+  } else {
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
+}
+
+Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr<Node>* node) {
+  if (options.node_id == 0) return Status::InvalidArgument("node id must be nonzero");
+  if (options.role != NodeRole::kPrimary && options.role != NodeRole::kBackup) {
+    return Status::InvalidArgument("a node starts as primary or backup");
+  }
+  if (options.role == NodeRole::kBackup && (options.primary_host.empty() || options.primary_port == 0)) {
+    return Status::InvalidArgument("a backup needs its primary's address (--primary HOST:PORT)");
+  }
+  if (options.heartbeat_interval.count() <= 0 || options.suspect_after < options.heartbeat_interval ||
+      options.down_after < options.suspect_after) {
+    return Status::InvalidArgument("need 0 < heartbeat interval <= suspect after <= down after");
+  }
+  if (options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min) {
+    return Status::InvalidArgument("need 0 < reconnect min <= reconnect max");
+  }
+  if (options.window_bytes < kShipBatchBytes) {
+    return Status::InvalidArgument("window_bytes must be at least " + std::to_string(kShipBatchBytes));
+  }
+  std::unique_ptr<Node> started(new Node(options));
+  started->sm_ = sm;
+  if (options.engine.log.file_system != nullptr) {
+    started->fs_ = options.engine.log.file_system;
+  } else {
+    std::string notice;
+    KEEL_RETURN_IF_ERROR(io::OpenPosixFileSystem(io::Backend::kPortable, &started->owned_fs_, &notice));
+    started->fs_ = started->owned_fs_.get();
+  }
+  KEEL_RETURN_IF_ERROR(started->OpenEngine());
+  KEEL_RETURN_IF_ERROR(Listener::Bind(options.listen_host, options.listen_port, &started->listener_));
+  started->port_ = started->listener_->port();
+  Node* self = started.get();
+  started->listen_thread_ = std::thread([self] { self->ListenLoop(); });
+  started->heartbeat_thread_ = std::thread([self] { self->HeartbeatLoop(); });
+  if (options.role == NodeRole::kBackup) {
+    started->follow_thread_ = std::thread([self] { self->FollowLoop(); });
+    started->sync_thread_ = std::thread([self] { self->SyncLoop(); });
+  }
+  {
+    std::lock_guard lock(started->state_mu_);
+    started->Log(std::string("started as ") + (options.role == NodeRole::kPrimary ? "primary" : "backup") +
+                 " on " + options.listen_host + ":" + std::to_string(started->port_) + ", epoch " +
+                 std::to_string(started->history_.current()) + ", last LSN " +
+                 std::to_string(started->engine_->log()->last_lsn()));
+  }
+  *node = std::move(started);
+  return Status::Ok();
+}
+
+// Opens the engine (engine_mu_ held exclusively, or before any thread runs)
+// and makes the epoch history agree with its log.
+Status Node::OpenEngine(Lsn first_lsn_if_new) {
+  EngineOptions engine_options = options_.engine;
+  engine_options.log.first_lsn = first_lsn_if_new;
+  if (first_lsn_if_new > 1) engine_options.log.create_if_missing = true;
+  engine_options.log_retention_floor = [this] { return RetentionFloor(); };
+  recovery::Report report;
+  KEEL_RETURN_IF_ERROR(Engine::Open(options_.dir, engine_options, sm_, &engine_, &report));
+  EpochHistory history;
+  KEEL_RETURN_IF_ERROR(EpochHistory::Load(fs_, options_.dir, &history));
+  const size_t before = history.entries().size();
+  KEEL_RETURN_IF_ERROR(history.Reconcile(engine_->log()->last_lsn(), engine_->epoch()));
+  if (history.entries().size() != before) KEEL_RETURN_IF_ERROR(history.Save(fs_, options_.dir));
+  {
+    std::lock_guard lock(state_mu_);
+    history_ = history;
+  }
+  {
+    std::lock_guard lock(cache_mu_);
+    cache_.clear();
+    cache_bytes_ = 0;
+    shippable_lsn_ = engine_->durable_lsn();
+  }
+  engine_->log()->SetWriteObserver([this](const wal::WriteEvent& event) { OnWrite(event); });
+  return Status::Ok();
+}
+
+Status Node::Stop() {
+  if (stopping_.exchange(true)) return Status::Ok();
+  {
+    std::lock_guard lock(follow_mu_);
+    stop_following_ = true;
+    if (primary_connection_ != nullptr) primary_connection_->Shutdown();
+  }
+  sync_cv_.notify_all();
+  if (listener_) listener_->Shutdown();
+  {
+    std::lock_guard lock(sessions_mu_);
+    for (Connection* connection : connections_) connection->Shutdown();
+  }
+  ship_cv_.notify_all();
+  acks_cv_.notify_all();
+  for (std::thread* thread : {&listen_thread_, &heartbeat_thread_}) {
+    if (thread->joinable()) thread->join();
+  }
+  {
+    // Promote joins these too; one joiner at a time.
+    std::lock_guard lock(promote_mu_);
+    for (std::thread* thread : {&follow_thread_, &sync_thread_}) {
+      if (thread->joinable()) thread->join();
+    }
+  }
+  std::vector<Session> sessions;
+  {
+    std::lock_guard lock(sessions_mu_);
+    sessions.swap(sessions_);
+  }
+  for (Session& session : sessions) session.thread.join();
+  std::unique_lock lock(engine_mu_);
+  return CloseEngine();
+}
+
+// With engine_mu_ held exclusively.
+Status Node::CloseEngine() {
+  if (!engine_) return Status::Ok();
+  engine_->log()->SetWriteObserver(nullptr);
+  Status result = engine_->Close();
+  engine_.reset();
+  return result;
+}
+
+bool Node::is_primary() const {
+  std::lock_guard lock(state_mu_);
+  return role_ == NodeRole::kPrimary && !deposed_.load();
+}
+
+Epoch Node::epoch() const {
+  std::lock_guard lock(state_mu_);
+  return history_.current();
+}
+
+Lsn Node::last_lsn() const {
+  std::shared_lock lock(engine_mu_);
+  return engine_ ? engine_->log()->last_lsn() : 0;
+}
+
+void Node::Read(const std::function<void()>& f) const {
+  std::shared_lock lock(engine_mu_);
+  if (engine_) engine_->Read(f);
+}
+
+Hello Node::MakeHello(NodeRole role) const {
+  Hello hello;
+  hello.cluster_id = cluster_id_;
+  hello.node_id = options_.node_id;
+  hello.role = role;
+  {
+    std::lock_guard lock(state_mu_);
+    hello.epoch = history_.current();
+    hello.epoch_history = history_.entries();
+  }
+  if (role != NodeRole::kAdmin) {
+    std::shared_lock lock(engine_mu_);
+    if (!engine_) return hello;  // unreachable in practice: the engine failed to reopen
+    hello.last_lsn = engine_->log()->last_lsn();
+    hello.durable_lsn = std::min(engine_->durable_lsn(), hello.last_lsn);
+  }
+  hello.nonce = RandomNonce();
+  hello.auth_proof = HelloProof(std::as_bytes(std::span(options_.secret)), hello.cluster_id, hello.node_id, hello.nonce);
+  return hello;
+}
+
+// The checks every Hello passes before anything else is said: the cluster
+// and the secret.
+Status Node::CheckPeerHello(const Hello& hello, std::string* why, RejectReason* reason) const {
+  if (!ConstantTimeEqual(hello.cluster_id, cluster_id_)) {
+    *reason = RejectReason::kWrongCluster;
+    *why = "wrong cluster id";
+    return Status::Failed(*why);
+  }
+  if (!VerifyHelloProof(hello, std::as_bytes(std::span(options_.secret)))) {
+    *reason = RejectReason::kAuthFailed;
+    *why = "authentication failed (wrong secret)";
+    return Status::Failed(*why);
+  }
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------ primary
+
+void Node::OnWrite(const wal::WriteEvent& event) {
+  std::shared_ptr<Chunk> chunk;
+  if (event.first_lsn != 0) {
+    chunk = std::make_shared<Chunk>();
+    chunk->first_lsn = event.first_lsn;
+    chunk->last_lsn = event.last_lsn;
+    chunk->frames.reserve(event.frames[0].size() + event.frames[1].size());
+    for (const auto& piece : event.frames) chunk->frames.insert(chunk->frames.end(), piece.begin(), piece.end());
+  }
+  std::lock_guard lock(cache_mu_);
+  if (chunk) {
+    cache_bytes_ += chunk->frames.size();
+    cache_.push_back(std::move(chunk));
+    while (cache_.size() > 1 && cache_bytes_ > options_.frame_cache_bytes) {
+      cache_bytes_ -= cache_.front()->frames.size();
+      cache_.pop_front();
+    }
+  }
+  if (event.durable_lsn > shippable_lsn_) {
+    shippable_lsn_ = event.durable_lsn;
+    durable_times_.emplace(event.durable_lsn, Clock::now());
+    while (durable_times_.size() > 4096) durable_times_.erase(durable_times_.begin());
+    ship_cv_.notify_all();
+  }
+}
+
+Lsn Node::RetentionFloor() const {
+  std::lock_guard lock(backups_mu_);
+  Lsn floor = UINT64_MAX;
+  for (const auto& [id, known] : known_backups_) floor = std::min(floor, known.durable_lsn + 1);
+  if (floor == UINT64_MAX) return floor;
+  // Past the limit a backup is seeded from a checkpoint instead.
+  Lsn last = 0;
+  {
+    std::lock_guard cache_lock(cache_mu_);
+    last = shippable_lsn_;
+  }
+  if (last > options_.retain_records_for_backups) floor = std::max(floor, last - options_.retain_records_for_backups);
+  return floor;
+}
+
+void Node::Fence(Epoch seen, const std::string& why) {
+  {
+    std::lock_guard lock(state_mu_);
+    if (role_ != NodeRole::kPrimary || deposed_.load()) return;
+    fenced_by_ = seen;
+    deposed_.store(true);
+  }
+  Log("deposed: " + why + "; this node acknowledges nothing more (restart it as a backup to rejoin)");
+  acks_cv_.notify_all();
+}
+
+void Node::ListenLoop() {
+  while (!stopping_.load()) {
+    std::unique_ptr<Connection> connection;
+    Status status = listener_->Accept(milliseconds(200), &connection);
+    if (IsTimeout(status)) continue;
+    if (!status.ok()) {
+      if (!stopping_.load()) Log("accept failed: " + status.ToString());
+      std::this_thread::sleep_for(milliseconds(50));
+      continue;
+    }
+    std::lock_guard lock(sessions_mu_);
+    if (stopping_.load()) break;
+    // Join the sessions that ended, so that their number stays bounded by the live ones.
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (it->done->load()) {
+        it->thread.join();
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    connections_.push_back(connection.get());
+    Connection* raw = connection.release();
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    sessions_.push_back({std::thread([this, raw, done] {
+                           ServeConnection(std::unique_ptr<Connection>(raw));
+                           done->store(true);
+                         }),
+                         done});
+  }
+}
+
+void Node::ServeConnection(std::unique_ptr<Connection> connection) {
+  Connection* raw = connection.get();
+  auto forget = [this, raw] {
+    std::lock_guard lock(sessions_mu_);
+    connections_.erase(std::remove(connections_.begin(), connections_.end(), raw), connections_.end());
+  };
+  connection->set_max_body_bytes(kHandshakeMaxBodyBytes);
+  Frame frame;
+  Hello hello;
+  Status status = connection->Receive(&frame, options_.connect_timeout);
+  if (status.ok() && frame.type != MessageType::kHello) {
+    status = Status::Corruption("first frame is " + std::string(MessageTypeName(frame.type)) + ", not Hello");
+  }
+  if (status.ok()) status = DecodeHello(frame.body, &hello);
+  if (!status.ok()) {
+    if (!stopping_.load()) Log("refused a connection from " + connection->peer() + ": " + status.ToString());
+    forget();
+    return;
+  }
+  std::string why;
+  RejectReason reason = RejectReason::kNone;
+  std::vector<std::byte> body;
+  if (!CheckPeerHello(hello, &why, &reason).ok()) {
+    // Say nothing about ourselves to a peer that failed the check.
+    EncodeHelloReply({false, reason, 0, 0, why}, &body);
+    (void)connection->Send(MessageType::kHelloReply, Bytes(body));
+    Log("refused " + connection->peer() + " (node " + std::to_string(hello.node_id) + "): " + why);
+    forget();
+    return;
+  }
+  const Hello mine = MakeHello(is_primary() ? NodeRole::kPrimary : NodeRole::kBackup);
+  EncodeHello(mine, &body);
+  if (!connection->Send(MessageType::kHello, Bytes(body)).ok()) {
+    forget();
+    return;
+  }
+  body.clear();
+  if (hello.role == NodeRole::kAdmin) {
+    EncodeHelloReply({true, RejectReason::kNone, mine.epoch, mine.last_lsn, ""}, &body);
+    if (connection->Send(MessageType::kHelloReply, Bytes(body)).ok()) ServeAdmin(connection.get());
+    forget();
+    return;
+  }
+  // A backup (or a node that thinks it is a primary) wants to follow us.
+  if (hello.epoch > mine.epoch && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
+    Fence(hello.epoch, "node " + std::to_string(hello.node_id) + " is at epoch " + std::to_string(hello.epoch) +
+                           ", above this node's " + std::to_string(mine.epoch));
+    reason = RejectReason::kStaleEpoch;
+    why = "this node's epoch " + std::to_string(mine.epoch) + " is stale";
+  } else if (hello.role != NodeRole::kBackup || mine.role != NodeRole::kPrimary) {
+    reason = RejectReason::kRoleConflict;
+    why = mine.role == NodeRole::kPrimary ? "two primaries" : "this node is not a primary";
+  } else {
+    bool ahead = false;
+    const Lsn agreed = AgreedThrough(hello.epoch_history, hello.last_lsn, mine.epoch_history, mine.last_lsn, &ahead);
+    if (ahead) {
+      reason = RejectReason::kDiverged;
+      why = "the backup holds records past this primary's last LSN " + std::to_string(mine.last_lsn) +
+            " in the same epoch; refusing to cut them";
+    } else if (agreed < hello.last_lsn) {
+      reason = RejectReason::kDiverged;
+      why = "the backup's log diverges after LSN " + std::to_string(agreed) + "; cut the tail and reconnect";
+    }
+  }
+  if (reason != RejectReason::kNone) {
+    EncodeHelloReply({false, reason, mine.epoch, mine.last_lsn, why.substr(0, kMaxTextBytes)}, &body);
+    (void)connection->Send(MessageType::kHelloReply, Bytes(body));
+    Log("refused node " + std::to_string(hello.node_id) + " at " + connection->peer() + ": " + why);
+    forget();
+    return;
+  }
+  EncodeHelloReply({true, RejectReason::kNone, mine.epoch, mine.last_lsn, ""}, &body);
+  if (!connection->Send(MessageType::kHelloReply, Bytes(body)).ok()) {
+    forget();
+    return;
+  }
+  forget();
+  ServeBackup(std::move(connection), hello);
+}
+
+void Node::ServeAdmin(Connection* connection) {
+  Frame frame;
+  while (!stopping_.load()) {
+    if (!connection->Receive(&frame, kAdminIdleTimeout).ok()) return;
+    AdminRequest request;
+    AdminReply reply;
+    if (frame.type != MessageType::kAdminRequest || !DecodeAdminRequest(frame.body, &request).ok()) {
+      Log("admin connection " + connection->peer() + " sent a bad " + std::string(MessageTypeName(frame.type)));
+      return;
+    }
+    if (request.command == AdminCommand::kStatus) {
+      const NodeStatus now = status();
+      reply = {true, now.epoch, now.last_lsn, now.Describe().substr(0, kMaxAdminTextBytes)};
+    } else {
+      Epoch epoch = 0;
+      Lsn lsn = 0;
+      const Status promoted = Promote(&epoch, &lsn);
+      reply = {promoted.ok(), promoted.ok() ? epoch : this->epoch(), lsn,
+               promoted.ok() ? "promoted to primary at epoch " + std::to_string(epoch) + ", LSN " + std::to_string(lsn)
+                             : promoted.ToString().substr(0, 1024)};
+      for (char& c : reply.text) {
+        if ((c < 0x20 || c > 0x7E) && c != '\n') c = '?';
+      }
+    }
+    std::vector<std::byte> body;
+    EncodeAdminReply(reply, &body);
+    if (!connection->Send(MessageType::kAdminReply, Bytes(body)).ok()) return;
+  }
+}
+
+void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hello) {
+  auto backup = std::make_shared<Backup>();
+  backup->node_id = hello.node_id;
+  backup->address = connection->peer();
+  backup->next_lsn = hello.last_lsn + 1;
+  backup->received_lsn = hello.last_lsn;
+  backup->durable_lsn = hello.durable_lsn;
+  backup->shipped_through = hello.last_lsn;
+  connection->set_max_body_bytes(kMaxBodyBytes);
+  backup->connection = std::move(connection);
+  Connection* link = backup->connection.get();
+  {
+    std::lock_guard lock(backups_mu_);
+    // A reconnect replaces the old session of the same node.
+    for (auto& other : backups_) {
+      if (other->node_id == backup->node_id) other->connection->Shutdown();
+    }
+    backups_.push_back(backup);
+    KnownBackup& known = known_backups_[backup->node_id];
+    known.address = backup->address;
+    known.received_lsn = hello.last_lsn;
+    known.durable_lsn = hello.durable_lsn;
+    known.heard = Clock::now();
+    known.connected = true;
+  }
+  // The Hello's LSNs may already satisfy a waiting Commit (its Ack was lost with the old session).
+  acks_cv_.notify_all();
+  {
+    std::lock_guard lock(sessions_mu_);
+    connections_.push_back(link);
+  }
+  Log("backup " + std::to_string(backup->node_id) + " at " + backup->address + " connected, from LSN " +
+      std::to_string(backup->next_lsn));
+  backup->shipper = std::thread([this, backup] { ShipLoop(backup); });
+  Frame frame;
+  std::string why;
+  while (!stopping_.load()) {
+    Status status = link->Receive(&frame, options_.heartbeat_interval);
+    if (IsTimeout(status)) {
+      std::lock_guard lock(backups_mu_);
+      const double silent = SecondsSince(backup->heard);
+      if (silent * 1000 >= static_cast<double>(options_.down_after.count())) {
+        backup->state = "down";
+        why = "silent for " + std::to_string(silent) + " s: down";
+        break;
+      }
+      if (silent * 1000 >= static_cast<double>(options_.suspect_after.count())) backup->state = "suspect";
+      continue;
+    }
+    if (!status.ok()) {
+      why = status.ToString();
+      break;
+    }
+    std::lock_guard lock(backups_mu_);
+    backup->heard = Clock::now();
+    known_backups_[backup->node_id].heard = backup->heard;
+    if (backup->state == "suspect") backup->state = "streaming";
+    if (frame.type == MessageType::kAck) {
+      Ack ack;
+      if (Status decoded = DecodeAck(frame.body, &ack); !decoded.ok() || ack.received_lsn > backup->shipped_through) {
+        why = decoded.ok() ? "acknowledged LSN " + std::to_string(ack.received_lsn) + " it was never sent"
+                           : decoded.ToString();
+        break;
+      }
+      backup->received_lsn = std::max(backup->received_lsn, ack.received_lsn);
+      if (ack.durable_lsn > backup->durable_lsn) {
+        backup->durable_lsn = ack.durable_lsn;
+        while (!backup->shipped_marks.empty() && backup->shipped_marks.front().first <= ack.durable_lsn) {
+          backup->durable_bytes = backup->shipped_marks.front().second;
+          backup->shipped_marks.pop_front();
+        }
+      }
+      KnownBackup& known = known_backups_[backup->node_id];
+      known.received_lsn = backup->received_lsn;
+      known.durable_lsn = backup->durable_lsn;
+      acks_cv_.notify_all();
+    } else if (frame.type == MessageType::kHeartbeat) {
+      Heartbeat heartbeat;
+      if (Status decoded = DecodeHeartbeat(frame.body, &heartbeat); !decoded.ok()) {
+        why = decoded.ToString();
+        break;
+      }
+    } else if (frame.type == MessageType::kError) {
+      Error error;
+      why = DecodeError(frame.body, &error).ok() ? "it closed: " + error.text : "it sent a bad Error";
+      break;
+    } else {
+      why = "unexpected " + std::string(MessageTypeName(frame.type)) + " from a backup";
+      break;
+    }
+  }
+  {
+    std::lock_guard lock(backups_mu_);
+    backup->closed = true;
+    if (backup->state != "down") backup->state = "disconnected";
+    // Another session of the same node may have replaced this one.
+    if (std::count(backups_.begin(), backups_.end(), backup) == 1) {
+      bool replaced = false;
+      for (const auto& other : backups_) replaced |= other != backup && other->node_id == backup->node_id;
+      if (!replaced) known_backups_[backup->node_id].connected = false;
+    }
+    backups_.erase(std::remove(backups_.begin(), backups_.end(), backup), backups_.end());
+  }
+  link->Shutdown();
+  ship_cv_.notify_all();
+  acks_cv_.notify_all();
+  backup->shipper.join();
+  {
+    std::lock_guard lock(sessions_mu_);
+    connections_.erase(std::remove(connections_.begin(), connections_.end(), link), connections_.end());
+  }
+  if (!stopping_.load()) Log("backup " + std::to_string(backup->node_id) + " at " + backup->address + " left: " + why);
+}
+
+// Ships durable records to one backup, from the frame cache when it holds
+// them and from the log files otherwise, never more than window_bytes ahead
+// of the backup's durable acknowledgement (backpressure).
+void Node::ShipLoop(const std::shared_ptr<Backup>& backup) {
+  Lsn next = backup->next_lsn;
+  while (!stopping_.load() && !backup->closed.load()) {
+    {
+      std::unique_lock lock(backups_mu_);
+      const bool room = acks_cv_.wait_for(lock, options_.heartbeat_interval, [&] {
+        return stopping_.load() || backup->closed.load() ||
+               backup->shipped_bytes - backup->durable_bytes < options_.window_bytes;
+      });
+      if (!room || stopping_.load() || backup->closed.load()) continue;
+    }
+    Lsn through = 0;
+    {
+      std::unique_lock lock(cache_mu_);
+      ship_cv_.wait_for(lock, options_.heartbeat_interval,
+                        [&] { return stopping_.load() || backup->closed.load() || shippable_lsn_ >= next; });
+      through = shippable_lsn_;
+    }
+    if (through < next || stopping_.load() || backup->closed.load()) continue;
+    Lsn first_lsn = 0;
+    {
+      std::shared_lock lock(engine_mu_);
+      first_lsn = engine_ ? engine_->log()->first_lsn() : 0;
+    }
+    Status status = next < first_lsn ? ShipCheckpoint(backup.get(), &next)
+                                     : ShipRecords(backup.get(), next, through, &next);
+    if (!status.ok()) {
+      if (!backup->closed.load() && !stopping_.load()) {
+        Log("shipping to backup " + std::to_string(backup->node_id) + " stopped: " + status.ToString());
+      }
+      backup->connection->Shutdown();
+      return;
+    }
+  }
+}
+
+// Sends one Records message of the records [from, through], cut at about
+// kShipBatchBytes; *next_lsn becomes the first LSN not sent.
+Status Node::ShipRecords(Backup* backup, Lsn from, Lsn through, Lsn* next_lsn) {
+  std::vector<std::shared_ptr<const Chunk>> held;
+  std::vector<std::span<const std::byte>> parts(1);
+  std::vector<std::byte> file_frames;
+  uint64_t bytes = 0;
+  Lsn at = from;
+  {
+    std::lock_guard lock(cache_mu_);
+    auto it = std::lower_bound(cache_.begin(), cache_.end(), from,
+                               [](const std::shared_ptr<const Chunk>& chunk, Lsn lsn) { return chunk->last_lsn < lsn; });
+    if (it != cache_.end() && (*it)->first_lsn <= from) {
+      for (; it != cache_.end() && at <= through && bytes < kShipBatchBytes; ++it) {
+        const Chunk& chunk = **it;
+        if (chunk.first_lsn != at && at != from) break;  // never happens: writes are contiguous
+        size_t begin = 0;
+        for (Lsn lsn = chunk.first_lsn; lsn < at; ++lsn) begin += FrameBytes(chunk.frames.data() + begin);
+        size_t end = begin;
+        while (at <= std::min(chunk.last_lsn, through) && bytes + (end - begin) < kShipBatchBytes) {
+          end += FrameBytes(chunk.frames.data() + end);
+          ++at;
+        }
+        parts.emplace_back(chunk.frames.data() + begin, end - begin);
+        bytes += end - begin;
+        held.push_back(*it);
+        if (at <= chunk.last_lsn) break;  // stopped inside this chunk
+      }
+    }
+  }
+  if (at == from) {
+    // Not in memory: read the log files, continuing the backup's own scanner.
+    if (!backup->scanner || backup->scanner_next != from) {
+      std::shared_lock lock(engine_mu_);
+      if (!engine_) return Status::Failed("the engine is closed");
+      backup->scanner.reset();
+      KEEL_RETURN_IF_ERROR(engine_->log()->NewReader(from, &backup->scanner));
+      backup->scanner_next = from;
+    }
+    wal::Record record;
+    while (at <= through && bytes < kShipBatchBytes && backup->scanner->Next(&record)) {
+      if (record.lsn != at) return Status::Corruption("the log reader returned LSN " + std::to_string(record.lsn) +
+                                                      ", expected " + std::to_string(at));
+      const size_t offset = file_frames.size();
+      file_frames.resize(offset + wal::kRecordHeaderSize + record.payload.size());
+      wal::RecordHeader header;
+      header.kind = record.kind;
+      header.payload_length = static_cast<uint32_t>(record.payload.size());
+      header.lsn = record.lsn;
+      header.epoch = record.epoch;
+      header.durable_lag = record.durable_lag;
+      wal::EncodeRecordHeader(header, record.payload,
+                              std::span<std::byte, wal::kRecordHeaderSize>(file_frames.data() + offset,
+                                                                           wal::kRecordHeaderSize));
+      std::memcpy(file_frames.data() + offset + wal::kRecordHeaderSize, record.payload.data(), record.payload.size());
+      assert(io::GetLittleEndian<uint64_t>(file_frames.data() + offset, wal::kRecordChecksumOffset) == record.checksum);
+      bytes += wal::kRecordHeaderSize + record.payload.size();
+      ++at;
+    }
+    KEEL_RETURN_IF_ERROR(backup->scanner->status());
+    if (at == from) {
+      // The reader ended (it stops at the durable LSN of its creation): a new one next time.
+      backup->scanner.reset();
+      return Status::Ok();
+    }
+    backup->scanner_next = at;
+    parts.emplace_back(file_frames.data(), file_frames.size());
+  }
+  std::array<std::byte, kRecordsFixedSize> fixed{};
+  io::PutLittleEndian<uint32_t>(fixed.data(), 0, epoch());
+  io::PutLittleEndian<uint32_t>(fixed.data(), 4, static_cast<uint32_t>(at - from));
+  io::PutLittleEndian<uint64_t>(fixed.data(), 8, from);
+  parts[0] = fixed;
+  {
+    // Counted as shipped before it is sent: a fast backup's Ack can reach the
+    // session thread before SendParts returns here, and an Ack beyond
+    // shipped_through drops the backup. If the send fails the session ends.
+    std::lock_guard lock(backups_mu_);
+    backup->shipped_through = at - 1;
+    backup->shipped_bytes += bytes;
+    backup->shipped_marks.emplace_back(at - 1, backup->shipped_bytes);
+  }
+  KEEL_RETURN_IF_ERROR(backup->connection->SendParts(MessageType::kRecords, parts));
+  *next_lsn = at;
+  return Status::Ok();
+}
+
+// Seeds a backup that needs records the log no longer holds: sends the
+// newest checkpoint file; the backup restores it and streams from after it.
+Status Node::ShipCheckpoint(Backup* backup, Lsn* next_lsn) {
+  io::FileSystem* fs = nullptr;
+  std::string dir;
+  {
+    std::shared_lock lock(engine_mu_);
+    if (!engine_) return Status::Failed("the engine is closed");
+    fs = engine_->file_system();
+    dir = Engine::CheckpointDir(engine_->dir());
+  }
+  std::vector<checkpoint::CheckpointInfo> checkpoints;
+  KEEL_RETURN_IF_ERROR(checkpoint::ListCheckpoints(fs, dir, &checkpoints, nullptr));
+  if (checkpoints.empty()) return Status::Failed("the backup needs LSN " + std::to_string(*next_lsn) +
+                                                 ", which the log no longer holds, and there is no checkpoint");
+  const checkpoint::CheckpointInfo& newest = checkpoints.front();
+  const std::string path = io::JoinPath(dir, newest.name);
+  std::unique_ptr<io::File> file;
+  KEEL_RETURN_IF_ERROR(fs->Open(path, io::OpenMode::kRead, &file));
+  uint64_t total = 0;
+  KEEL_RETURN_IF_ERROR(file->Size(&total));
+  Log("seeding backup " + std::to_string(backup->node_id) + " from checkpoint " + newest.name + " (" +
+      std::to_string(total) + " bytes): it needs LSN " + std::to_string(*next_lsn));
+  {
+    std::lock_guard lock(backups_mu_);
+    backup->state = "seeding";
+  }
+  std::vector<std::byte> piece(std::min<uint64_t>(total, kMaxCheckpointChunkBytes));
+  uint64_t offset = 0;
+  do {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), total - offset));
+    size_t got = 0;
+    KEEL_RETURN_IF_ERROR(file->ReadAt(offset, std::span(piece.data(), want), &got));
+    if (got != want) return Status::IoError(path + ": short read at offset " + std::to_string(offset));
+    std::vector<std::byte> body;
+    EncodeCheckpointChunk({newest.lsn, epoch(), total, offset, std::span(piece.data(), want)}, &body);
+    KEEL_RETURN_IF_ERROR(backup->connection->Send(MessageType::kCheckpointChunk, Bytes(body)));
+    offset += want;
+  } while (offset < total);
+  *next_lsn = newest.lsn + 1;
+  backup->scanner.reset();
+  std::lock_guard lock(backups_mu_);
+  backup->state = "streaming";
+  backup->shipped_through = std::max(backup->shipped_through, newest.lsn);
+  return Status::Ok();
+}
+
+Lsn Node::CommittedLsn(AckMode mode, uint32_t k) const {
+  Lsn local = 0;
+  {
+    std::shared_lock lock(engine_mu_);
+    local = engine_ ? engine_->durable_lsn() : 0;
+  }
+  if (mode == AckMode::kLocal || k == 0) return local;
+  std::vector<Lsn> acked;
+  {
+    std::lock_guard lock(backups_mu_);
+    for (const auto& [id, known] : known_backups_) {
+      acked.push_back(mode == AckMode::kReceived ? known.received_lsn : known.durable_lsn);
+    }
+  }
+  if (acked.size() < k) return 0;
+  std::nth_element(acked.begin(), acked.begin() + (k - 1), acked.end(), std::greater<>());
+  return std::min(local, acked[k - 1]);
+}
+
+Status Node::Append(std::span<const std::byte> payload, Lsn* lsn) {
+  {
+    std::lock_guard lock(state_mu_);
+    if (deposed_.load()) {
+      return Status::Failed("fenced: node at epoch " + std::to_string(fenced_by_) +
+                            " exists; this deposed primary acknowledges nothing");
+    }
+    if (role_ != NodeRole::kPrimary) return Status::Failed("this node is a backup; send writes to the primary");
+  }
+  std::shared_lock lock(engine_mu_);
+  if (!engine_) return Status::Failed("the engine is closed");
+  return engine_->Append(payload, Durability::kNone, lsn);
+}
+
+Status Node::Checkpoint(checkpoint::CheckpointInfo* info) {
+  std::shared_lock lock(engine_mu_);
+  if (!engine_) return Status::Failed("the engine is closed");
+  return engine_->Checkpoint(info);
+}
+
+Status Node::Commit(Lsn lsn, AckMode mode, uint32_t k) {
+  {
+    std::shared_lock lock(engine_mu_);
+    if (!engine_) return Status::Failed("the engine is closed");
+    KEEL_RETURN_IF_ERROR(engine_->Sync(lsn));
+  }
+  if (deposed_.load()) return Status::Failed("fenced: LSN " + std::to_string(lsn) + " is not acknowledged");
+  if (mode == AckMode::kLocal || k == 0) return Status::Ok();
+  const Lsn wanted = lsn;
+  auto enough = [&] {
+    uint32_t count = 0;
+    for (const auto& [id, known] : known_backups_) {
+      count += (mode == AckMode::kReceived ? known.received_lsn : known.durable_lsn) >= wanted ? 1 : 0;
+    }
+    return count >= k;
+  };
+  const auto deadline = Clock::now() + options_.ack_timeout;
+  std::unique_lock lock(backups_mu_);
+  while (!enough()) {
+    if (stopping_.load()) return Status::Failed("stopping: LSN " + std::to_string(wanted) + " not acknowledged");
+    if (deposed_.load()) {
+      return Status::Failed("fenced while waiting: LSN " + std::to_string(wanted) + " is not acknowledged");
+    }
+    if (options_.ack_timeout.count() == 0) {
+      acks_cv_.wait_for(lock, milliseconds(200));
+    } else if (acks_cv_.wait_until(lock, deadline) == std::cv_status::timeout && !enough()) {
+      return Status::Failed("LSN " + std::to_string(wanted) + " was not acknowledged by " + std::to_string(k) +
+                            " backups (" + std::string(AckModeName(mode)) + ") within " +
+                            std::to_string(options_.ack_timeout.count()) + " ms");
+    }
+  }
+  return Status::Ok();
+}
+
+NodeStatus Node::status() const {
+  NodeStatus now;
+  now.node_id = options_.node_id;
+  now.listen = options_.listen_host + ":" + std::to_string(port_);
+  bool primary = false;
+  {
+    std::lock_guard lock(state_mu_);
+    primary = role_ == NodeRole::kPrimary;
+    now.role = deposed_.load() ? "deposed" : primary ? "primary" : "backup";
+    now.epoch = history_.current();
+    now.epoch_history = history_.Describe();
+  }
+  {
+    std::shared_lock lock(engine_mu_);
+    if (engine_) {
+      now.last_lsn = engine_->log()->last_lsn();
+      now.durable_lsn = engine_->durable_lsn();
+    }
+  }
+  now.committed_lsn = primary ? CommittedLsn(options_.ack_mode, options_.sync_backups) : now.durable_lsn;
+  if (!primary) {
+    std::lock_guard lock(follow_mu_);
+    now.primary_state = primary_state_ + " " + options_.primary_host + ":" + std::to_string(options_.primary_port);
+    if (primary_heard_ != Clock::time_point{}) {
+      char heard[48];
+      std::snprintf(heard, sizeof(heard), " last_heartbeat_s=%.3f", SecondsSince(primary_heard_));
+      now.primary_state += heard;
+    }
+  }
+  std::map<Lsn, Clock::time_point> durable_times;
+  {
+    std::lock_guard lock(cache_mu_);
+    durable_times = durable_times_;
+  }
+  std::lock_guard lock(backups_mu_);
+  for (const auto& [id, known] : known_backups_) {
+    PeerStatus peer;
+    peer.node_id = id;
+    peer.address = known.address;
+    peer.received_lsn = known.received_lsn;
+    peer.durable_lsn = known.durable_lsn;
+    peer.lag_records = now.durable_lsn > known.durable_lsn ? now.durable_lsn - known.durable_lsn : 0;
+    peer.last_heartbeat_seconds_ago = SecondsSince(known.heard);
+    peer.state = known.connected ? "streaming" : "down";
+    for (const auto& backup : backups_) {
+      if (backup->node_id != id) continue;
+      peer.state = backup->state;
+      peer.lag_bytes = backup->shipped_bytes - backup->durable_bytes;
+    }
+    if (peer.lag_records > 0) {
+      const auto oldest = durable_times.upper_bound(known.durable_lsn);
+      if (oldest != durable_times.end()) peer.lag_seconds = SecondsSince(oldest->second);
+    }
+    now.peers.push_back(peer);
+  }
+  return now;
+}
+
+// ------------------------------------------------------------------ promotion
+
+Status Node::Promote(Epoch* epoch, Lsn* lsn) {
+  std::lock_guard one_at_a_time(promote_mu_);
+  if (stopping_.load()) return Status::Failed("the node is stopping");
+  {
+    std::lock_guard lock(state_mu_);
+    if (role_ == NodeRole::kPrimary) {
+      return Status::InvalidArgument(std::string(deposed_.load() ? "a deposed primary" : "already the primary") +
+                                     " at epoch " + std::to_string(history_.current()) + "; only a backup is promoted");
+    }
+  }
+  // Stop following first: nothing from the old primary may land after the epoch record.
+  {
+    std::lock_guard lock(follow_mu_);
+    stop_following_ = true;
+    if (primary_connection_ != nullptr) primary_connection_->Shutdown();
+  }
+  sync_cv_.notify_all();
+  if (follow_thread_.joinable()) follow_thread_.join();
+  if (sync_thread_.joinable()) sync_thread_.join();
+  std::shared_lock engine_lock(engine_mu_);
+  if (!engine_) return Status::Failed("the engine is closed");
+  KEEL_RETURN_IF_ERROR(engine_->status());
+  const Lsn first = engine_->log()->last_lsn() + 1;
+  Epoch next = 0;
+  {
+    std::lock_guard lock(state_mu_);
+    next = history_.current() + 1;
+    EpochHistory updated = history_;
+    KEEL_RETURN_IF_ERROR(updated.Add(next, first));
+    // The history entry is durable before the epoch record (see epoch_history.h).
+    KEEL_RETURN_IF_ERROR(updated.Save(fs_, options_.dir));
+    history_ = updated;
+  }
+  const std::vector<std::byte> payload = EncodeEpochPayload(next, options_.node_id);
+  KEEL_RETURN_IF_ERROR(engine_->AppendEpochRecord(next, payload, lsn));
+  assert(*lsn == first);
+  {
+    std::lock_guard lock(state_mu_);
+    role_ = NodeRole::kPrimary;
+  }
+  *epoch = next;
+  Log("promoted to primary: epoch " + std::to_string(next) + " begins at LSN " + std::to_string(*lsn));
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------ backup
+
+void Node::FollowLoop() {
+  std::mt19937_64 random(options_.node_id ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count()));
+  uint32_t attempt = 0;
+  for (;;) {
+    {
+      std::lock_guard lock(follow_mu_);
+      if (stop_following_) return;
+    }
+    bool connected = false;
+    const Status status = FollowOnce(&connected);
+    {
+      std::lock_guard lock(follow_mu_);
+      if (stop_following_) return;
+      if (primary_state_ != "down") primary_state_ = "disconnected";
+    }
+    if (connected) attempt = 0;
+    // Exponential backoff with full jitter, bounded.
+    const int64_t ceiling = std::min<int64_t>(options_.reconnect_max.count(),
+                                              options_.reconnect_min.count() << std::min<uint32_t>(attempt, 20));
+    const milliseconds delay(options_.reconnect_min.count() / 2 +
+                             static_cast<int64_t>(random() % static_cast<uint64_t>(ceiling + 1)));
+    ++attempt;
+    Log("primary " + options_.primary_host + ":" + std::to_string(options_.primary_port) + ": " +
+        (status.ok() ? std::string("connection ended") : status.ToString()) + "; retry " + std::to_string(attempt) +
+        " in " + std::to_string(delay.count()) + " ms");
+    std::unique_lock lock(follow_mu_);
+    sync_cv_.wait_for(lock, delay, [&] { return stop_following_; });
+  }
+}
+
+Status Node::FollowOnce(bool* connected) {
+  std::unique_ptr<Connection> connection;
+  KEEL_RETURN_IF_ERROR(
+      Connection::Connect(options_.primary_host, options_.primary_port, options_.connect_timeout, &connection));
+  connection->set_max_body_bytes(kHandshakeMaxBodyBytes);
+  std::vector<std::byte> body;
+  const Hello mine = MakeHello(NodeRole::kBackup);
+  EncodeHello(mine, &body);
+  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kHello, Bytes(body)));
+  Frame frame;
+  Hello primary;
+  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, options_.connect_timeout));
+  if (frame.type == MessageType::kHelloReply) {
+    HelloReply reply;
+    KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &reply));
+    return Status::Failed("refused by the primary: " + reply.text);
+  }
+  if (frame.type != MessageType::kHello) return Status::Corruption("expected Hello, got " + std::string(MessageTypeName(frame.type)));
+  KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, &primary));
+  std::string why;
+  RejectReason reason = RejectReason::kNone;
+  if (!CheckPeerHello(primary, &why, &reason).ok()) return Status::Failed("the primary's Hello: " + why);
+  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, options_.connect_timeout));
+  HelloReply reply;
+  if (frame.type != MessageType::kHelloReply) return Status::Corruption("expected HelloReply");
+  KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &reply));
+  if (primary.epoch < mine.epoch && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
+    // Fencing: never follow a deposed primary.
+    body.clear();
+    EncodeError({ErrorCode::kFenced, "epoch " + std::to_string(primary.epoch) + " is below this node's " +
+                                         std::to_string(mine.epoch)}, &body);
+    (void)connection->Send(MessageType::kError, Bytes(body));
+    return Status::Failed("the primary is at epoch " + std::to_string(primary.epoch) + ", below this node's " +
+                          std::to_string(mine.epoch) + ": it was deposed; refusing it");
+  }
+  if (!reply.accepted) {
+    if (reply.reason == RejectReason::kDiverged) {
+      bool ahead = false;
+      const Lsn agreed = AgreedThrough(mine.epoch_history, mine.last_lsn, primary.epoch_history, primary.last_lsn, &ahead);
+      if (!ahead && agreed < mine.last_lsn) {
+        connection.reset();
+        KEEL_RETURN_IF_ERROR(CutDivergentTail(agreed));
+        *connected = true;  // reconnect at once
+        return Status::Ok();
+      }
+    }
+    return Status::Failed("refused by the primary: " + reply.text);
+  }
+  *connected = true;
+  connection->set_max_body_bytes(kMaxBodyBytes);
+  {
+    std::lock_guard lock(follow_mu_);
+    if (stop_following_) return Status::Ok();
+    primary_connection_ = connection.get();
+    primary_state_ = "streaming";
+    primary_heard_ = Clock::now();
+    received_lsn_ = mine.last_lsn;
+    acked_durable_lsn_ = mine.durable_lsn;
+  }
+  Log("following primary " + std::to_string(primary.node_id) + " at " + connection->peer() + " (epoch " +
+      std::to_string(primary.epoch) + ", last LSN " + std::to_string(primary.last_lsn) + ") from LSN " +
+      std::to_string(mine.last_lsn + 1));
+  Status result = Status::Ok();
+  while (result.ok()) {
+    Status received = connection->Receive(&frame, options_.heartbeat_interval);
+    if (IsTimeout(received)) {
+      std::lock_guard lock(follow_mu_);
+      if (stop_following_) break;
+      const double silent_ms = SecondsSince(primary_heard_) * 1000;
+      if (silent_ms >= static_cast<double>(options_.down_after.count())) {
+        primary_state_ = "down";
+        result = Status::Failed("the primary is down: silent for " + std::to_string(static_cast<int64_t>(silent_ms)) + " ms");
+      } else if (silent_ms >= static_cast<double>(options_.suspect_after.count())) {
+        primary_state_ = "suspect";
+      }
+      continue;
+    }
+    if (!received.ok()) {
+      result = received;
+      break;
+    }
+    {
+      std::lock_guard lock(follow_mu_);
+      primary_heard_ = Clock::now();
+      if (primary_state_ == "suspect") primary_state_ = "streaming";
+    }
+    switch (frame.type) {
+      case MessageType::kRecords: {
+        Records records;
+        result = DecodeRecords(frame.body, &records);
+        if (result.ok()) result = ReceiveRecords(connection.get(), records);
+        break;
+      }
+      case MessageType::kCheckpointChunk: {
+        CheckpointChunk chunk;
+        result = DecodeCheckpointChunk(frame.body, &chunk);
+        if (result.ok()) result = ReceiveCheckpoint(connection.get(), chunk, primary);
+        if (result.ok()) {
+          std::lock_guard lock(follow_mu_);
+          received_lsn_ = chunk.checkpoint_lsn;
+          acked_durable_lsn_ = chunk.checkpoint_lsn;
+        }
+        break;
+      }
+      case MessageType::kHeartbeat: {
+        Heartbeat heartbeat;
+        result = DecodeHeartbeat(frame.body, &heartbeat);
+        if (result.ok() && heartbeat.epoch < epoch() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
+          result = Status::Failed("the primary's heartbeat carries epoch " + std::to_string(heartbeat.epoch) +
+                                  ", below this node's: it was deposed");
+        }
+        break;
+      }
+      case MessageType::kError: {
+        Error error;
+        result = DecodeError(frame.body, &error);
+        if (result.ok()) result = Status::Failed("the primary closed the connection: " + error.text);
+        break;
+      }
+      default:
+        result = Status::Corruption("unexpected " + std::string(MessageTypeName(frame.type)) + " from the primary");
+    }
+  }
+  {
+    std::lock_guard lock(follow_mu_);
+    primary_connection_ = nullptr;
+  }
+  return result;
+}
+
+// Writes one Records message into the log with the primary's LSNs and epochs
+// and applies it; acknowledges it as received. The syncer makes it durable.
+Status Node::ReceiveRecords(Connection* connection, const Records& records) {
+  const Epoch current = epoch();
+  if (records.epoch < current && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
+    std::vector<std::byte> body;
+    EncodeError({ErrorCode::kFenced, "Records of epoch " + std::to_string(records.epoch) + " below " +
+                                         std::to_string(current)}, &body);
+    (void)connection->Send(MessageType::kError, Bytes(body));
+    return Status::Failed("refused Records from epoch " + std::to_string(records.epoch) + ", below this node's " +
+                          std::to_string(current) + " (fencing)");
+  }
+  const std::byte* p = records.frames.data();
+  for (uint32_t i = 0; i < records.count; ++i) {
+    wal::RecordHeader header;
+    KEEL_RETURN_IF_ERROR(wal::DecodeRecordHeader(std::span(p, wal::kRecordHeaderSize), &header));
+    const std::span<const std::byte> payload(p + wal::kRecordHeaderSize, header.payload_length);
+    if (header.epoch < epoch() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
+      return Status::Failed("refused LSN " + std::to_string(header.lsn) + " of epoch " + std::to_string(header.epoch) +
+                            ", below this node's " + std::to_string(epoch()) + " (fencing)");
+    }
+    if (header.epoch > epoch() || header.kind == wal::RecordKind::kEpoch) {
+      std::lock_guard lock(state_mu_);
+      EpochHistory updated = history_;
+      KEEL_RETURN_IF_ERROR(updated.Add(header.epoch, header.lsn));
+      KEEL_RETURN_IF_ERROR(updated.Save(fs_, options_.dir));
+      history_ = updated;
+      Log("epoch " + std::to_string(header.epoch) + " begins at LSN " + std::to_string(header.lsn));
+    }
+    {
+      std::shared_lock lock(engine_mu_);
+      if (!engine_) return Status::Failed("the engine is closed");
+      KEEL_RETURN_IF_ERROR(engine_->AppendReplicated(header.lsn, header.epoch, header.kind, payload));
+    }
+    p += wal::kRecordHeaderSize + header.payload_length;
+  }
+  Ack ack;
+  {
+    std::lock_guard lock(follow_mu_);
+    received_lsn_ = records.last_lsn();
+    ack = {received_lsn_, std::min(acked_durable_lsn_, received_lsn_)};
+  }
+  sync_cv_.notify_all();
+  if (wal::Planted(wal::PlantedBug::kBackupAckBeforeFsync)) ack.durable_lsn = ack.received_lsn;
+  std::vector<std::byte> body;
+  EncodeAck(ack, &body);
+  return connection->Send(MessageType::kAck, Bytes(body));
+}
+
+Status Node::ReceiveCheckpoint(Connection* connection, const CheckpointChunk& first, const Hello& primary) {
+  const std::string dir = Engine::CheckpointDir(options_.dir);
+  const std::string partial = io::JoinPath(dir, "seed-" + std::to_string(first.checkpoint_lsn) + ".partial");
+  Log("being seeded from the primary's checkpoint at LSN " + std::to_string(first.checkpoint_lsn) + " (" +
+      std::to_string(first.total_bytes) + " bytes)");
+  if (Status removed = fs_->Remove(partial); !removed.ok() && !removed.IsNotFound()) return removed;
+  std::unique_ptr<io::File> file;
+  KEEL_RETURN_IF_ERROR(fs_->Open(partial, io::OpenMode::kCreate, &file));
+  CheckpointChunk chunk = first;
+  Frame frame;
+  uint64_t expected = 0;
+  for (;;) {
+    if (chunk.offset != expected || chunk.checkpoint_lsn != first.checkpoint_lsn ||
+        chunk.total_bytes != first.total_bytes) {
+      return Status::Corruption("checkpoint piece at offset " + std::to_string(chunk.offset) + " out of order");
+    }
+    if (!chunk.data.empty()) KEEL_RETURN_IF_ERROR(file->WriteAt(chunk.offset, chunk.data));
+    expected += chunk.data.size();
+    if (expected == first.total_bytes) break;
+    do {
+      KEEL_RETURN_IF_ERROR(connection->Receive(&frame, options_.down_after));
+    } while (frame.type == MessageType::kHeartbeat);
+    if (frame.type != MessageType::kCheckpointChunk) {
+      return Status::Corruption("expected a CheckpointChunk, got " + std::string(MessageTypeName(frame.type)));
+    }
+    KEEL_RETURN_IF_ERROR(DecodeCheckpointChunk(frame.body, &chunk));
+  }
+  KEEL_RETURN_IF_ERROR(file->Sync());
+  file.reset();
+  std::unique_ptr<checkpoint::CheckpointReader> check;
+  KEEL_RETURN_IF_ERROR(checkpoint::CheckpointReader::Open(fs_, partial, &check));
+  check.reset();
+  return Reseed(partial, first.checkpoint_lsn, primary.epoch_history);
+}
+
+// Replaces this backup's log and checkpoints with the primary's checkpoint at
+// checkpoint_lsn and an empty log that continues after it. What is removed is
+// a prefix of the primary's history (the handshake checked), all of it
+// contained in the checkpoint.
+Status Node::Reseed(const std::string& checkpoint_path, Lsn checkpoint_lsn,
+                    const std::vector<EpochHistoryEntry>& history) {
+  std::unique_lock engine_lock(engine_mu_);
+  KEEL_RETURN_IF_ERROR(CloseEngine());
+  const std::string wal_dir = Engine::WalDir(options_.dir);
+  const std::string checkpoint_dir = Engine::CheckpointDir(options_.dir);
+  std::vector<std::string> names;
+  KEEL_RETURN_IF_ERROR(fs_->ListDir(wal_dir, &names));
+  for (const std::string& name : names) {
+    Lsn ignored = 0;
+    if (wal::ParseSegmentFileName(name, &ignored) || wal::IsLogAuxiliaryFileName(name)) {
+      if (name != wal::kLockFileName) KEEL_RETURN_IF_ERROR(fs_->Remove(io::JoinPath(wal_dir, name)));
+    }
+  }
+  KEEL_RETURN_IF_ERROR(fs_->SyncDir(wal_dir));
+  KEEL_RETURN_IF_ERROR(fs_->ListDir(checkpoint_dir, &names));
+  for (const std::string& name : names) {
+    Lsn ignored = 0;
+    if (checkpoint::ParseCheckpointFileName(name, &ignored)) KEEL_RETURN_IF_ERROR(fs_->Remove(io::JoinPath(checkpoint_dir, name)));
+  }
+  KEEL_RETURN_IF_ERROR(fs_->Rename(checkpoint_path, io::JoinPath(checkpoint_dir, checkpoint::CheckpointFileName(checkpoint_lsn))));
+  KEEL_RETURN_IF_ERROR(fs_->SyncDir(checkpoint_dir));
+  std::vector<EpochHistoryEntry> kept;
+  for (const EpochHistoryEntry& entry : history) {
+    if (entry.first_lsn <= checkpoint_lsn || kept.empty()) kept.push_back(entry);
+  }
+  {
+    std::lock_guard lock(state_mu_);
+    history_ = EpochHistory(kept);
+    KEEL_RETURN_IF_ERROR(history_.Save(fs_, options_.dir));
+  }
+  KEEL_RETURN_IF_ERROR(OpenEngine(checkpoint_lsn + 1));
+  Log("seeded: state restored at LSN " + std::to_string(checkpoint_lsn) + ", streaming from " +
+      std::to_string(checkpoint_lsn + 1));
+  return Status::Ok();
+}
+
+// A deposed primary rejoining: its records after keep_through were never in
+// the new primary's history. They go to DIR/quarantine, never deleted.
+Status Node::CutDivergentTail(Lsn keep_through) {
+  std::unique_lock engine_lock(engine_mu_);
+  const Lsn last = engine_ ? engine_->log()->last_lsn() : 0;
+  Log("the log diverges from the primary's history after LSN " + std::to_string(keep_through) + "; moving LSNs " +
+      std::to_string(keep_through + 1) + ".." + std::to_string(last) + " into quarantine");
+  KEEL_RETURN_IF_ERROR(CloseEngine());
+  std::vector<std::string> moved;
+  KEEL_RETURN_IF_ERROR(recovery::CutTail(fs_, Engine::WalDir(options_.dir), Engine::CheckpointDir(options_.dir),
+                                         Engine::QuarantineDir(options_.dir), keep_through, &moved));
+  for (const std::string& path : moved) Log("quarantined " + path);
+  {
+    std::lock_guard lock(state_mu_);
+    history_.TruncateAfter(keep_through);
+    KEEL_RETURN_IF_ERROR(history_.Save(fs_, options_.dir));
+  }
+  return OpenEngine();
+}
+
+void Node::SyncLoop() {
+  for (;;) {
+    Lsn target = 0;
+    {
+      std::unique_lock lock(follow_mu_);
+      sync_cv_.wait(lock, [&] { return stop_following_ || received_lsn_ > acked_durable_lsn_; });
+      if (stop_following_) return;
+      target = received_lsn_;
+    }
+    Status synced = Status::Ok();
+    {
+      std::shared_lock lock(engine_mu_);
+      if (!engine_) return;
+      synced = engine_->Sync(std::min(target, engine_->log()->last_lsn()));
+    }
+    if (!synced.ok()) {
+      // P5: a failed sync acknowledges nothing more.
+      Log("sync failed, acknowledging nothing more: " + synced.ToString());
+      return;
+    }
+    std::lock_guard lock(follow_mu_);
+    if (target > received_lsn_) continue;  // a cut or a reseed moved the log back meanwhile
+    acked_durable_lsn_ = std::max(acked_durable_lsn_, target);
+    if (primary_connection_ != nullptr) {
+      std::vector<std::byte> body;
+      EncodeAck({received_lsn_, acked_durable_lsn_}, &body);
+      (void)primary_connection_->Send(MessageType::kAck, Bytes(body));
+    }
+  }
+}
+
+void Node::HeartbeatLoop() {
+  while (!stopping_.load()) {
+    std::this_thread::sleep_for(options_.heartbeat_interval);
+    Heartbeat heartbeat;
+    heartbeat.sent_unix_micros = UnixMicros();
+    {
+      std::shared_lock lock(engine_mu_);
+      if (!engine_) continue;
+      heartbeat.last_lsn = engine_->log()->last_lsn();
+      heartbeat.durable_lsn = std::min(engine_->durable_lsn(), heartbeat.last_lsn);
+    }
+    heartbeat.epoch = epoch();
+    std::vector<std::byte> body;
+    EncodeHeartbeat(heartbeat, &body);
+    std::vector<std::shared_ptr<Backup>> backups;
+    {
+      std::lock_guard lock(backups_mu_);
+      backups = backups_;
+    }
+    for (const auto& backup : backups) (void)backup->connection->Send(MessageType::kHeartbeat, Bytes(body));
+    std::lock_guard lock(follow_mu_);
+    if (primary_connection_ != nullptr) (void)primary_connection_->Send(MessageType::kHeartbeat, Bytes(body));
+  }
+}
+
+}  // namespace keel::replication
+
+namespace keel::replication {
+
+Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminReply* reply) {
+  std::unique_ptr<Connection> connection;
+  KEEL_RETURN_IF_ERROR(Connection::Connect(target.host, target.port, target.timeout, &connection));
+  connection->set_max_body_bytes(kAdminReplyFixedSize + kMaxAdminTextBytes);
+  Hello hello;
+  hello.cluster_id = ClusterIdFromName(target.cluster_name);
+  hello.node_id = RandomNonce();
+  hello.role = NodeRole::kAdmin;
+  hello.nonce = RandomNonce();
+  hello.auth_proof = HelloProof(std::as_bytes(std::span(target.secret)), hello.cluster_id, hello.node_id, hello.nonce);
+  std::vector<std::byte> body;
+  EncodeHello(hello, &body);
+  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kHello, Bytes(body)));
+  Frame frame;
+  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, target.timeout));
+  HelloReply hello_reply;
+  if (frame.type == MessageType::kHello) {
+    Hello node_hello;
+    KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, &node_hello));
+    if (!VerifyHelloProof(node_hello, std::as_bytes(std::span(target.secret)))) {
+      return Status::Failed(connection->peer() + " failed authentication (wrong secret)");
+    }
+    KEEL_RETURN_IF_ERROR(connection->Receive(&frame, target.timeout));
+  }
+  if (frame.type != MessageType::kHelloReply) {
+    return Status::Corruption(connection->peer() + " sent " + std::string(MessageTypeName(frame.type)) +
+                              " instead of HelloReply");
+  }
+  KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &hello_reply));
+  if (!hello_reply.accepted) return Status::Failed(connection->peer() + " refused: " + hello_reply.text);
+  body.clear();
+  EncodeAdminRequest({command}, &body);
+  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kAdminRequest, Bytes(body)));
+  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, target.timeout));
+  if (frame.type != MessageType::kAdminReply) {
+    return Status::Corruption(connection->peer() + " sent " + std::string(MessageTypeName(frame.type)) +
+                              " instead of AdminReply");
+  }
+  return DecodeAdminReply(frame.body, reply);
+}
+
+Status ReadSecretFile(const std::string& path, std::string* secret) {
+  secret->clear();
+  if (path.empty()) return Status::Ok();
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return Status::FromErrno("open secret file " + path, errno);
+  char buffer[4096];
+  const size_t got = std::fread(buffer, 1, sizeof(buffer), file);
+  std::fclose(file);
+  secret->assign(buffer, got);
+  while (!secret->empty() && (secret->back() == '\n' || secret->back() == '\r')) secret->pop_back();
+  if (secret->empty()) return Status::InvalidArgument("secret file " + path + " is empty");
+  return Status::Ok();
+}
+
+}  // namespace keel::replication

@@ -1,0 +1,293 @@
+// Node: one member of a primary-backup cluster around an Engine (P7).
+//
+// A primary logs and applies appends, ships its durable log to every backup
+// that connects, and acknowledges an append under the mode asked for: local
+// (durable here), received (and held by k backups) or durable (and durable on
+// k backups) -- PostgreSQL's synchronous_commit = local / remote_write / on
+// with ANY k. A backup connects to its primary, writes what it receives into
+// its own log with the same LSNs and epochs, applies it (a hot standby that
+// serves reads), makes it durable and acknowledges both steps.
+//
+// Threads (a clear, bounded model; no thread touches a socket it does not own
+// except to Send, which is serialized per connection):
+//   listener      accepts connections: backups (on a primary) and admin tools
+//   one per peer  a session thread receives (Acks, Heartbeats, admin requests);
+//                 on a primary a shipper thread per backup sends Records
+//   follower      on a backup: connects to the primary, with exponential
+//                 backoff and jitter, and receives its Records
+//   syncer        on a backup: makes received records durable, acknowledges
+//   heartbeat     sends Heartbeats on idle connections and marks silent
+//                 peers suspect, then down
+//
+// Epochs and fencing: promotion durably starts a new epoch (an epoch history
+// entry, then an epoch record in the log). A node refuses records and
+// handshakes from a lower epoch than its own, and a primary that meets a
+// higher epoch stops acknowledging (it was deposed). A node whose log runs
+// past the point where its history stops agreeing with its primary's cuts that
+// tail into DIR/quarantine before it follows (recovery::CutTail).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/engine.h"
+#include "replication/epoch_history.h"
+#include "replication/protocol.h"
+#include "replication/transport.h"
+
+namespace keel::replication {
+
+enum class AckMode : uint8_t {
+  kLocal,     // durable on the primary
+  kReceived,  // and received (written, not yet synced) by k backups
+  kDurable,   // and durable on k backups
+};
+Status ParseAckMode(std::string_view text, AckMode* mode);  // "local", "received", "durable"
+std::string_view AckModeName(AckMode mode);
+
+// The 16-byte cluster id of a cluster name: the first half of its XXH3-128.
+std::array<std::byte, kClusterIdSize> ClusterIdFromName(std::string_view name);
+
+struct NodeOptions {
+  std::string dir;                       // the engine directory
+  EngineOptions engine;                  // log.create_if_missing is honoured
+  std::string cluster_name = "keel";
+  std::string secret;                    // shared by every node and tool of the cluster
+  uint64_t node_id = 0;                  // nonzero, unique in the cluster
+  NodeRole role = NodeRole::kPrimary;    // the role to start in
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 0;              // 0: an ephemeral port (see Node::port())
+  std::string primary_host;              // a backup's primary
+  uint16_t primary_port = 0;
+  // Defaults for Append.
+  AckMode ack_mode = AckMode::kLocal;
+  uint32_t sync_backups = 0;             // k; 0 means local only
+  // Failure detection: a Heartbeat goes out on a connection idle this long; a
+  // peer silent for suspect_after is suspect, for down_after down (its
+  // connection is closed and, on a backup, the primary is reconnected).
+  std::chrono::milliseconds heartbeat_interval{100};
+  std::chrono::milliseconds suspect_after{400};
+  std::chrono::milliseconds down_after{1500};
+  // A backup's reconnects: exponential from min to max, with full jitter.
+  std::chrono::milliseconds reconnect_min{50};
+  std::chrono::milliseconds reconnect_max{2000};
+  std::chrono::milliseconds connect_timeout{1000};
+  // How long Append waits for backups' acknowledgements (0: forever, as
+  // PostgreSQL does). On timeout the append is NOT acknowledged; it stays in
+  // the log and reaches backups later.
+  std::chrono::milliseconds ack_timeout{0};
+  // Per backup: most log bytes shipped and not yet acknowledged durable.
+  uint64_t window_bytes = 32ULL << 20;
+  // Recent log frames held in memory for shipping without reading files.
+  uint64_t frame_cache_bytes = 64ULL << 20;
+  // The log is kept for a known backup at most this many records behind the
+  // primary's last LSN; a backup further behind is seeded from a checkpoint.
+  uint64_t retain_records_for_backups = 4ULL << 20;
+  // Where the node writes its one-line log messages (null: stderr).
+  std::function<void(const std::string&)> log_line;
+};
+
+// What status shows, per backup (on a primary) or of the primary (on a backup).
+struct PeerStatus {
+  uint64_t node_id = 0;
+  std::string address;
+  std::string state;                     // "connecting", "seeding", "streaming", "suspect", "down"
+  Lsn received_lsn = 0;
+  Lsn durable_lsn = 0;
+  uint64_t lag_records = 0;
+  uint64_t lag_bytes = 0;                // shipped bytes not yet acknowledged durable
+  double lag_seconds = 0;                // since the oldest record it lacks was made durable here
+  double last_heartbeat_seconds_ago = -1;
+};
+
+struct NodeStatus {
+  std::string role;                      // "primary", "backup", "deposed"
+  uint64_t node_id = 0;
+  Epoch epoch = 0;
+  std::string epoch_history;
+  Lsn last_lsn = 0;
+  Lsn durable_lsn = 0;
+  Lsn committed_lsn = 0;                 // acknowledged under the configured mode
+  std::string listen;
+  std::vector<PeerStatus> peers;
+  std::string primary_state;             // a backup's view of its primary: "streaming", "suspect", "down", ...
+  std::string Describe() const;          // lines of "key value", for keel status
+};
+
+class Node {
+ public:
+  // Opens (recovers) the engine in options.dir around sm and starts serving in
+  // options.role. sm must outlive the node.
+  static Status Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr<Node>* node);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // On a primary: logs and applies payload; it is not acknowledged yet (see
+  // Commit). Fails on a backup or a deposed primary. Thread-safe.
+  Status Append(std::span<const std::byte> payload, Lsn* lsn);
+  // Returns once every record up to lsn is acknowledged under mode by k
+  // backups (durable here first, always). Many appends may share one Commit:
+  // the group commit of replication.
+  Status Commit(Lsn lsn, AckMode mode, uint32_t k);
+  Status Commit(Lsn lsn) { return Commit(lsn, options_.ack_mode, options_.sync_backups); }
+  // Append then Commit with the node's default mode.
+  Status AppendCommitted(std::span<const std::byte> payload, Lsn* lsn) {
+    KEEL_RETURN_IF_ERROR(Append(payload, lsn));
+    return Commit(*lsn);
+  }
+  // Takes a checkpoint now (see Engine::Checkpoint).
+  Status Checkpoint(checkpoint::CheckpointInfo* info);
+  // Runs f with the state quiescent (reads on a primary or a hot standby).
+  void Read(const std::function<void()>& f) const;
+  // Backup -> primary: durably starts a new epoch above every epoch seen.
+  Status Promote(Epoch* epoch, Lsn* lsn);
+
+  NodeStatus status() const;
+  uint16_t port() const { return port_; }
+  bool is_primary() const;
+  Epoch epoch() const;
+  Lsn last_lsn() const;
+  // Stops every thread, closes connections and the engine.
+  Status Stop();
+
+  // The payload of an epoch record: u32 epoch, u32 zero, u64 promoting node id.
+  static std::vector<std::byte> EncodeEpochPayload(Epoch epoch, uint64_t node_id);
+
+ private:
+  struct Backup;      // a backup connected to this primary
+  struct Chunk;       // frames of one log write, cached for shipping
+  explicit Node(const NodeOptions& options);
+
+  // Opens the engine; a log created now starts at first_lsn_if_new (seeding).
+  Status OpenEngine(Lsn first_lsn_if_new = 1);
+  Status CloseEngine();
+  void Log(const std::string& line) const;
+  Hello MakeHello(NodeRole role) const;
+  Status CheckPeerHello(const Hello& hello, std::string* why, RejectReason* reason) const;
+
+  // Listener side.
+  void ListenLoop();
+  void ServeConnection(std::unique_ptr<Connection> connection);
+  void ServeAdmin(Connection* connection);
+  void ServeBackup(std::unique_ptr<Connection> connection, const Hello& hello);
+  void ShipLoop(const std::shared_ptr<Backup>& backup);
+  Status ShipCheckpoint(Backup* backup, Lsn* next_lsn);
+  Status ShipRecords(Backup* backup, Lsn from, Lsn through, Lsn* next_lsn);
+  void OnWrite(const wal::WriteEvent& event);
+  Lsn RetentionFloor() const;
+  void Fence(Epoch seen, const std::string& why);
+
+  // Backup side.
+  void FollowLoop();
+  Status FollowOnce(bool* connected);
+  Status ReceiveRecords(Connection* connection, const Records& records);
+  Status ReceiveCheckpoint(Connection* connection, const CheckpointChunk& first, const Hello& primary);
+  Status CutDivergentTail(Lsn keep_through);
+  Status Reseed(const std::string& checkpoint_path, Lsn checkpoint_lsn, const std::vector<EpochHistoryEntry>& history);
+  void SyncLoop();
+
+  void HeartbeatLoop();
+  Lsn CommittedLsn(AckMode mode, uint32_t k) const;
+
+  const NodeOptions options_;
+  StateMachine* sm_ = nullptr;
+  const std::array<std::byte, kClusterIdSize> cluster_id_;
+  std::unique_ptr<io::FileSystem> owned_fs_;
+  io::FileSystem* fs_ = nullptr;         // the engine's (options.engine.log.file_system) or owned_fs_
+
+  // The engine; replaced (closed and reopened) when a backup cuts its tail
+  // or is re-seeded. Readers and appenders hold engine_mu_ shared.
+  mutable std::shared_mutex engine_mu_;
+  std::unique_ptr<Engine> engine_;
+
+  mutable std::mutex state_mu_;          // guards role_, history_, fenced_by_
+  NodeRole role_;
+  std::atomic<bool> deposed_{false};
+  Epoch fenced_by_ = 0;
+  std::mutex promote_mu_;                // one promotion at a time
+  EpochHistory history_;
+
+  std::unique_ptr<Listener> listener_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread listen_thread_;
+  std::thread heartbeat_thread_;
+  std::mutex sessions_mu_;               // guards sessions_, connections_
+  struct Session {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Session> sessions_;        // finished ones are joined by the listener
+  std::vector<Connection*> connections_; // live, for Stop to shut down
+
+  // Primary: backups and their acknowledgements.
+  mutable std::mutex backups_mu_;
+  std::condition_variable acks_cv_;      // an ack arrived, a backup left, fencing, stop
+  std::vector<std::shared_ptr<Backup>> backups_;
+  // Every backup seen this run, connected or not: its acknowledgements count
+  // for Append across reconnects, and it holds the log back (retention).
+  struct KnownBackup {
+    std::string address;
+    Lsn received_lsn = 0;
+    Lsn durable_lsn = 0;
+    std::chrono::steady_clock::time_point heard{};
+    bool connected = false;
+  };
+  std::map<uint64_t, KnownBackup> known_backups_;
+
+  // Primary: frames of recent writes, and the durable LSN they reached.
+  mutable std::mutex cache_mu_;
+  std::condition_variable ship_cv_;      // new durable records, or stop
+  std::deque<std::shared_ptr<const Chunk>> cache_;
+  uint64_t cache_bytes_ = 0;
+  Lsn shippable_lsn_ = 0;                // durable here: may be shipped
+  std::map<Lsn, std::chrono::steady_clock::time_point> durable_times_;  // sampled, for lag in seconds
+
+  // Backup: the connection to the primary and the syncer.
+  std::thread follow_thread_;
+  std::thread sync_thread_;
+  mutable std::mutex follow_mu_;         // guards the next six
+  std::condition_variable sync_cv_;
+  Connection* primary_connection_ = nullptr;
+  Lsn received_lsn_ = 0;
+  Lsn acked_durable_lsn_ = 0;
+  std::string primary_state_ = "connecting";
+  std::chrono::steady_clock::time_point primary_heard_{};
+  bool stop_following_ = false;
+};
+
+}  // namespace keel::replication
+
+namespace keel::replication {
+
+// What an admin tool (keel status, keel promote) says to a node: connects,
+// exchanges Hellos as NodeRole::kAdmin, sends one AdminRequest and returns
+// the node's reply. A reply with ok == false is still an OK status: the node
+// answered, and reply->text says why it refused.
+struct AdminTarget {
+  std::string host;
+  uint16_t port = 0;
+  std::string cluster_name = "keel";
+  std::string secret;
+  std::chrono::milliseconds timeout{5000};
+};
+Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminReply* reply);
+
+// Reads a cluster secret from a file (trailing newlines dropped); an empty
+// path is the empty secret. InvalidArgument for an empty or unreadable file.
+Status ReadSecretFile(const std::string& path, std::string* secret);
+
+}  // namespace keel::replication

@@ -1,0 +1,153 @@
+// keel follow, keel status, keel promote: the replication tools. Thin: the
+// logic lives in replication/node.h (Node, RunAdminCommand).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "replication/node.h"
+#include "tools/commands.h"
+
+namespace keel::tools {
+namespace {
+
+struct ClusterFlags {
+  std::string cluster = "keel";
+  std::string secret_file;
+};
+
+void AddClusterFlags(CLI::App* command, ClusterFlags* flags) {
+  command->add_option("--cluster", flags->cluster, "the cluster's name")->capture_default_str();
+  command->add_option("--secret-file", flags->secret_file, "a file holding the cluster's shared secret");
+}
+
+// Runs one admin command against HOST:PORT and prints the node's answer.
+int RunAdmin(std::string_view name, const std::string& address, const ClusterFlags& flags,
+             replication::AdminCommand command) {
+  replication::AdminTarget target;
+  target.cluster_name = flags.cluster;
+  Status status = replication::ParseHostPort(address, &target.host, &target.port);
+  if (status.ok()) status = replication::ReadSecretFile(flags.secret_file, &target.secret);
+  replication::AdminReply reply;
+  if (status.ok()) status = replication::RunAdminCommand(target, command, &reply);
+  if (!status.ok()) {
+    PrintError(name, address + ": " + status.ToString());
+    return kExitUsage;
+  }
+  if (!reply.ok) {
+    PrintError(name, address + ": " + reply.text);
+    return kExitUsage;
+  }
+  std::fputs(reply.text.c_str(), stdout);
+  if (!reply.text.empty() && reply.text.back() != '\n') std::fputc('\n', stdout);
+  return kExitOk;
+}
+
+// A state machine that keeps nothing: keel follow mirrors the log only.
+class EmptySnapshot final : public StateSnapshot {
+ public:
+  Status WriteTo(checkpoint::Sink*) override { return Status::Ok(); }
+};
+
+class MirrorStateMachine final : public StateMachine {
+ public:
+  Status Apply(Lsn, std::span<const std::byte>) override { return Status::Ok(); }
+  std::unique_ptr<StateSnapshot> Capture() override { return std::make_unique<EmptySnapshot>(); }
+  Status Restore(checkpoint::Source*) override { return Status::Ok(); }
+};
+
+volatile sig_atomic_t g_follow_stop = 0;
+void OnFollowStop(int) { g_follow_stop = 1; }
+
+struct FollowFlags {
+  std::string dir;
+  std::string primary;
+  std::string listen = "127.0.0.1:0";
+  uint64_t node_id = 0;
+  ClusterFlags cluster;
+  std::string io_backend = "auto";
+};
+
+int RunFollow(const FollowFlags& flags) {
+  replication::NodeOptions options;
+  options.dir = flags.dir;
+  options.role = replication::NodeRole::kBackup;
+  options.cluster_name = flags.cluster.cluster;
+  options.engine.log.create_if_missing = true;
+  options.engine.checkpoint_log_bytes = 0;  // a mirror keeps every record it receives
+  Status status = io::ParseBackend(flags.io_backend, &options.engine.log.io_backend);
+  if (status.ok()) status = replication::ReadSecretFile(flags.cluster.secret_file, &options.secret);
+  if (status.ok()) status = replication::ParseHostPort(flags.primary, &options.primary_host, &options.primary_port);
+  if (status.ok()) {
+    status = replication::ParseHostPort(flags.listen, &options.listen_host, &options.listen_port, true);
+  }
+  if (!status.ok()) {
+    PrintError("follow", status.ToString());
+    return kExitUsage;
+  }
+  options.node_id = flags.node_id != 0 ? flags.node_id : static_cast<uint64_t>(getpid()) | (uint64_t{1} << 40);
+  struct sigaction stop = {};
+  stop.sa_handler = OnFollowStop;
+  sigaction(SIGINT, &stop, nullptr);
+  sigaction(SIGTERM, &stop, nullptr);
+  MirrorStateMachine mirror;
+  std::unique_ptr<replication::Node> node;
+  status = replication::Node::Start(options, &mirror, &node);
+  if (!status.ok()) {
+    PrintError("follow", flags.dir + ": " + status.ToString());
+    return ExitCodeFor(status);
+  }
+  std::fprintf(stderr, "keel follow: mirroring %s into %s (status on 127.0.0.1:%u); stop with Ctrl-C\n",
+               flags.primary.c_str(), flags.dir.c_str(), node->port());
+  while (g_follow_stop == 0) pause();
+  const replication::NodeStatus last = node->status();
+  status = node->Stop();
+  std::fprintf(stderr, "keel follow: stopped at LSN %llu (durable %llu)\n",
+               static_cast<unsigned long long>(last.last_lsn), static_cast<unsigned long long>(last.durable_lsn));
+  if (!status.ok()) {
+    PrintError("follow", status.ToString());
+    return kExitUsage;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* status, CommandRunner* promote) {
+  auto follow_flags = std::make_shared<FollowFlags>();
+  CLI::App* follow_command = app->add_subcommand(
+      "follow", "mirror a primary's log into DIR (an engine directory), as a backup that applies nothing; "
+                "runs until Ctrl-C");
+  follow_command->add_option("DIR", follow_flags->dir, "where the mirror lives (created if missing)")->required();
+  follow_command->add_option("--primary", follow_flags->primary, "the primary's HOST:PORT")->required();
+  follow_command->add_option("--listen", follow_flags->listen, "where keel status can reach this mirror")
+      ->capture_default_str();
+  follow_command->add_option("--node-id", follow_flags->node_id, "this mirror's node id (default: from the pid)")
+      ->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+  AddClusterFlags(follow_command, &follow_flags->cluster);
+  AddIoBackendOption(follow_command, &follow_flags->io_backend);
+  *follow = [follow_flags] { return RunFollow(*follow_flags); };
+
+  auto status_address = std::make_shared<std::string>();
+  auto status_flags = std::make_shared<ClusterFlags>();
+  CLI::App* status_command = app->add_subcommand(
+      "status", "show a node's role, epoch, LSNs (last, durable, committed) and, per backup, state and lag");
+  status_command->add_option("ADDRESS", *status_address, "the node's HOST:PORT")->required();
+  AddClusterFlags(status_command, status_flags.get());
+  *status = [status_address, status_flags] {
+    return RunAdmin("status", *status_address, *status_flags, replication::AdminCommand::kStatus);
+  };
+
+  auto promote_address = std::make_shared<std::string>();
+  auto promote_flags = std::make_shared<ClusterFlags>();
+  CLI::App* promote_command = app->add_subcommand(
+      "promote", "make a backup the primary: it stops following and durably starts a new epoch (fencing the old "
+                 "primary)");
+  promote_command->add_option("ADDRESS", *promote_address, "the backup's HOST:PORT")->required();
+  AddClusterFlags(promote_command, promote_flags.get());
+  *promote = [promote_address, promote_flags] {
+    return RunAdmin("promote", *promote_address, *promote_flags, replication::AdminCommand::kPromote);
+  };
+}
+
+}  // namespace keel::tools
