@@ -1235,6 +1235,11 @@ Status Node::ReceiveCheckpoint(Connection* connection, const CheckpointChunk& fi
   file.reset();
   std::unique_ptr<checkpoint::CheckpointReader> check;
   KEEL_RETURN_IF_ERROR(checkpoint::CheckpointReader::Open(fs_, partial, &check));
+  KEEL_RETURN_IF_ERROR(check->VerifyAll());
+  if (check->info().lsn != first.checkpoint_lsn) {
+    return Status::Corruption("the seed checkpoint says LSN " + std::to_string(check->info().lsn) + ", not " +
+                              std::to_string(first.checkpoint_lsn));
+  }
   check.reset();
   return Reseed(partial, first.checkpoint_lsn, primary.epoch_history);
 }
