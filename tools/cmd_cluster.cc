@@ -1,5 +1,6 @@
 // keel follow, keel status, keel promote: the replication tools. Thin: the
 // logic lives in replication/node.h (Node, RunAdminCommand).
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -92,6 +93,14 @@ int RunFollow(const FollowFlags& flags) {
   sigaction(SIGTERM, &stop, nullptr);
   MirrorStateMachine mirror;
   std::unique_ptr<replication::Node> node;
+  // Blocked in every thread, taken only in sigsuspend: no signal is lost
+  // between the check and the wait.
+  sigset_t stop_signals;
+  sigset_t previous_mask;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &previous_mask);
   status = replication::Node::Start(options, &mirror, &node);
   if (!status.ok()) {
     PrintError("follow", flags.dir + ": " + status.ToString());
@@ -99,7 +108,8 @@ int RunFollow(const FollowFlags& flags) {
   }
   std::fprintf(stderr, "keel follow: mirroring %s into %s (status on 127.0.0.1:%u); stop with Ctrl-C\n",
                flags.primary.c_str(), flags.dir.c_str(), node->port());
-  while (g_follow_stop == 0) pause();
+  while (g_follow_stop == 0) sigsuspend(&previous_mask);
+  pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
   const replication::NodeStatus last = node->status();
   status = node->Stop();
   std::fprintf(stderr, "keel follow: stopped at LSN %llu (durable %llu)\n",

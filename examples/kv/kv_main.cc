@@ -35,6 +35,7 @@
 //
 // On start the recovery report goes to stderr. Exit codes (DESIGN.md): 0 ok,
 // 1 corruption found at open, 2 usage or I/O error.
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -429,6 +430,15 @@ int MainNode(const Flags& flags, const EngineOptions& engine_options) {
   }
   KvStateMachine state;
   std::unique_ptr<replication::Node> node;
+  // SIGINT and SIGTERM stay blocked in every thread (the node's inherit the
+  // mask) and are taken only in sigsuspend below, so none is lost between the
+  // check and the wait.
+  sigset_t stop_signals;
+  sigset_t previous_mask;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &previous_mask);
   status = replication::Node::Start(options, &state, &node);
   if (!status.ok()) {
     PrintError("start " + flags.dir + ": " + status.ToString());
@@ -440,7 +450,8 @@ int MainNode(const Flags& flags, const EngineOptions& engine_options) {
   Session session(nullptr, node.get(), &state, Durability::kDurable, engine_options.log.max_record_bytes + 64);
   const bool session_ok = session.Run(isatty(STDIN_FILENO) == 1);
   // A node keeps serving its peers after stdin ends, until quit or a signal.
-  while (!session.quit() && session_ok && g_stop_signal == 0) pause();
+  while (!session.quit() && session_ok && g_stop_signal == 0) sigsuspend(&previous_mask);
+  pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
   const Status stop_status = node->Stop();
   if (!stop_status.ok()) PrintError("stop: " + stop_status.ToString());
   return session_ok && stop_status.ok() ? kExitOk : kExitUsage;
