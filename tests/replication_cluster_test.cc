@@ -21,8 +21,10 @@
 //     acknowledged, and both backups end with the new primary's exact state.
 //
 // The other tests: a backup with the wrong secret or the wrong cluster name is
-// refused (and says so), and keel status / keel promote exit 2 with a clear
-// message against a dead port, a bad address or a primary.
+// refused (and says so); keel status / keel promote exit 2 with a clear
+// message against a dead port, a bad address or a primary; keel follow mirrors
+// a primary's log record for record (same LSNs, epochs, kinds and payloads)
+// and stops cleanly on SIGTERM.
 //
 // The rounds are seeded: KEEL_TEST_SEED=N replays one run.
 #include <gtest/gtest.h>
@@ -658,6 +660,77 @@ TEST(ReplicationClusterTest, ToolsExitTwoWithAClearMessageOnADeadPortOrBadAddres
       EXPECT_NE(parsed.err.find(bad), std::string::npos) << parsed.err;
     }
   }
+}
+
+// The records of `keel dump DIR --json`, reduced to what a mirror must keep:
+// "lsn epoch kind payload_hex" per record.
+std::vector<std::string> DumpRecords(const std::string& dir) {
+  const CommandResult run = RunCommand(KeelBinary() + " dump " + dir + " --json");
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  auto field = [](const std::string& line, const std::string& name) {
+    const std::string key = "\"" + name + "\":";
+    const size_t at = line.find(key);
+    if (at == std::string::npos) return std::string();
+    const size_t begin = at + key.size();
+    const size_t end = line.find_first_of(",}", begin);
+    return line.substr(begin, end - begin);
+  };
+  std::vector<std::string> records;
+  std::istringstream in(run.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (field(line, "lsn").empty()) continue;
+    records.push_back(field(line, "lsn") + " " + field(line, "epoch") + " " + field(line, "kind") + " " +
+                      field(line, "payload_hex"));
+  }
+  return records;
+}
+
+TEST(ReplicationClusterTest, FollowMirrorsThePrimarysLogAndStopsOnSigterm) {
+  TempDir temp;
+  KvProcess primary(temp.Join("primary"), {"--create", "--role", "primary", "--listen", "127.0.0.1:0"},
+                    temp.Join("primary"));
+  ASSERT_TRUE(primary.WaitListening());
+  std::string puts;
+  for (int i = 0; i < 200; ++i) puts += "put " + Key(i) + " " + Value(0, i) + "\n";
+  primary.Send(puts);
+  ASSERT_TRUE(WaitUntil([&] { return Status(primary.address()).Lsn("durable_lsn") == 200; }));
+
+  const std::string mirror_dir = temp.Join("mirror");
+  const std::string mirror_listen = "127.0.0.1:" + std::to_string(DeadPort());
+  const std::string err_path = temp.Join("follow.err");
+  const pid_t follower = fork();
+  if (follower == 0) {
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (err < 0 || dup2(err, STDERR_FILENO) < 0) _exit(120);
+    execl(KeelBinary().c_str(), "keel", "follow", mirror_dir.c_str(), "--primary", primary.address().c_str(),
+          "--listen", mirror_listen.c_str(), static_cast<char*>(nullptr));
+    _exit(121);
+  }
+  ASSERT_GT(follower, 0);
+  // It catches up on what is there, then keeps streaming what comes next.
+  EXPECT_TRUE(WaitUntil([&] { return Status(mirror_listen).Lsn("durable_lsn") == 200; }))
+      << ReadFileOrEmpty(err_path);
+  std::string more;
+  for (int i = 200; i < 250; ++i) more += "put " + Key(i) + " " + Value(0, i) + "\n";
+  primary.Send(more);
+  EXPECT_TRUE(WaitUntil([&] { return Status(mirror_listen).Lsn("durable_lsn") == 250; }))
+      << ReadFileOrEmpty(err_path);
+  EXPECT_EQ(Status(mirror_listen).Get("role"), "backup");
+
+  kill(follower, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(follower, &status, 0), follower);
+  ASSERT_TRUE(WIFEXITED(status)) << ReadFileOrEmpty(err_path);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadFileOrEmpty(err_path);
+  EXPECT_NE(ReadFileOrEmpty(err_path).find("keel follow: stopped at LSN 250"), std::string::npos)
+      << ReadFileOrEmpty(err_path);
+  ASSERT_EQ(primary.Quit(), 0) << primary.Err();
+
+  const std::vector<std::string> original = DumpRecords(temp.Join("primary"));
+  const std::vector<std::string> mirrored = DumpRecords(mirror_dir);
+  ASSERT_EQ(original.size(), 250U);
+  EXPECT_EQ(mirrored, original);
 }
 
 }  // namespace
