@@ -182,7 +182,25 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
     KEEL_RETURN_IF_ERROR(io::OpenPosixFileSystem(io::Backend::kPortable, &started->owned_fs_, &notice));
     started->fs_ = started->owned_fs_.get();
   }
+  // Was there a log before this start? (Engine::Open may create one.)
+  bool had_log = false;
+  {
+    std::vector<std::string> names;
+    if (started->fs_->ListDir(Engine::WalDir(options.dir), &names).ok()) {
+      for (const std::string& name : names) {
+        Lsn ignored = 0;
+        had_log |= wal::ParseSegmentFileName(name, &ignored);
+      }
+    }
+  }
   KEEL_RETURN_IF_ERROR(started->OpenEngine());
+  if (options.role == NodeRole::kPrimary && had_log) {
+    // A primary that restarts begins a new epoch: records it shipped before
+    // a crash and then lost (written, not yet durable here) may live on a
+    // backup, and must never be mistaken for the different records this run
+    // writes at the same LSNs.
+    KEEL_RETURN_IF_ERROR(started->StartEpoch());
+  }
   KEEL_RETURN_IF_ERROR(Listener::Bind(options.listen_host, options.listen_port, &started->listener_));
   started->port_ = started->listener_->port();
   Node* self = started.get();
@@ -225,7 +243,8 @@ Status Node::OpenEngine(Lsn first_lsn_if_new) {
     std::lock_guard lock(cache_mu_);
     cache_.clear();
     cache_bytes_ = 0;
-    shippable_lsn_ = engine_->durable_lsn();
+    shippable_lsn_ = engine_->log()->last_lsn();
+    last_durable_lsn_ = engine_->durable_lsn();
   }
   engine_->log()->SetWriteObserver([this](const wal::WriteEvent& event) { OnWrite(event); });
   return Status::Ok();
@@ -245,7 +264,7 @@ Status Node::Stop() {
     for (Connection* connection : connections_) connection->Shutdown();
   }
   ship_cv_.notify_all();
-  acks_cv_.notify_all();
+  NotifyAckWaiters();
   for (std::thread* thread : {&listen_thread_, &heartbeat_thread_}) {
     if (thread->joinable()) thread->join();
   }
@@ -352,12 +371,25 @@ void Node::OnWrite(const wal::WriteEvent& event) {
       cache_.pop_front();
     }
   }
-  if (event.durable_lsn > shippable_lsn_) {
-    shippable_lsn_ = event.durable_lsn;
-    durable_times_.emplace(event.durable_lsn, Clock::now());
-    while (durable_times_.size() > 4096) durable_times_.erase(durable_times_.begin());
+  // Records are shipped once written, before the primary's own fdatasync
+  // finishes, so the two syncs overlap. A backup may then hold a record the
+  // primary loses in a power failure; that is safe because a primary that
+  // restarts begins a new epoch (Node::Start), so the backup's copy reads as a
+  // divergent tail and is cut when it reconnects (docs/protocol.md, "Sessions").
+  if (event.first_lsn != 0 && event.last_lsn > shippable_lsn_) {
+    shippable_lsn_ = event.last_lsn;
     ship_cv_.notify_all();
   }
+  if (event.durable_lsn > last_durable_lsn_) {
+    last_durable_lsn_ = event.durable_lsn;
+    durable_times_.emplace(event.durable_lsn, Clock::now());
+    while (durable_times_.size() > 4096) durable_times_.erase(durable_times_.begin());
+  }
+}
+
+void Node::NotifyAckWaiters() {
+  received_cv_.notify_all();
+  durable_cv_.notify_all();
 }
 
 Lsn Node::RetentionFloor() const {
@@ -383,7 +415,7 @@ void Node::Fence(Epoch seen, const std::string& why) {
     deposed_.store(true);
   }
   Log("deposed: " + why + "; this node acknowledges nothing more (restart it as a backup to rejoin)");
-  acks_cv_.notify_all();
+  NotifyAckWaiters();
 }
 
 void Node::ListenLoop() {
@@ -554,7 +586,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
     known.connected = true;
   }
   // The Hello's LSNs may already satisfy a waiting Commit (its Ack was lost with the old session).
-  acks_cv_.notify_all();
+  NotifyAckWaiters();
   {
     std::lock_guard lock(sessions_mu_);
     connections_.push_back(link);
@@ -601,9 +633,12 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
         }
       }
       KnownBackup& known = known_backups_[backup->node_id];
+      // Wake only the waiters an advance can satisfy: with 64 committers, a
+      // received-ack waking the durable waiters costs 64 futile wake-ups.
+      if (backup->received_lsn > known.received_lsn) received_cv_.notify_all();
+      if (backup->durable_lsn > known.durable_lsn) durable_cv_.notify_all();
       known.received_lsn = backup->received_lsn;
       known.durable_lsn = backup->durable_lsn;
-      acks_cv_.notify_all();
     } else if (frame.type == MessageType::kHeartbeat) {
       Heartbeat heartbeat;
       if (Status decoded = DecodeHeartbeat(frame.body, &heartbeat); !decoded.ok()) {
@@ -633,7 +668,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
   }
   link->Shutdown();
   ship_cv_.notify_all();
-  acks_cv_.notify_all();
+  NotifyAckWaiters();
   backup->shipper.join();
   {
     std::lock_guard lock(sessions_mu_);
@@ -650,7 +685,7 @@ void Node::ShipLoop(const std::shared_ptr<Backup>& backup) {
   while (!stopping_.load() && !backup->closed.load()) {
     {
       std::unique_lock lock(backups_mu_);
-      const bool room = acks_cv_.wait_for(lock, options_.heartbeat_interval, [&] {
+      const bool room = durable_cv_.wait_for(lock, options_.heartbeat_interval, [&] {
         return stopping_.load() || backup->closed.load() ||
                backup->shipped_bytes - backup->durable_bytes < options_.window_bytes;
       });
@@ -669,8 +704,14 @@ void Node::ShipLoop(const std::shared_ptr<Backup>& backup) {
       std::shared_lock lock(engine_mu_);
       first_lsn = engine_ ? engine_->log()->first_lsn() : 0;
     }
+    const Lsn before = next;
     Status status = next < first_lsn ? ShipCheckpoint(backup.get(), &next)
                                      : ShipRecords(backup.get(), next, through, &next);
+    if (status.ok() && next == before) {
+      // Written but not yet readable from the files (they hold durable
+      // records only): give the fdatasync a moment instead of spinning.
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
     if (!status.ok()) {
       if (!backup->closed.load() && !stopping_.load()) {
         Log("shipping to backup " + std::to_string(backup->node_id) + " stopped: " + status.ToString());
@@ -877,9 +918,10 @@ Status Node::Commit(Lsn lsn, AckMode mode, uint32_t k) {
     if (deposed_.load()) {
       return Status::Failed("fenced while waiting: LSN " + std::to_string(wanted) + " is not acknowledged");
     }
+    std::condition_variable& acks = mode == AckMode::kReceived ? received_cv_ : durable_cv_;
     if (options_.ack_timeout.count() == 0) {
-      acks_cv_.wait_for(lock, milliseconds(200));
-    } else if (acks_cv_.wait_until(lock, deadline) == std::cv_status::timeout && !enough()) {
+      acks.wait_for(lock, milliseconds(200));
+    } else if (acks.wait_until(lock, deadline) == std::cv_status::timeout && !enough()) {
       return Status::Failed("LSN " + std::to_string(wanted) + " was not acknowledged by " + std::to_string(k) +
                             " backups (" + std::string(AckModeName(mode)) + ") within " +
                             std::to_string(options_.ack_timeout.count()) + " ms");
@@ -967,6 +1009,18 @@ Status Node::Promote(Epoch* epoch, Lsn* lsn) {
   sync_cv_.notify_all();
   if (follow_thread_.joinable()) follow_thread_.join();
   if (sync_thread_.joinable()) sync_thread_.join();
+  KEEL_RETURN_IF_ERROR(StartEpoch(epoch, lsn));
+  {
+    std::lock_guard lock(state_mu_);
+    role_ = NodeRole::kPrimary;
+  }
+  Log("promoted to primary: epoch " + std::to_string(*epoch) + " begins at LSN " + std::to_string(*lsn));
+  return Status::Ok();
+}
+
+// Durably begins the next epoch at the next LSN: first the history entry,
+// then the epoch record (see epoch_history.h for why in that order).
+Status Node::StartEpoch(Epoch* epoch, Lsn* lsn) {
   std::shared_lock engine_lock(engine_mu_);
   if (!engine_) return Status::Failed("the engine is closed");
   KEEL_RETURN_IF_ERROR(engine_->status());
@@ -977,19 +1031,16 @@ Status Node::Promote(Epoch* epoch, Lsn* lsn) {
     next = history_.current() + 1;
     EpochHistory updated = history_;
     KEEL_RETURN_IF_ERROR(updated.Add(next, first));
-    // The history entry is durable before the epoch record (see epoch_history.h).
     KEEL_RETURN_IF_ERROR(updated.Save(fs_, options_.dir));
     history_ = updated;
   }
   const std::vector<std::byte> payload = EncodeEpochPayload(next, options_.node_id);
-  KEEL_RETURN_IF_ERROR(engine_->AppendEpochRecord(next, payload, lsn));
-  assert(*lsn == first);
-  {
-    std::lock_guard lock(state_mu_);
-    role_ = NodeRole::kPrimary;
-  }
-  *epoch = next;
-  Log("promoted to primary: epoch " + std::to_string(next) + " begins at LSN " + std::to_string(*lsn));
+  Lsn written = 0;
+  KEEL_RETURN_IF_ERROR(engine_->AppendEpochRecord(next, payload, &written));
+  assert(written == first);
+  if (epoch != nullptr) *epoch = next;
+  if (lsn != nullptr) *lsn = written;
+  Log("epoch " + std::to_string(next) + " begins at LSN " + std::to_string(written));
   return Status::Ok();
 }
 

@@ -152,7 +152,8 @@ class Node {
   Status Checkpoint(checkpoint::CheckpointInfo* info);
   // Runs f with the state quiescent (reads on a primary or a hot standby).
   void Read(const std::function<void()>& f) const;
-  // Backup -> primary: durably starts a new epoch above every epoch seen.
+  // Backup -> primary: durably starts a new epoch above every epoch seen. A
+  // node that starts as primary on an existing log does the same.
   Status Promote(Epoch* epoch, Lsn* lsn);
 
   NodeStatus status() const;
@@ -189,6 +190,8 @@ class Node {
   void OnWrite(const wal::WriteEvent& event);
   Lsn RetentionFloor() const;
   void Fence(Epoch seen, const std::string& why);
+  void NotifyAckWaiters();
+  Status StartEpoch(Epoch* epoch = nullptr, Lsn* lsn = nullptr);
 
   // Backup side.
   void FollowLoop();
@@ -235,7 +238,8 @@ class Node {
 
   // Primary: backups and their acknowledgements.
   mutable std::mutex backups_mu_;
-  std::condition_variable acks_cv_;      // an ack arrived, a backup left, fencing, stop
+  std::condition_variable received_cv_;  // a received LSN advanced; or a backup left, fencing, stop
+  std::condition_variable durable_cv_;   // a durable LSN advanced; or the same events
   std::vector<std::shared_ptr<Backup>> backups_;
   // Every backup seen this run, connected or not: its acknowledgements count
   // for Append across reconnects, and it holds the log back (retention).
@@ -253,7 +257,8 @@ class Node {
   std::condition_variable ship_cv_;      // new durable records, or stop
   std::deque<std::shared_ptr<const Chunk>> cache_;
   uint64_t cache_bytes_ = 0;
-  Lsn shippable_lsn_ = 0;                // durable here: may be shipped
+  Lsn shippable_lsn_ = 0;                // written here: may be shipped
+  Lsn last_durable_lsn_ = 0;             // durable here, as the write observer last said
   std::map<Lsn, std::chrono::steady_clock::time_point> durable_times_;  // sampled, for lag in seconds
 
   // Backup: the connection to the primary and the syncer.

@@ -578,12 +578,27 @@ void Log::WriterLoop() {
   int idle_spins = 0;
   while (!failed_.load(std::memory_order_acquire)) {
     FlushResult result = FlushResult::kIdle;
-    if (WriterHasWork() && flush_mu_.try_lock()) {
-      result = FlushOnce();
-      ReleaseFlush();
+    // Read before try_lock, so that a release between a failed try_lock and
+    // the wait below is never missed.
+    const uint32_t seq = wake_seq_.load(std::memory_order_acquire);
+    bool flush_busy = false;
+    if (WriterHasWork()) {
+      if (flush_mu_.try_lock()) {
+        result = FlushOnce();
+        ReleaseFlush();
+      } else {
+        flush_busy = true;
+      }
     }
     if (result == FlushResult::kFailed) return;
     if (result == FlushResult::kProgress) {
+      idle_spins = 0;
+      continue;
+    }
+    if (flush_busy) {
+      // A durable waiter is flushing (a write and its fdatasync: milliseconds).
+      // Sleep until it lets go rather than spin on yield for all that time.
+      wake_seq_.wait(seq, std::memory_order_acquire);
       idle_spins = 0;
       continue;
     }
@@ -663,6 +678,12 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
   } else if (count > 0) {
     requests[count - 1].link_next = false;
   }
+  // The observer sees the frames as they go to the kernel, before the write
+  // and its fdatasync complete: a replication shipper can send them while
+  // this disk syncs. If the request then fails, the log fails (P5).
+  const Lsn first_written = last > written_lsn_ ? written_lsn_ + 1 : 0;
+  const uint64_t start_position = written_position_;
+  if (observer_ && first_written != 0) NotifyObserver(first_written, last, start_position, end_position);
   Status status = queue_->Submit(std::span(requests, count));
   io::IoCompletion completions[2];
   size_t reaped = 0;
@@ -681,8 +702,6 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
   }
   if (last > written_lsn_) last_checksum_ = ReadChecksumFromRing(last);
   const uint64_t bytes_written = new_position - file_position_;
-  const Lsn first_written = last > written_lsn_ ? written_lsn_ + 1 : 0;
-  const uint64_t start_position = written_position_;
   written_lsn_ = last;
   written_position_ = end_position;
   file_position_ = Planted(PlantedBug::kOverwriteAcknowledgedSector) ? file_position_ + bytes : new_position;
@@ -697,8 +716,8 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
     stats_.syncs += sync ? 1 : 0;
     stats_.bytes_written += bytes_written;
   }
-  // Before the ring space is released: the observer reads the frames in place.
-  if (observer_) NotifyObserver(first_written, last, start_position, end_position);
+  // The new durable LSN, after a sync (the frames were shown above).
+  if (observer_ && sync) NotifyObserver(0, last, end_position, end_position);
   // The ring space is free once the kernel has the bytes.
   released_position_.store(end_position, std::memory_order_release);
   released_lsn_.store(last, std::memory_order_release);

@@ -118,17 +118,18 @@ struct AppendSpec {
   bool durable = false;
 };
 
-// One successful write or sync request, as the writer made it (see SetWriteObserver).
+// What the writer does, as it does it (see SetWriteObserver): records handed
+// to the kernel, or a durable LSN reached.
 struct WriteEvent {
-  // The records this request wrote; first_lsn = 0 when it wrote none (a sync
-  // of records written earlier).
+  // The records of a write being submitted; first_lsn = 0 in an event that
+  // only reports a new durable LSN.
   Lsn first_lsn = 0;
   Lsn last_lsn = 0;
   // The records exactly as written to disk (headers with their restamped
   // durable_lag, payloads), back to back, without padding; two pieces where
   // the ring wraps (frames[1] is empty otherwise). Valid only during the call.
   std::span<const std::byte> frames[2];
-  // The log's durable LSN after this request.
+  // The log's durable LSN when the event was made.
   Lsn durable_lsn = 0;
 };
 
@@ -181,11 +182,14 @@ class Log {
   Status NewReader(Lsn from_lsn, std::unique_ptr<LogScanner>* reader) const;
 
   // Installs (or, with an empty function, removes) the write observer. It is
-  // called after every successful write or sync request, on whichever thread
-  // flushed, with the flush lock held: it sees every record exactly once, in
-  // LSN order, and every advance of durable_lsn. It must be cheap (copy the
-  // frames, signal a thread) and must not call back into this Log. Safe at any
-  // time; it waits for a flush in progress.
+  // called on whichever thread flushes, with the flush lock held: once with
+  // the frames of each write as it is submitted (before the write and its
+  // fdatasync complete, so a replication shipper can send them meanwhile; if
+  // the request fails, the log fails), and once with the new durable LSN after
+  // each successful sync. It sees every record exactly once, in LSN order, and
+  // every advance of durable_lsn. It must be cheap (copy the frames, signal a
+  // thread) and must not call back into this Log. Safe at any time; it waits
+  // for a flush in progress.
   void SetWriteObserver(std::function<void(const WriteEvent&)> observer);
 
   // Writes and syncs what was appended and stops the background threads.
