@@ -223,10 +223,10 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
 
 // Opens the engine (engine_mu_ held exclusively, or before any thread runs)
 // and makes the epoch history agree with its log.
-Status Node::OpenEngine(Lsn first_lsn_if_new) {
+Status Node::OpenEngine(Lsn first_lsn_if_new, bool create) {
   EngineOptions engine_options = options_.engine;
   engine_options.log.first_lsn = first_lsn_if_new;
-  if (first_lsn_if_new > 1) engine_options.log.create_if_missing = true;
+  if (first_lsn_if_new > 1 || create) engine_options.log.create_if_missing = true;
   engine_options.log_retention_floor = [this] { return RetentionFloor(); };
   recovery::Report report;
   KEEL_RETURN_IF_ERROR(Engine::Open(options_.dir, engine_options, sm_, &engine_, &report));
@@ -324,14 +324,15 @@ Hello Node::MakeHello(NodeRole role) const {
     hello.epoch = history_.current();
     hello.epoch_history = history_.entries();
   }
-  if (role != NodeRole::kAdmin) {
-    std::shared_lock lock(engine_mu_);
-    if (!engine_) return hello;  // unreachable in practice: the engine failed to reopen
-    hello.last_lsn = engine_->log()->last_lsn();
-    hello.durable_lsn = std::min(engine_->durable_lsn(), hello.last_lsn);
-  }
   hello.nonce = RandomNonce();
   hello.auth_proof = HelloProof(std::as_bytes(std::span(options_.secret)), hello.cluster_id, hello.node_id, hello.nonce);
+  if (role != NodeRole::kAdmin) {
+    std::shared_lock lock(engine_mu_);
+    if (engine_) {
+      hello.last_lsn = engine_->log()->last_lsn();
+      hello.durable_lsn = std::min(engine_->durable_lsn(), hello.last_lsn);
+    }
+  }
   return hello;
 }
 
@@ -1077,6 +1078,16 @@ void Node::FollowLoop() {
 }
 
 Status Node::FollowOnce(bool* connected) {
+  {
+    // A cut or a reseed that failed halfway left no engine: try again, and
+    // say why it does not open rather than talk to the primary without one.
+    std::unique_lock lock(engine_mu_);
+    if (!engine_) {
+      if (Status reopened = OpenEngine(); !reopened.ok()) {
+        return Status::Failed("the engine does not reopen: " + reopened.ToString());
+      }
+    }
+  }
   std::unique_ptr<Connection> connection;
   KEEL_RETURN_IF_ERROR(
       Connection::Connect(options_.primary_host, options_.primary_port, options_.connect_timeout, &connection));
@@ -1344,6 +1355,16 @@ Status Node::CutDivergentTail(Lsn keep_through) {
   Log("the log diverges from the primary's history after LSN " + std::to_string(keep_through) + "; moving LSNs " +
       std::to_string(keep_through + 1) + ".." + std::to_string(last) + " into quarantine");
   KEEL_RETURN_IF_ERROR(CloseEngine());
+  bool recoverable = false;
+  KEEL_RETURN_IF_ERROR(CutLeavesARecoverableState(keep_through, &recoverable));
+  if (!recoverable) {
+    // The log before the cut was recycled behind a checkpoint that holds
+    // divergent state: nothing left could rebuild the state at keep_through.
+    // Set the whole directory aside and start empty; the primary seeds it.
+    Log("no checkpoint at or before LSN " + std::to_string(keep_through) +
+        " covers what the log keeps; moving the whole log and its checkpoints into quarantine to be seeded afresh");
+    return QuarantineEverything(keep_through);
+  }
   std::vector<std::string> moved;
   KEEL_RETURN_IF_ERROR(recovery::CutTail(fs_, Engine::WalDir(options_.dir), Engine::CheckpointDir(options_.dir),
                                          Engine::QuarantineDir(options_.dir), keep_through, &moved));
@@ -1354,6 +1375,68 @@ Status Node::CutDivergentTail(Lsn keep_through) {
     KEEL_RETURN_IF_ERROR(history_.Save(fs_, options_.dir));
   }
   return OpenEngine();
+}
+
+// Whether cutting the log after keep_through leaves state to recover from:
+// a log that still starts at LSN 1, or a checkpoint at or below keep_through
+// from which the remaining log continues.
+Status Node::CutLeavesARecoverableState(Lsn keep_through, bool* recoverable) const {
+  std::vector<std::string> names;
+  KEEL_RETURN_IF_ERROR(fs_->ListDir(Engine::WalDir(options_.dir), &names));
+  Lsn first_on_disk = UINT64_MAX;
+  for (const std::string& name : names) {
+    Lsn first = 0;
+    if (wal::ParseSegmentFileName(name, &first)) first_on_disk = std::min(first_on_disk, first);
+  }
+  if (first_on_disk <= 1) {
+    *recoverable = true;
+    return Status::Ok();
+  }
+  std::vector<checkpoint::CheckpointInfo> checkpoints;
+  KEEL_RETURN_IF_ERROR(checkpoint::ListCheckpoints(fs_, Engine::CheckpointDir(options_.dir), &checkpoints, nullptr));
+  *recoverable = std::any_of(checkpoints.begin(), checkpoints.end(), [&](const checkpoint::CheckpointInfo& info) {
+    return info.lsn <= keep_through && first_on_disk <= info.lsn + 1;
+  });
+  return Status::Ok();
+}
+
+// Moves every log segment (newest first) and every checkpoint into
+// DIR/quarantine/rejoin-<lsn>-<unix seconds>/, synced, and reopens an empty
+// engine with the initial epoch history. Nothing is deleted.
+Status Node::QuarantineEverything(Lsn keep_through) {
+  const std::string quarantine = Engine::QuarantineDir(options_.dir);
+  bool is_dir = false;
+  if (Status exists = fs_->Stat(quarantine, &is_dir); exists.IsNotFound()) {
+    KEEL_RETURN_IF_ERROR(fs_->CreateDir(quarantine));
+    KEEL_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
+  } else {
+    KEEL_RETURN_IF_ERROR(exists);
+  }
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+      std::chrono::system_clock::now().time_since_epoch()).count();
+  const std::string target =
+      io::JoinPath(quarantine, "rejoin-" + std::to_string(keep_through) + "-" + std::to_string(now));
+  KEEL_RETURN_IF_ERROR(fs_->CreateDir(target));
+  KEEL_RETURN_IF_ERROR(fs_->SyncDir(quarantine));
+  for (const std::string& dir : {Engine::WalDir(options_.dir), Engine::CheckpointDir(options_.dir)}) {
+    std::vector<std::string> names;
+    KEEL_RETURN_IF_ERROR(fs_->ListDir(dir, &names));
+    std::sort(names.rbegin(), names.rend());  // newest segment first: what stays is a prefix
+    const std::string prefix = dir == Engine::WalDir(options_.dir) ? "wal-" : "checkpoints-";
+    for (const std::string& name : names) {
+      if (name == wal::kLockFileName) continue;
+      KEEL_RETURN_IF_ERROR(fs_->Rename(io::JoinPath(dir, name), io::JoinPath(target, prefix + name)));
+      KEEL_RETURN_IF_ERROR(fs_->SyncDir(target));
+      KEEL_RETURN_IF_ERROR(fs_->SyncDir(dir));
+    }
+  }
+  Log("quarantined the whole log and its checkpoints in " + target);
+  {
+    std::lock_guard lock(state_mu_);
+    history_ = EpochHistory();
+    KEEL_RETURN_IF_ERROR(history_.Save(fs_, options_.dir));
+  }
+  return OpenEngine(1, /*create=*/true);
 }
 
 void Node::SyncLoop() {

@@ -173,7 +173,7 @@ class Node {
   explicit Node(const NodeOptions& options);
 
   // Opens the engine; a log created now starts at first_lsn_if_new (seeding).
-  Status OpenEngine(Lsn first_lsn_if_new = 1);
+  Status OpenEngine(Lsn first_lsn_if_new = 1, bool create = false);
   Status CloseEngine();
   void Log(const std::string& line) const;
   Hello MakeHello(NodeRole role) const;
@@ -199,6 +199,8 @@ class Node {
   Status ReceiveRecords(Connection* connection, const Records& records);
   Status ReceiveCheckpoint(Connection* connection, const CheckpointChunk& first, const Hello& primary);
   Status CutDivergentTail(Lsn keep_through);
+  Status CutLeavesARecoverableState(Lsn keep_through, bool* recoverable) const;
+  Status QuarantineEverything(Lsn keep_through);
   Status Reseed(const std::string& checkpoint_path, Lsn checkpoint_lsn, const std::vector<EpochHistoryEntry>& history);
   void SyncLoop();
 

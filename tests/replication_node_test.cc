@@ -490,6 +490,76 @@ TEST_F(NodeTest, P7DeposedPrimaryCutsItsDivergentTailIntoQuarantine) {
   }
 }
 
+// A deposed primary whose divergent tail ran on long enough for its
+// checkpoints to recycle the log before the cut point: no checkpoint at or
+// below the cut is left, so cutting alone could not rebuild its state. It sets
+// the whole log and its checkpoints aside and is seeded afresh.
+TEST_F(NodeTest, P7DeposedPrimaryWithNothingToRecoverFromAfterTheCutIsSeededAfresh) {
+  Member p = NewMember("p", 1);
+  Member b = NewMember("b", 2);
+  auto small_log = [](NodeOptions* o) {
+    o->engine.log.segment_size_bytes = 64 << 10;
+    o->engine.log.max_record_bytes = 8 << 10;
+    o->engine.checkpoints_to_keep = 1;
+    o->retain_records_for_backups = 50;
+  };
+  StartPrimary(&p, small_log);
+  StartBackup(&b, p.node->port(), small_log);
+  Lsn lsn = 0;
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put(&p, Key(0, i), "shared", AckMode::kDurable, 1, &lsn).ok());
+  const Lsn shared_through = lsn;
+  ASSERT_TRUE(CaughtUp(b, p));
+  StopMember(&b);
+
+  // A long divergent tail with a checkpoint in it: the log before the cut point is recycled.
+  const std::string filler(400, 'd');
+  for (int i = 0; i < 600; ++i) {
+    ASSERT_TRUE(Put(&p, "divergent-" + std::to_string(i), filler, AckMode::kLocal, 0, &lsn).ok());
+  }
+  checkpoint::CheckpointInfo info;
+  ASSERT_TRUE(p.node->Checkpoint(&info).ok());
+  ASSERT_GT(info.lsn, shared_through);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(&p, "divergent-late-" + std::to_string(i), "x", AckMode::kLocal, 0, &lsn).ok());
+  StopMember(&p);
+  std::vector<std::string> names;
+  ASSERT_TRUE(fs_->ListDir(Engine::WalDir(p.dir), &names).ok());
+  Lsn first_lsn = UINT64_MAX;
+  for (const std::string& name : names) {
+    Lsn segment_first = 0;
+    if (wal::ParseSegmentFileName(name, &segment_first)) first_lsn = std::min(first_lsn, segment_first);
+  }
+  ASSERT_GT(first_lsn, shared_through + 1) << "the test needs the log before the cut point recycled";
+
+  StartBackup(&b, DeadPort(), small_log);
+  Epoch epoch = 0;
+  Lsn epoch_lsn = 0;
+  ASSERT_TRUE(b.node->Promote(&epoch, &epoch_lsn).ok());
+  ASSERT_EQ(epoch_lsn, shared_through + 1);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Put(&b, Key(1, i), "epoch 2", AckMode::kLocal, 0, &lsn).ok());
+
+  StartBackup(&p, b.node->port(), small_log);
+  ASSERT_TRUE(CaughtUp(p, b));
+  EXPECT_EQ(State(p), State(b));
+  EXPECT_EQ(State(p).count("divergent-0"), 0u);
+  EXPECT_EQ(p.node->status().epoch_history, b.node->status().epoch_history);
+  EXPECT_TRUE(Logged("moving the whole log and its checkpoints into quarantine"));
+  ASSERT_TRUE(Put(&b, "after rejoin", "x", AckMode::kDurable, 1, &lsn).ok());
+  EXPECT_GE(p.node->status().durable_lsn, lsn);
+
+  // Everything it had is in quarantine, the divergent checkpoint included.
+  StopMember(&p);
+  StopMember(&b);
+  std::vector<std::string> rejoin;
+  ASSERT_TRUE(fs_->ListDir(Engine::QuarantineDir(p.dir), &rejoin).ok());
+  ASSERT_EQ(rejoin.size(), 1u);
+  std::vector<std::string> kept;
+  ASSERT_TRUE(fs_->ListDir(io::JoinPath(Engine::QuarantineDir(p.dir), rejoin[0]), &kept).ok());
+  EXPECT_TRUE(std::any_of(kept.begin(), kept.end(), [&](const std::string& name) {
+    return name == "checkpoints-" + checkpoint::CheckpointFileName(info.lsn);
+  }));
+  EXPECT_TRUE(std::any_of(kept.begin(), kept.end(), [](const std::string& name) { return name.ends_with(".wal"); }));
+}
+
 // ---------------------------------------------------------------- P7: fencing
 
 TEST_F(NodeTest, P7DeposedPrimaryIsFencedAndAHigherEpochRefusesToFollowIt) {
