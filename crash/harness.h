@@ -157,4 +157,58 @@ CampaignStats RunProcessCampaign(const ProcessCampaignOptions& options);
 std::string ReproduceCommand(uint64_t seed, uint64_t iteration, const FaultSet& faults, Workload workload,
                              std::string_view planted_bug);
 
+// ===================================================================== replication
+// The replication campaign (crash/replication_campaign.cc): P7 on a cluster of
+// three in-process replication::Nodes (a primary and two backups, k = 1,
+// acknowledged durable), each on its own SimFileSystem, linked through
+// replication::FaultProxy instances. Each round starts a fresh cluster and
+// runs a few seeded steps: network noise (delay, stall, cut, corruption),
+// partitions, backup power losses, primary power losses with failover to the
+// most up-to-date backup, a lone acknowledging backup that loses power with
+// the primary, and a deposed primary kept running next to the new one. After
+// every failover and step it checks that every acknowledged write is on the
+// primary, that the new epoch is higher, and that live backups converge to
+// the primary's state. The seed fixes the fault schedule of each round; thread
+// timing and TCP do not repeat, so a replay re-runs the schedule, not the
+// interleaving (see the file's top comment).
+
+// What a replication campaign did, beyond CampaignStats (whose iterations are
+// rounds, crashes power losses, recoveries node restarts, records_verified
+// acknowledged writes checked on a primary).
+struct ReplicationCounts {
+  uint64_t steps = 0;
+  uint64_t writes_acknowledged = 0;
+  uint64_t writes_unacknowledged = 0;  // failed or timed out: may or may not survive
+  uint64_t failovers = 0;
+  uint64_t primary_power_losses = 0;
+  uint64_t backup_power_losses = 0;
+  uint64_t backup_fsync_failures = 0;  // a lone acknowledging backup whose fsyncs failed before its power loss
+  uint64_t partitions = 0;
+  uint64_t deposed_primaries = 0;      // kept running after a failover, then met a backup of the new epoch
+  uint64_t fenced = 0;                 // ... and stopped acknowledging (was fenced)
+  uint64_t convergence_checks = 0;
+  uint64_t proxy_cuts = 0;
+  uint64_t proxy_stalls = 0;
+  uint64_t proxy_delays = 0;
+  uint64_t proxy_corruptions = 0;
+};
+
+struct ReplicationCampaignOptions {
+  uint64_t seed = 1;
+  uint64_t first_round = 0;
+  uint64_t rounds = 20;        // 0 with duration_seconds > 0: run until the time is up
+  double duration_seconds = 0;
+  size_t stop_after_violations = 1;  // 0: never stop early
+  // Called after every round with the totals so far (for a progress line).
+  std::function<void(const CampaignStats&)> progress;
+  // The harness's step lines ("harness: round R step S ...") and the nodes'
+  // log lines (null: dropped). Called from many threads.
+  std::function<void(const std::string&)> log_line;
+  ReplicationCounts* counts = nullptr;  // filled at the end when non-null
+};
+CampaignStats RunReplicationCampaign(const ReplicationCampaignOptions& options);
+
+// The one command that re-runs round's fault schedule.
+std::string ReplicationReproduceCommand(uint64_t seed, uint64_t round, std::string_view planted_bug);
+
 }  // namespace keel::crash

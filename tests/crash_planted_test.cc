@@ -66,5 +66,58 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+// The replication planted bugs (replication/node.cc) break P7, and the
+// replication campaign must catch each within kReplicationRounds rounds of
+// its default fault mix: backup-ack-before-fsync through its lone
+// acknowledging backup that loses power with the primary (lost-backup step),
+// accept-lower-epoch through a deposed primary that a backup of the new
+// epoch follows (deposed-primary step). Thread timing varies between runs, so
+// the budget leaves a wide margin over what catching needs in practice.
+constexpr uint64_t kReplicationRounds = 20;
+
+struct ReplicationCase {
+  const char* bug;
+  const char* promise;
+};
+
+class CrashPlantedReplicationTest : public ::testing::TestWithParam<ReplicationCase> {};
+
+TEST_P(CrashPlantedReplicationTest, TheReplicationCampaignCatchesThePlantedBug) {
+#ifndef KEEL_PLANTED_BUGS
+  GTEST_SKIP() << "this keel was built without planted bugs; configure with -DKEEL_PLANTED_BUGS=ON";
+#else
+  {
+    const ReplicationCase& c = GetParam();
+    wal::PlantedBug bug = wal::PlantedBug::kNone;
+    ASSERT_TRUE(wal::ParsePlantedBug(c.bug, &bug));
+    ReplicationCampaignOptions options;
+    options.seed = 20240601;
+    options.rounds = kReplicationRounds;
+    wal::SetPlantedBug(bug);
+    const CampaignStats stats = RunReplicationCampaign(options);
+    wal::SetPlantedBug(wal::PlantedBug::kNone);
+    ASSERT_FALSE(stats.violations.empty()) << c.bug << " was not caught in " << kReplicationRounds << " rounds";
+    const Violation& v = stats.violations.front();
+    EXPECT_EQ(v.promise, c.promise) << v.detail;
+    std::printf("%s: caught in round %llu (%llu run, %.1f s): %s %s\n  reproduce: %s\n", c.bug,
+                static_cast<unsigned long long>(v.iteration), static_cast<unsigned long long>(stats.iterations),
+                stats.seconds, v.promise.c_str(), v.detail.substr(0, 300).c_str(),
+                ReplicationReproduceCommand(options.seed, v.iteration, c.bug).c_str());
+    RecordProperty("caught_in_round", static_cast<int>(v.iteration));
+  }
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryReplicationPlantedBug, CrashPlantedReplicationTest,
+                         ::testing::Values(ReplicationCase{"backup-ack-before-fsync", "P7"},
+                                           ReplicationCase{"accept-lower-epoch", "P7"}),
+                         [](const ::testing::TestParamInfo<ReplicationCase>& param) {
+                           std::string name = param.param.bug;
+                           for (char& ch : name) {
+                             if (ch == '-') ch = '_';
+                           }
+                           return name;
+                         });
+
 }  // namespace
 }  // namespace keel::crash

@@ -3,6 +3,8 @@
 //   keel crash [--seed S] [--iterations N | --duration SECONDS] [--mode sim|process]
 //              [--faults LIST] [--workload log|engine|mixed] [--first-iteration I]
 //              [--planted-bug NAME]
+//   keel crash --mode replication [--seed S] [--rounds N | --duration SECONDS]
+//              [--first-iteration ROUND] [--planted-bug NAME] [--verbose]
 //
 // The logic lives in crash/harness.h; this file parses, prints a progress line
 // on a terminal, and prints the summary. Exit 0: no violation; 1: a violation
@@ -34,6 +36,8 @@ struct CrashFlags {
   std::string faults = "all";
   std::string workload = "mixed";
   std::string planted_bug;
+  uint64_t rounds = 0;    // replication: 0 means the default
+  bool verbose = false;   // replication: print the harness's steps and the nodes' log lines
 };
 
 void Progress(const crash::CampaignStats& stats) {
@@ -69,6 +73,68 @@ void PrintSummary(const crash::CampaignStats& stats, const std::string& mode) {
   std::printf("%-28s %.1f s, %.0f crash points/s\n", "time", stats.seconds, stats.rate());
 }
 
+void ReplicationProgress(const crash::CampaignStats& stats) {
+  ShowProgress(kCommand, std::to_string(stats.iterations) + " rounds, " + std::to_string(stats.crashes) +
+                             " power losses, " + std::to_string(stats.violations.size()) + " violations");
+}
+
+void PrintReplicationSummary(const crash::CampaignStats& stats, const crash::ReplicationCounts& c) {
+  auto row = [](const char* name, uint64_t value) {
+    std::printf("%-28s %llu\n", name, static_cast<unsigned long long>(value));
+  };
+  row("rounds", stats.iterations);
+  row("  steps", c.steps);
+  row("writes acknowledged", c.writes_acknowledged);
+  row("  unacknowledged", c.writes_unacknowledged);
+  row("power losses", stats.crashes);
+  row("  primaries", c.primary_power_losses);
+  row("  backups", c.backup_power_losses);
+  row("  after backup fsync errors", c.backup_fsync_failures);
+  row("failovers", c.failovers);
+  row("deposed primaries kept up", c.deposed_primaries);
+  row("  fenced", c.fenced);
+  row("partitions", c.partitions);
+  std::printf("%-28s %llu cuts, %llu stalls, %llu delays, %llu corruptions\n", "network faults",
+              static_cast<unsigned long long>(c.proxy_cuts), static_cast<unsigned long long>(c.proxy_stalls),
+              static_cast<unsigned long long>(c.proxy_delays), static_cast<unsigned long long>(c.proxy_corruptions));
+  row("node restarts", stats.recoveries);
+  row("convergence checks", c.convergence_checks);
+  row("acknowledged writes checked", stats.records_verified);
+  std::printf("%-28s %zu\n", "violations", stats.violations.size());
+  std::printf("%-28s %.1f s\n", "time", stats.seconds);
+}
+
+// --mode replication: crash/harness.h, RunReplicationCampaign.
+int RunReplication(const CrashFlags& flags, uint64_t seed) {
+  crash::ReplicationCampaignOptions options;
+  options.seed = seed;
+  options.first_round = flags.first_iteration;
+  options.rounds = flags.rounds > 0 ? flags.rounds : flags.iterations;
+  options.duration_seconds = flags.duration_seconds;
+  if (options.rounds == 0 && options.duration_seconds <= 0) options.rounds = 20;
+  crash::ReplicationCounts counts;
+  options.counts = &counts;
+  if (flags.verbose) {
+    options.log_line = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  }
+  std::printf("keel crash: seed %llu, mode replication%s%s\n", static_cast<unsigned long long>(seed),
+              flags.planted_bug.empty() ? "" : ", planted bug ", flags.planted_bug.c_str());
+  std::fflush(stdout);
+  const bool tty = ::isatty(STDERR_FILENO) == 1 && !flags.verbose;
+  if (tty) options.progress = ReplicationProgress;
+  const crash::CampaignStats stats = crash::RunReplicationCampaign(options);
+  if (tty) ClearProgress();
+  PrintReplicationSummary(stats, counts);
+  if (stats.violations.empty()) return kExitOk;
+  for (const crash::Violation& v : stats.violations) {
+    std::printf("VIOLATION %s at seed %llu round %llu: %s\n", v.promise.c_str(), static_cast<unsigned long long>(seed),
+                static_cast<unsigned long long>(v.iteration), v.detail.c_str());
+  }
+  std::printf("reproduce (same fault schedule; thread timing and TCP vary): %s\n",
+              crash::ReplicationReproduceCommand(seed, stats.violations.front().iteration, flags.planted_bug).c_str());
+  return kExitCorruption;
+}
+
 int Run(const CrashFlags& flags) {
   crash::FaultSet faults;
   crash::Workload workload = crash::Workload::kMixed;
@@ -84,12 +150,20 @@ int Run(const CrashFlags& flags) {
     PrintError(kCommand, "--iterations and --duration exclude each other");
     return kExitUsage;
   }
+  if (flags.rounds > 0 && flags.mode != "replication") {
+    PrintError(kCommand, "--rounds is for --mode replication (use --iterations)");
+    return kExitUsage;
+  }
+  if (flags.rounds > 0 && (flags.iterations > 0 || flags.duration_seconds > 0)) {
+    PrintError(kCommand, "--rounds excludes --iterations and --duration");
+    return kExitUsage;
+  }
   if (!flags.planted_bug.empty()) {
     wal::PlantedBug bug = wal::PlantedBug::kNone;
     if (!wal::ParsePlantedBug(flags.planted_bug, &bug)) {
       PrintError(kCommand, "--planted-bug: unknown bug '" + flags.planted_bug +
                                "' (ack-before-fsync, skip-checksum, cut-too-much-tail, overwrite-acked-sector, "
-                               "ignore-fsync-error)");
+                               "ignore-fsync-error, backup-ack-before-fsync, accept-lower-epoch)");
       return kExitUsage;
     }
 #ifdef KEEL_PLANTED_BUGS
@@ -111,6 +185,7 @@ int Run(const CrashFlags& flags) {
       return kExitUsage;
     }
   }
+  if (flags.mode == "replication") return RunReplication(flags, seed);
   const uint64_t iterations = flags.iterations == 0 && flags.duration_seconds <= 0 ? 1000 : flags.iterations;
   std::printf("keel crash: seed %llu, mode %s, faults %s, workload %s%s%s\n", static_cast<unsigned long long>(seed),
               flags.mode.c_str(), faults.ToString().c_str(), std::string(crash::WorkloadName(workload)).c_str(),
@@ -160,13 +235,20 @@ int Run(const CrashFlags& flags) {
 void AddCrashCommand(CLI::App* app, CommandRunner* run) {
   auto flags = std::make_shared<CrashFlags>();
   CLI::App* command = app->add_subcommand(
-      "crash", "Crash and corrupt keel many times (simulated disk, or SIGKILLed processes) and check every promise");
+      "crash", "Crash and corrupt keel many times (simulated disk, SIGKILLed processes, or a replicated cluster) and "
+      "check every promise");
   command->add_option("--seed", flags->seed_text, "Campaign seed (default: random, printed)");
   command->add_option("--iterations", flags->iterations, "Crash points to run (default 1000)");
+  command->add_option("--rounds", flags->rounds,
+                      "replication: rounds to run, each a fresh 3-node cluster and a few fault steps (default 20)");
   command->add_option("--duration", flags->duration_seconds, "Run for this many seconds instead");
-  command->add_option("--first-iteration", flags->first_iteration, "Index of the first crash point (to replay one)");
-  command->add_option("--mode", flags->mode, "sim (in-process simulated disk) or process (real io_uring, SIGKILL)")
-      ->check(CLI::IsMember({"sim", "process"}))
+  command->add_option("--first-iteration", flags->first_iteration,
+                      "Index of the first crash point (to replay one); replication: of the first round");
+  command->add_option("--mode", flags->mode,
+                      "sim (in-process simulated disk), process (real io_uring, SIGKILL) or replication (a 3-node "
+                      "cluster on simulated disks behind fault-injecting proxies: power losses, partitions, "
+                      "failovers; checks P7)")
+      ->check(CLI::IsMember({"sim", "process", "replication"}))
       ->capture_default_str();
   command->add_option("--faults", flags->faults,
                       "Comma list of crash, torn, reorder, eio, enospc, fsync-error, bitflip, zero-sector, "
@@ -177,7 +259,10 @@ void AddCrashCommand(CLI::App* app, CommandRunner* run) {
       ->capture_default_str();
   command->add_option("--planted-bug", flags->planted_bug,
                       "Switch on a planted bug (builds with -DKEEL_PLANTED_BUGS=ON only): ack-before-fsync, "
-                      "skip-checksum, cut-too-much-tail, overwrite-acked-sector, ignore-fsync-error");
+                      "skip-checksum, cut-too-much-tail, overwrite-acked-sector, ignore-fsync-error; replication: "
+                      "backup-ack-before-fsync, accept-lower-epoch");
+  command->add_flag("--verbose", flags->verbose,
+                    "replication: print the harness's steps and the nodes' log lines to stderr");
   *run = [flags] { return Run(*flags); };
 }
 
