@@ -203,13 +203,8 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
   }
   KEEL_RETURN_IF_ERROR(Listener::Bind(options.listen_host, options.listen_port, &started->listener_));
   started->port_ = started->listener_->port();
-  Node* self = started.get();
-  started->listen_thread_ = std::thread([self] { self->ListenLoop(); });
-  started->heartbeat_thread_ = std::thread([self] { self->HeartbeatLoop(); });
-  if (options.role == NodeRole::kBackup) {
-    started->follow_thread_ = std::thread([self] { self->FollowLoop(); });
-    started->sync_thread_ = std::thread([self] { self->SyncLoop(); });
-  }
+  // Said before any thread runs: once the follower runs, a rejoin cut may
+  // replace the engine under engine_mu_.
   {
     std::lock_guard lock(started->state_mu_);
     started->Log(std::string("started as ") + (options.role == NodeRole::kPrimary ? "primary" : "backup") +
@@ -217,6 +212,14 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
                  std::to_string(started->history_.current()) + ", last LSN " +
                  std::to_string(started->engine_->log()->last_lsn()));
   }
+  Node* self = started.get();
+  if (options.role == NodeRole::kBackup) {
+    started->follow_thread_ = std::thread([self] { self->FollowLoop(); });
+    started->sync_thread_ = std::thread([self] { self->SyncLoop(); });
+  }
+  started->heartbeat_thread_ = std::thread([self] { self->HeartbeatLoop(); });
+  // Last: a promote request served by the listener joins the threads above.
+  started->listen_thread_ = std::thread([self] { self->ListenLoop(); });
   *node = std::move(started);
   return Status::Ok();
 }
