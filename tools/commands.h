@@ -37,6 +37,7 @@ void AddAppendCommand(CLI::App* app, CommandRunner* run);
 void AddDumpCommand(CLI::App* app, CommandRunner* run);
 void AddVerifyCommand(CLI::App* app, CommandRunner* run);
 void AddInfoCommand(CLI::App* app, CommandRunner* run);
+void AddProbeCommand(CLI::App* app, CommandRunner* run);
 void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* status, CommandRunner* promote);
 
 // Adds --io-backend auto|uring|portable to a subcommand; *backend keeps the text.

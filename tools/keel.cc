@@ -4,6 +4,7 @@
 //   keel dump DIR     print records, or statistics, read-only
 //   keel verify DIR   read every byte and say whether the log is intact
 //   keel info DIR     what the log is: format, sizes, LSN range, tail state
+//   keel probe DIR    what the storage under DIR can do, and the settings that follow
 //
 // DIR may be a plain log directory or an engine directory (DIR/wal,
 // DIR/checkpoints, DIR/quarantine: engine/engine.h): dump, verify and info
@@ -222,11 +223,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough(false);
 
-  CommandRunner append, dump, verify, info, crash, follow, status, promote;
+  CommandRunner append, dump, verify, info, probe, crash, follow, status, promote;
   AddAppendCommand(&app, &append);
   AddDumpCommand(&app, &dump);
   AddVerifyCommand(&app, &verify);
   AddInfoCommand(&app, &info);
+  AddProbeCommand(&app, &probe);
   AddCrashCommand(&app, &crash);
   AddClusterCommands(&app, &follow, &status, &promote);
 
@@ -242,7 +244,7 @@ int main(int argc, char** argv) {
     if (command.empty() && argc > 1) {
       message = std::string(argv[1]).starts_with("-") ? "unknown option " + std::string(argv[1])
                                                       : "unknown command " + std::string(argv[1]);
-      message += "; commands: append, dump, verify, info, crash, follow, status, promote";
+      message += "; commands: append, dump, verify, info, probe, crash, follow, status, promote";
     }
     for (char& c : message) {
       if (c == '\n') c = ' ';
@@ -258,6 +260,7 @@ int main(int argc, char** argv) {
     if (command == "dump") code = dump();
     if (command == "verify") code = verify();
     if (command == "info") code = info();
+    if (command == "probe") code = probe();
     if (command == "crash") code = crash();
     if (command == "follow") code = follow();
     if (command == "status") code = status();
