@@ -44,6 +44,15 @@ class File {
   virtual Status ReadAt(uint64_t offset, std::span<std::byte> out, size_t* bytes_read) = 0;
   // Writes every byte of data at offset, or fails.
   virtual Status WriteAt(uint64_t offset, std::span<const std::byte> data) = 0;
+  // Writes the buffers one after another from offset, every byte, or fails.
+  // Backends with a descriptor do it in one pwritev.
+  virtual Status WriteAtV(uint64_t offset, std::span<const iovec> buffers) {
+    for (const iovec& buffer : buffers) {
+      KEEL_RETURN_IF_ERROR(WriteAt(offset, std::span(static_cast<const std::byte*>(buffer.iov_base), buffer.iov_len)));
+      offset += buffer.iov_len;
+    }
+    return Status::Ok();
+  }
   // fdatasync.
   virtual Status Sync() = 0;
   // Reserves blocks for [0, length) and extends the file to length if shorter.

@@ -225,6 +225,10 @@ class PosixFile final : public File {
     return internal::WriteFullyAt(fd_, path_, offset, &iov, 1, 0, nullptr);
   }
 
+  Status WriteAtV(uint64_t offset, std::span<const iovec> buffers) override {
+    return internal::WriteFullyAt(fd_, path_, offset, buffers.data(), static_cast<int>(buffers.size()), 0, nullptr);
+  }
+
   Status Sync() override { return internal::DataSync(fd_, path_); }
 
   Status Allocate(uint64_t length) override {

@@ -3,7 +3,7 @@
 // Many threads append; each record is framed and checksummed on the
 // appender's own thread and copied into a bounded in-memory ring. One writer
 // thread takes every completed record since its last write, writes them with
-// one request and, when anyone waits for durability, links an fdatasync to it
+// one request and, when anyone waits for durability, fdatasyncs after it
 // (group commit: one fdatasync acknowledges every waiter). Each synced write
 // ends on a sector boundary, zero-padded, so the next write never touches a
 // sector that holds acknowledged bytes (P3). Segments are zero-filled ahead of
@@ -226,6 +226,8 @@ class Log {
   Lsn PublishedThrough(uint64_t* end_position, bool* roll_needed);
   Status WriteBatch(Lsn last, uint64_t end_position, bool sync);
   Status RollSegment(Lsn first_lsn, Epoch epoch);
+  Status WriteAndSyncHere(bool write);
+  Status WriteThroughQueue();
   void NotifyObserver(Lsn first_lsn, Lsn last_lsn, uint64_t start_position, uint64_t end_position);
   void ReadFromRing(uint64_t position, std::span<std::byte> out) const;
   uint64_t ReadChecksumFromRing(Lsn lsn) const;
