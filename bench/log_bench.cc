@@ -19,21 +19,16 @@
 // figure beside its baseline (docs/performance.md keeps the table of a real run).
 // With --benchmark_repetitions=N the table uses the median of the N runs.
 #include <benchmark/benchmark.h>
-#include <fcntl.h>
-#include <linux/magic.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <barrier>
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +36,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "bench/bench_util.h"
@@ -48,8 +44,6 @@
 
 namespace keel::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 constexpr size_t kDurableRecordBytes = 128;
 constexpr size_t kNoSyncRecordBytes = 4096;
@@ -76,11 +70,6 @@ Settings& settings() {
 
 int64_t Scaled(int64_t count, int64_t minimum = 1) {
   return std::max<int64_t>(minimum, std::llround(static_cast<double>(count) * settings().scale));
-}
-
-double Seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
-uint64_t Nanos(Clock::duration duration) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(duration).count());
 }
 
 // One measured run's figures; zero means "not measured by this benchmark".
@@ -117,113 +106,6 @@ std::optional<Figures> Median(const std::string& name) {
   return median;
 }
 
-// p50 and p99 of per-operation latencies in nanoseconds; reorders the vector.
-void Percentiles(std::vector<uint64_t>* latencies_ns, Figures* figures) {
-  if (latencies_ns->empty()) return;
-  auto at = [latencies_ns](double quantile) {
-    const size_t index = std::min(latencies_ns->size() - 1,
-                                  static_cast<size_t>(quantile * static_cast<double>(latencies_ns->size())));
-    std::nth_element(latencies_ns->begin(), latencies_ns->begin() + static_cast<ptrdiff_t>(index),
-                     latencies_ns->end());
-    return static_cast<double>((*latencies_ns)[index]) / 1000.0;
-  };
-  figures->p50_us = at(0.50);
-  figures->p99_us = at(0.99);
-}
-
-// A fresh directory under the base directory, removed with everything in it.
-class TempDir {
- public:
-  explicit TempDir(std::string_view purpose) {
-    std::string pattern = settings().base_dir + "/keel-bench-" + std::string(purpose) + "-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) {
-      error_ = "mkdtemp " + pattern + ": " + std::strerror(errno);
-      return;
-    }
-    path_ = pattern;
-  }
-  ~TempDir() {
-    if (path_.empty()) return;
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  bool ok() const { return error_.empty(); }
-  const std::string& error() const { return error_; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  std::string error_;
-};
-
-std::string ErrnoMessage(std::string_view what) { return std::string(what) + ": " + std::strerror(errno); }
-
-// Writes every byte of data at offset.
-bool PwriteAll(int fd, const std::byte* data, size_t length, uint64_t offset) {
-  while (length > 0) {
-    const ssize_t written = pwrite(fd, data, length, static_cast<off_t>(offset));
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return false;
-    data += written;
-    length -= static_cast<size_t>(written);
-    offset += static_cast<uint64_t>(written);
-  }
-  return true;
-}
-
-// Creates path holding length zero bytes, written (not fallocated) and synced,
-// as keel's spare segments are: later writes then change no file metadata.
-bool CreateZeroFilled(const std::string& path, uint64_t length, int* fd_out, std::string* error) {
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    *error = ErrnoMessage("open " + path);
-    return false;
-  }
-  const std::vector<std::byte> zeros(kMiB);
-  for (uint64_t offset = 0; offset < length; offset += zeros.size()) {
-    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(zeros.size(), length - offset));
-    if (!PwriteAll(fd, zeros.data(), chunk, offset)) {
-      *error = ErrnoMessage("write " + path);
-      close(fd);
-      return false;
-    }
-  }
-  if (fdatasync(fd) != 0) {
-    *error = ErrnoMessage("fdatasync " + path);
-    close(fd);
-    return false;
-  }
-  *fd_out = fd;
-  return true;
-}
-
-std::vector<std::byte> Pattern(size_t length) {
-  std::vector<std::byte> bytes(length);
-  for (size_t i = 0; i < length; ++i) bytes[i] = static_cast<std::byte>((i * 131 + 7) & 0xFF);
-  return bytes;
-}
-
-// The benchmarks' Log: 64 MiB segments and two spares, unless a diagnostic
-// asks for other segment options.
-Status OpenBenchLog(const std::string& parent, std::unique_ptr<wal::Log>* log,
-                    uint64_t segment_bytes = kSegmentBytes, uint32_t spare_segments = kSpareSegments) {
-  wal::LogOptions options;
-  options.segment_size_bytes = segment_bytes;
-  options.spare_segments = spare_segments;
-  options.create_if_missing = true;
-  // KEEL_BENCH_IO_BACKEND=portable|uring|auto compares the backends.
-  if (const char* backend = std::getenv("KEEL_BENCH_IO_BACKEND"); backend != nullptr) {
-    KEEL_RETURN_IF_ERROR(io::ParseBackend(backend, &options.io_backend));
-  }
-  const std::string dir = parent + "/log";
-  KEEL_RETURN_IF_ERROR(wal::Log::Open(dir, options, log));
-  bench::WaitForSpares(dir, spare_segments, std::chrono::seconds(20));
-  return Status::Ok();
-}
-
 wal::LogStats StatsDelta(const wal::LogStats& after, const wal::LogStats& before) {
   wal::LogStats delta;
   delta.writes = after.writes - before.writes;
@@ -254,7 +136,7 @@ void BM_RawPwriteFdatasync(benchmark::State& state) {
   const size_t write_bytes = page_per_op ? 4096 : kDurableRecordBytes;
   const int64_t warmup_ops = Scaled(kSyncOps / 10);
   const int64_t ops = Scaled(kSyncOps);
-  TempDir dir("raw-sync");
+  TempDir dir(settings().base_dir, "keel-bench-raw-sync");
   if (!dir.ok()) return state.SkipWithError(dir.error().c_str());
   const uint64_t file_bytes = static_cast<uint64_t>(warmup_ops + ops) * write_bytes + kMiB;
   int fd = -1;
@@ -287,7 +169,7 @@ void BM_RawPwriteFdatasync(benchmark::State& state) {
     }
     Figures figures;
     figures.records_per_s = static_cast<double>(ops) / seconds;
-    Percentiles(&latencies_ns, &figures);
+    std::tie(figures.p50_us, figures.p99_us) = Percentiles(&latencies_ns);
     state.counters["records_per_s"] = figures.records_per_s;
     state.counters["p50_us"] = figures.p50_us;
     state.counters["p99_us"] = figures.p99_us;
@@ -301,7 +183,7 @@ void BM_RawPwriteFdatasync(benchmark::State& state) {
 void BM_RawSequentialWrite(benchmark::State& state) {
   const int64_t warmup_bytes = Scaled(kSequentialWarmupBytes, 1) / 4096 * 4096;
   const int64_t bytes = std::max<int64_t>(4096, Scaled(kSequentialBytes) / 4096 * 4096);
-  TempDir dir("raw-seq");
+  TempDir dir(settings().base_dir, "keel-bench-raw-seq");
   if (!dir.ok()) return state.SkipWithError(dir.error().c_str());
   int fd = -1;
   std::string error;
@@ -310,14 +192,10 @@ void BM_RawSequentialWrite(benchmark::State& state) {
   const std::vector<std::byte> block = Pattern(4096);
   bool ok = true;
   for (auto _ : state) {
-    for (int64_t at = 0; at < warmup_bytes && ok; at += 4096) {
-      ok = PwriteAll(fd, block.data(), block.size(), static_cast<uint64_t>(at));
-    }
+    ok = ok && PwriteBlocks(fd, block, 0, warmup_bytes);
     ok = ok && fdatasync(fd) == 0;
     const Clock::time_point start = Clock::now();
-    for (int64_t at = warmup_bytes; at < warmup_bytes + bytes && ok; at += 4096) {
-      ok = PwriteAll(fd, block.data(), block.size(), static_cast<uint64_t>(at));
-    }
+    ok = ok && PwriteBlocks(fd, block, warmup_bytes, warmup_bytes + bytes);
     const double write_seconds = Seconds(Clock::now() - start);
     ok = ok && fdatasync(fd) == 0;
     const double seconds = Seconds(Clock::now() - start);
@@ -344,10 +222,10 @@ void BM_AppendDurable(benchmark::State& state) {
   const int64_t ops_per_thread =
       Scaled(threads == 1 ? kSyncOps : (threads <= 8 ? kSyncOpsPerThread8 : kSyncOpsPerThread64));
   const int64_t warmup_per_thread = std::max<int64_t>(1, ops_per_thread / 10);
-  TempDir dir("durable");
+  TempDir dir(settings().base_dir, "keel-bench-durable");
   if (!dir.ok()) return state.SkipWithError(dir.error().c_str());
   std::unique_ptr<wal::Log> log;
-  if (Status status = OpenBenchLog(dir.path(), &log); !status.ok()) {
+  if (Status status = OpenBenchLog(dir.path(), &log, kSegmentBytes, kSpareSegments); !status.ok()) {
     return state.SkipWithError(status.ToString().c_str());
   }
   const std::vector<std::byte> record = Pattern(kDurableRecordBytes);
@@ -395,7 +273,7 @@ void BM_AppendDurable(benchmark::State& state) {
     for (const std::vector<uint64_t>& mine : latencies_ns) all.insert(all.end(), mine.begin(), mine.end());
     Figures figures;
     figures.records_per_s = static_cast<double>(ops) / seconds;
-    Percentiles(&all, &figures);
+    std::tie(figures.p50_us, figures.p99_us) = Percentiles(&all);
     state.counters["records_per_s"] = figures.records_per_s;
     state.counters["p50_us"] = figures.p50_us;
     state.counters["p99_us"] = figures.p99_us;
@@ -415,7 +293,7 @@ void BM_AppendNoSync(benchmark::State& state) {
   const std::string key = one_segment ? "BM_AppendNoSync/one_segment" : "BM_AppendNoSync";
   const int64_t warmup_records = std::max<int64_t>(1, Scaled(kSequentialWarmupBytes) / kNoSyncRecordBytes);
   const int64_t records = std::max<int64_t>(1, Scaled(kSequentialBytes) / kNoSyncRecordBytes);
-  TempDir dir("nosync");
+  TempDir dir(settings().base_dir, "keel-bench-nosync");
   if (!dir.ok()) return state.SkipWithError(dir.error().c_str());
   std::unique_ptr<wal::Log> log;
   const uint64_t segment_bytes = one_segment ? (1ULL << 30) : kSegmentBytes;
@@ -551,8 +429,7 @@ void PrintSummary() {
 // Consumes keel's own flags (--keel_scale=F, --keel_dir=PATH) before Google
 // Benchmark sees the rest.
 bool ParseOwnFlags(int* argc, char** argv) {
-  const char* env_dir = std::getenv("KEEL_BENCH_DIR");
-  settings().base_dir = (env_dir != nullptr && *env_dir != '\0') ? env_dir : "/var/tmp";
+  settings().base_dir = DefaultBaseDir();
   int kept = 1;
   for (int i = 1; i < *argc; ++i) {
     const std::string_view arg = argv[i];
@@ -569,18 +446,9 @@ bool ParseOwnFlags(int* argc, char** argv) {
     }
   }
   *argc = kept;
-  struct statfs info {};
-  if (statfs(settings().base_dir.c_str(), &info) != 0) {
-    std::fprintf(stderr, "log_bench: cannot use %s: %s\n", settings().base_dir.c_str(), std::strerror(errno));
-    return false;
-  }
-  if (info.f_type == TMPFS_MAGIC || info.f_type == RAMFS_MAGIC) {
-    std::fprintf(stderr,
-                 "log_bench: warning: %s is in memory (tmpfs); fdatasync costs nothing there and the figures "
-                 "mean little. Set KEEL_BENCH_DIR to a disk-backed directory.\n",
-                 settings().base_dir.c_str());
-  }
-  return true;
+  return CheckBaseDir("log_bench", settings().base_dir,
+                      "fdatasync costs nothing there and the figures mean little. Set KEEL_BENCH_DIR to a "
+                      "disk-backed directory.");
 }
 
 }  // namespace
