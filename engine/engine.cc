@@ -130,15 +130,17 @@ Status Engine::AppendReplicated(Lsn lsn, wal::Epoch epoch, wal::RecordKind kind,
 
 Status Engine::AppendEpochRecord(wal::Epoch epoch, std::span<const std::byte> payload, Lsn* lsn) {
   KEEL_RETURN_IF_ERROR(status());
-  if (epoch <= log_->epoch()) {
-    return Status::InvalidArgument("new epoch " + std::to_string(epoch) + " is not above the current epoch " +
-                                   std::to_string(log_->epoch()));
-  }
   wal::AppendSpec spec;
   spec.kind = wal::RecordKind::kEpoch;
   spec.epoch = epoch;
   {
+    // Every append that moves the log's epoch holds apply_mu_, so checked
+    // under it, two callers starting the same epoch cannot both pass.
     std::unique_lock lock(apply_mu_);
+    if (epoch <= log_->epoch()) {
+      return Status::InvalidArgument("new epoch " + std::to_string(epoch) + " is not above the current epoch " +
+                                     std::to_string(log_->epoch()));
+    }
     KEEL_RETURN_IF_ERROR(log_->AppendWith(spec, payload, lsn));
     applied_lsn_ = *lsn;
   }

@@ -3,11 +3,15 @@
 // applies, it checks that: restore + replay gives exactly the applied sequence;
 // a damaged newest checkpoint falls back to the previous one; each recovery
 // policy does what it says on a torn tail and on mid-log corruption; point-in-
-// time recovery keeps the quarantined bytes byte for byte; and log segments are
-// not recycled until a checkpoint that covers them is durable.
+// time recovery keeps the quarantined bytes byte for byte; log segments are
+// not recycled until a checkpoint that covers them is durable; and racing
+// callers start each epoch with exactly one epoch record.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <barrier>
 #include <cstring>
+#include <thread>
 
 #include "engine/engine.h"
 #include "tests/wal_test_util.h"
@@ -427,6 +431,42 @@ TEST_F(RecoveryTest, P6BackgroundCheckpointsRunBySizeAndKeepRecoveryShort) {
   EXPECT_GT(report.checkpoint_lsn, 0u);
   EXPECT_LT(report.records_replayed, 400u);
   ExpectPrefix(sm, 400);
+}
+
+// A promotion logs an epoch record; two callers racing to start the same
+// epoch must not both log one (the second is refused, nothing is appended).
+TEST_F(RecoveryTest, P2RacingEpochRecordsStartEachEpochExactlyOnce) {
+  ListMachine sm;
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Open(&sm, Options(), &engine).ok());
+  constexpr int kThreads = 8;
+  constexpr wal::Epoch kRounds = 20;
+  for (wal::Epoch epoch = 2; epoch < 2 + kRounds; ++epoch) {
+    std::atomic<int> started{0};
+    std::atomic<int> refused{0};
+    std::barrier gate(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        gate.arrive_and_wait();
+        Lsn lsn = 0;
+        const Status status = engine->AppendEpochRecord(epoch, {}, &lsn);
+        if (status.ok()) started += 1;
+        if (status.IsInvalidArgument()) refused += 1;
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    ASSERT_EQ(started.load(), 1) << "epoch " << epoch;
+    ASSERT_EQ(refused.load(), kThreads - 1) << "epoch " << epoch;
+  }
+  EXPECT_EQ(engine->log()->last_lsn(), kRounds) << "one epoch record per epoch";
+  EXPECT_EQ(engine->log()->epoch(), 1 + kRounds);
+  engine.reset();
+  ListMachine again;
+  recovery::Report report;
+  ASSERT_TRUE(Open(&again, Options(), &engine, &report).ok());
+  EXPECT_EQ(report.epoch_records, kRounds);
+  EXPECT_EQ(again.applied().size(), 0u);
 }
 
 }  // namespace
