@@ -61,6 +61,13 @@ class File {
   virtual Status Size(uint64_t* size) = 0;
   // The operating-system descriptor, or -1 for backends that have none.
   virtual int fd() const { return -1; }
+  // A hint, never an error: start reading [offset, offset + length) into the
+  // page cache without waiting for it, so that a later ReadAt finds it there
+  // (posix_fadvise WILLNEED). Backends without a page cache ignore it.
+  virtual void Prefetch(uint64_t offset, uint64_t length) {
+    (void)offset;
+    (void)length;
+  }
 };
 
 enum class IoOp : uint8_t { kWrite, kSync, kRead };

@@ -230,6 +230,9 @@ class PosixFile final : public File {
   }
 
   Status Sync() override { return internal::DataSync(fd_, path_); }
+  void Prefetch(uint64_t offset, uint64_t length) override {
+    (void)posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_WILLNEED);
+  }
 
   Status Allocate(uint64_t length) override {
     if (length > static_cast<uint64_t>(std::numeric_limits<off_t>::max())) {
