@@ -101,15 +101,21 @@ fi
   echo "|---|---|---|"
   # compare_bench ends with its own target table: its rows as they are.
   awk -F'|' 'NF == 5 && ($4 ~ /met|MISSED/) {print}' "$parts/compare.md"
+  # The tables below are re-cut into target rows, each field trimmed.
+  trim='function t(x) { gsub(/^ +| +$/, "", x); return x }'
   # recovery_bench: measure | keel | baseline | ratio | target | verdict.
-  awk -F'|' 'NF == 8 && $7 ~ /met|MISSED/ {
-      printf "| %s: keel%s raw |%s vs%s:%s |%s |\n", $2, $6, $3, $4, $5, $7 }' "$parts/replay.md"
+  awk -F'|' "$trim"'
+    NF == 8 && $7 ~ /met|MISSED/ {
+      printf "| %s: keel %s raw | %s vs %s: %s | %s |\n", t($2), t($6), t($3), t($4), t($5), t($7) }' "$parts/replay.md"
   # replication_bench: case | writers | records/s | p50 | p99 | vs local | target | verdict.
-  awk -F'|' 'NF == 10 && $9 ~ /met|MISSED/ {
-      printf "| replication,%s,%s writers: records/s%s of local |%s records/s:%s |%s |\n", $2, $3, $8, $4, $7, $9 }' \
-    "$parts/replication.md"
+  awk -F'|' "$trim"'
+    NF == 10 && $9 ~ /met|MISSED/ {
+      printf "| replication, %s, %s writers: records/s %s of local | %s records/s: %s | %s |\n",
+             t($2), t($3), t($8), t($4), t($7), t($9) }' "$parts/replication.md"
   # catch-up: case | MB/s | vs fill | target | verdict.
-  awk -F'|' 'NF == 7 && $6 ~ /met|MISSED/ {printf "| backup catch-up MB/s%s |%s |%s |\n", $5, $3, $6}' "$parts/replication.md"
+  awk -F'|' "$trim"'
+    NF == 7 && $6 ~ /met|MISSED/ { printf "| backup catch-up MB/s %s | %s | %s |\n", t($5), t($3), t($6) }' \
+    "$parts/replication.md"
   if [ -n "$rss_1g" ] && [ -n "$rss_4g" ]; then
     verdict=MISSED
     # Independent of log size: 4 GiB of log may cost at most a quarter more than 1 GiB.

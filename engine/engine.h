@@ -65,7 +65,9 @@ class StateMachine {
   virtual std::unique_ptr<StateSnapshot> Capture() = 0;
   // Replaces the whole state with the one read from source; with a null source,
   // with the empty state. Called during recovery only. On error the engine
-  // calls Restore again (an older checkpoint, or null).
+  // calls Restore again (an older checkpoint, or null); it may also call it
+  // again after records were applied, when recovery has to read the log a
+  // second time (recovery::Report::log_passes), so nothing may survive it.
   virtual Status Restore(checkpoint::Source* source) = 0;
 };
 

@@ -258,11 +258,56 @@ std::string Report::Describe() const {
   char timing[128];
   std::snprintf(timing, sizeof(timing), ", %.3f s (replay %.1f MB/s)", seconds, replay_bytes_per_second() / 1e6);
   text += timing;
+  if (log_passes == 1) text += ", log read once";
+  if (log_passes == 2) text += ", log read twice (" + second_pass_reason + ")";
   for (const std::string& skipped : checkpoints_skipped) text += "\n  skipped checkpoint " + skipped;
   for (const std::string& path : quarantined) text += "\n  quarantined " + path;
   return text;
 }
 
+namespace {
+
+// Replays one record, in LSN order, into the state and the report.
+Status ReplayRecord(const Hooks& hooks, const wal::Record& record, Report* report) {
+  // An epoch record marks where a promoted backup's epoch began; it is the
+  // replication layer's, not the state machine's. It still takes its LSN:
+  // the state is as of it once it is passed.
+  report->last_lsn = record.lsn;
+  if (record.kind != wal::RecordKind::kData) {
+    assert(record.kind == wal::RecordKind::kEpoch);
+    report->epoch_records += 1;
+    return Status::Ok();
+  }
+  if (report->records_replayed == 0) report->first_replayed_lsn = record.lsn;
+  KEEL_RETURN_IF_ERROR(hooks.apply(record.lsn, record.payload));
+  report->records_replayed += 1;
+  report->bytes_replayed += wal::kRecordHeaderSize + record.payload.size();
+  return Status::Ok();
+}
+
+void ForgetReplay(Report* report) {
+  report->checkpoint.clear();
+  report->checkpoint_lsn = 0;
+  report->checkpoints_skipped.clear();
+  report->first_replayed_lsn = 0;
+  report->last_lsn = 0;
+  report->records_replayed = 0;
+  report->bytes_replayed = 0;
+  report->epoch_records = 0;
+}
+
+}  // namespace
+
+// One pass where it can: the newest checkpoint that restores is restored
+// before the log is opened, and Log::Open's validation scan hands every record
+// after it to Apply as it checks it, so the log is read once. The pass counts
+// only if it is exactly what the two-pass order below would have done: the
+// first open succeeded, no checkpoint was skipped, the log can continue from
+// the checkpoint (first_lsn <= C + 1, C <= last_lsn), and replay reached the
+// log's last LSN without a gap. Otherwise (a damaged checkpoint, a checkpoint
+// ahead of the log, point-in-time quarantine, a log that starts after the
+// checkpoint), the state is restored again and replayed from a second read:
+// Restore replaces the whole state, so the first attempt leaves nothing behind.
 Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, std::unique_ptr<wal::Log>* log,
                Report* report) {
   const Clock::time_point start = Clock::now();
@@ -271,9 +316,30 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   wal::LogOptions log_options = options.log;
   log_options.file_system = fs;
   log_options.refuse_torn_tail = options.policy == Policy::kAbsoluteConsistency;
+
+  // The bounds say nothing yet (no checkpoint is ahead of or behind the log):
+  // this restores the newest checkpoint that restores, else the empty state.
+  KEEL_RETURN_IF_ERROR(RestoreCheckpoint(fs, options, hooks, /*log_first=*/1, /*log_last=*/UINT64_MAX, report));
+  std::string second_pass_reason;
+  if (!report->checkpoints_skipped.empty()) second_pass_reason = "a checkpoint was skipped";
+  bool one_pass = second_pass_reason.empty();
+  Lsn next = report->checkpoint_lsn + 1;
+  auto visit = [&](const wal::Record& record) -> Status {
+    if (!one_pass || record.lsn < next) return Status::Ok();  // the checkpoint holds it
+    if (record.lsn != next) {
+      one_pass = false;
+      second_pass_reason = "the log starts after the newest checkpoint";
+      return Status::Ok();
+    }
+    next += 1;
+    return ReplayRecord(hooks, record, report);
+  };
+  const Clock::time_point pass_start = Clock::now();
   wal::OpenReport open_report;
-  Status status = wal::Log::Open(options.wal_dir, log_options, log, &open_report);
+  Status status = wal::Log::Open(options.wal_dir, log_options, log, &open_report, visit);
   if (status.IsCorruption() && options.policy == Policy::kPointInTime && open_report.tail.kind == wal::ScanEndKind::kCorruption) {
+    one_pass = false;
+    second_pass_reason = "point-in-time recovery quarantined a corrupt part of the log";
     report->log_end_description = open_report.tail.Describe();
     KEEL_RETURN_IF_ERROR(Quarantine(fs, options, report));
     status = wal::Log::Open(options.wal_dir, log_options, log, &open_report);
@@ -285,28 +351,31 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
 
   wal::Log* opened = log->get();
   const Lsn log_last = opened->last_lsn();
-  KEEL_RETURN_IF_ERROR(RestoreCheckpoint(fs, options, hooks, opened->first_lsn(), log_last, report));
+  const Lsn log_first = opened->first_lsn();
+  const Lsn checkpoint_lsn = report->checkpoint_lsn;
+  if (one_pass && log_first <= checkpoint_lsn + 1 && checkpoint_lsn <= log_last &&
+      std::max(report->last_lsn, checkpoint_lsn) == log_last) {
+    report->last_lsn = log_last;
+    report->log_passes = 1;
+    report->replay_seconds = SecondsSince(pass_start);
+    report->seconds = SecondsSince(start);
+    return Status::Ok();
+  }
 
+  ForgetReplay(report);
+  report->log_passes = 2;
+  if (second_pass_reason.empty()) {
+    second_pass_reason = checkpoint_lsn > log_last ? "the newest checkpoint is ahead of the log"
+                                                   : "the first pass did not end at the log's last LSN";
+  }
+  report->second_pass_reason = second_pass_reason;
+  KEEL_RETURN_IF_ERROR(RestoreCheckpoint(fs, options, hooks, log_first, log_last, report));
   const Clock::time_point replay_start = Clock::now();
   std::unique_ptr<wal::LogScanner> reader;
   KEEL_RETURN_IF_ERROR(opened->NewReader(report->checkpoint_lsn + 1, &reader));
   wal::Record record;
   report->last_lsn = report->checkpoint_lsn;
-  while (reader->Next(&record)) {
-    // An epoch record marks where a promoted backup's epoch began; it is the
-    // replication layer's, not the state machine's. It still takes its LSN:
-    // the state is as of it once it is passed.
-    report->last_lsn = record.lsn;
-    if (record.kind != wal::RecordKind::kData) {
-      assert(record.kind == wal::RecordKind::kEpoch);
-      report->epoch_records += 1;
-      continue;
-    }
-    if (report->records_replayed == 0) report->first_replayed_lsn = record.lsn;
-    KEEL_RETURN_IF_ERROR(hooks.apply(record.lsn, record.payload));
-    report->records_replayed += 1;
-    report->bytes_replayed += wal::kRecordHeaderSize + record.payload.size();
-  }
+  while (reader->Next(&record)) KEEL_RETURN_IF_ERROR(ReplayRecord(hooks, record, report));
   KEEL_RETURN_IF_ERROR(reader->status());
   const wal::ScanEnd& end = reader->end();
   if (end.kind == wal::ScanEndKind::kCorruption) return Status::Corruption("during replay: " + end.Describe());

@@ -13,6 +13,13 @@
 //   4. Open the log for writing and replay every data record after C through
 //      Apply (epoch records take an LSN but carry nothing for the state).
 //
+// That is the order of the outcome. In practice the log is read once: the
+// checkpoint is restored first, and the scan of step 1 applies the records
+// after it as it validates them. When that pass turns out not to be exactly
+// steps 1-4 (a checkpoint was skipped or is ahead of the log, point-in-time
+// quarantined, the log starts after the checkpoint), the state is restored
+// again and the log read a second time (Report::log_passes says which).
+//
 // CutTail is the other repair: a deposed primary rejoining as a backup cuts
 // the records after the last LSN it shares with the new primary, keeping them
 // in quarantine, never deleting them.
@@ -56,7 +63,11 @@ struct Report {
   std::vector<std::string> quarantined;    // paths written under DIR/quarantine
   std::string backend_notice;              // set when io_backend=auto fell back (print it once)
   double seconds = 0;                      // whole recovery
-  double replay_seconds = 0;
+  double replay_seconds = 0;               // one pass: the validation scan and replay together
+  // 1: the log's validation scan replayed as it read (the usual case). 2: the
+  // log was read again to replay, for the reason in second_pass_reason.
+  int log_passes = 0;
+  std::string second_pass_reason;
   double replay_bytes_per_second() const {
     return replay_seconds > 0 ? static_cast<double>(bytes_replayed) / replay_seconds : 0;
   }

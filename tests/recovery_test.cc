@@ -5,7 +5,10 @@
 // policy does what it says on a torn tail and on mid-log corruption; point-in-
 // time recovery keeps the quarantined bytes byte for byte; log segments are
 // not recycled until a checkpoint that covers them is durable; and racing
-// callers start each epoch with exactly one epoch record.
+// callers start each epoch with exactly one epoch record. Recovery reads the
+// log once (one restore) unless a skipped or too-new checkpoint or point-in-
+// time quarantine sends it down the two-pass order, and an Apply that fails
+// during the pass cuts nothing.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -150,6 +153,9 @@ TEST_F(RecoveryTest, P2RestorePlusReplayGivesExactlyTheAppliedSequence) {
   EXPECT_EQ(report.last_lsn, 230u);
   ExpectPrefix(sm, 230);
   EXPECT_NE(report.Describe().find("replayed 80 records"), std::string::npos) << report.Describe();
+  // In one pass: the validation scan replayed as it read, after one restore.
+  EXPECT_EQ(report.log_passes, 1) << report.Describe();
+  EXPECT_EQ(sm.restores(), 1);
   // And it goes on from there.
   AppendRange(engine.get(), 231, 240);
   ExpectPrefix(sm, 240);
@@ -181,6 +187,8 @@ TEST_F(RecoveryTest, P6DamagedNewestCheckpointFallsBackToThePreviousOne) {
   EXPECT_EQ(report.records_replayed, 70u);
   ExpectPrefix(sm, 120);
   EXPECT_GE(sm.restores(), 2) << "the damaged checkpoint was tried first, then replaced whole";
+  EXPECT_EQ(report.log_passes, 2) << "a skipped checkpoint sends recovery down the two-pass order";
+  EXPECT_EQ(report.second_pass_reason, "a checkpoint was skipped");
 }
 
 class PolicyTest : public RecoveryTest {
@@ -220,6 +228,7 @@ TEST_F(PolicyTest, P4TolerateTornTailCutsATornTailAndRefusesCorruption) {
     EXPECT_GE(report.tail_bytes_cut, 300u);  // the garbage, plus the zero padding before it
     EXPECT_LT(report.tail_bytes_cut, 300u + 512);
     ExpectPrefix(sm, 40);
+    EXPECT_EQ(report.log_passes, 1) << "a torn tail is cut after the pass";
   }
   CorruptMidLog();
   ListMachine sm;
@@ -265,6 +274,8 @@ TEST_F(PolicyTest, P4PointInTimeStopsAtCorruptionAndQuarantinesTheRestByteForByt
   Status status = Open(&sm, Options(recovery::Policy::kPointInTime), &engine, &report);
   ASSERT_TRUE(status.ok()) << status.ToString();
   ExpectPrefix(sm, 34);
+  EXPECT_EQ(report.log_passes, 2) << "records 31..34 were applied twice over one restore each";
+  EXPECT_EQ(sm.restores(), 2);
   ASSERT_EQ(report.quarantined.size(), 1u);
   const std::optional<std::string> kept = fs_.Contents(report.quarantined[0]);
   ASSERT_TRUE(kept.has_value());
@@ -299,6 +310,34 @@ TEST_F(PolicyTest, P4PointInTimeMovesLaterSegmentsAsideWhole) {
   EXPECT_EQ(report.quarantined.size(), segments) << "the damaged segment's tail plus every later segment";
 }
 
+// The one pass applies records while the log is still being validated. An
+// Apply that fails there fails recovery before the log is touched: the torn
+// tail is still on disk, byte for byte, for the next attempt.
+TEST_F(PolicyTest, P4AnApplyErrorDuringThePassFailsRecoveryAndCutsNothing) {
+  Build();
+  AddTornTail();
+  const std::string before = *fs_.Contents(Locate(40).first);
+  class FailsAt35 final : public StateMachine {
+   public:
+    Status Apply(Lsn lsn, std::span<const std::byte> payload) override {
+      if (lsn == 35) return Status::Failed("no room for LSN 35");
+      return inner.Apply(lsn, payload);
+    }
+    std::unique_ptr<StateSnapshot> Capture() override { return inner.Capture(); }
+    Status Restore(checkpoint::Source* source) override { return inner.Restore(source); }
+    ListMachine inner;
+  };
+  FailsAt35 sm;
+  std::unique_ptr<Engine> engine;
+  Status status = Engine::Open(kDir, Options(), &sm, &engine);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("no room for LSN 35"), std::string::npos) << status.ToString();
+  EXPECT_EQ(*fs_.Contents(Locate(40).first), before) << "a failed recovery must not cut the tail";
+  ListMachine again;
+  ASSERT_TRUE(Open(&again, Options(), &engine).ok());
+  ExpectPrefix(again, 40);
+}
+
 TEST_F(PolicyTest, P4ACheckpointAheadOfTheLogProvesLostRecords) {
   // Records 41..45 are acknowledged and covered by a checkpoint at 45; then the
   // log loses them (zeroed, as a lying device might) with nothing after them to
@@ -328,6 +367,8 @@ TEST_F(PolicyTest, P4ACheckpointAheadOfTheLogProvesLostRecords) {
   ASSERT_TRUE(Open(&sm, Options(recovery::Policy::kPointInTime), &engine, &report).ok());
   ExpectPrefix(sm, 40);
   EXPECT_EQ(report.checkpoint_lsn, 30u);
+  EXPECT_EQ(report.log_passes, 2);
+  EXPECT_EQ(report.second_pass_reason, "the newest checkpoint is ahead of the log");
   ASSERT_EQ(report.quarantined.size(), 1u);
   EXPECT_TRUE(fs_.Contents(report.quarantined[0]).has_value()) << "the checkpoint is kept, not deleted";
   EXPECT_FALSE(fs_.Contents(CheckpointPath(45)).has_value());

@@ -144,6 +144,11 @@ Log::Log(std::string dir, const LogOptions& options, io::FileSystem* fs, std::un
 Log::~Log() { (void)Close(); }
 
 Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_ptr<Log>* log, OpenReport* report) {
+  return Open(dir, options, log, report, nullptr);
+}
+
+Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_ptr<Log>* log, OpenReport* report,
+                 const std::function<Status(const Record&)>& visit) {
   KEEL_RETURN_IF_ERROR(ValidateOptions(options));
   if (dir.empty()) return Status::InvalidArgument("log directory path is empty");
   std::unique_ptr<io::FileSystem> owned;
@@ -196,7 +201,7 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   } else if (options.error_if_exists) {
     return Status::InvalidArgument("log " + dir + " already exists");
   } else {
-    KEEL_RETURN_IF_ERROR(opened->Recover(report));
+    KEEL_RETURN_IF_ERROR(opened->Recover(report, visit));
   }
   KEEL_RETURN_IF_ERROR(opened->Start());
   report->segments = opened->segments_.size();
@@ -252,10 +257,10 @@ Status Log::Create() {
 // Validates the log and positions the writer after its last valid record.
 // A torn tail is zeroed from the next sector on, so that no bytes of an
 // earlier, unacknowledged write can be read as records once new ones follow.
-Status Log::Recover(OpenReport* report) {
+Status Log::Recover(OpenReport* report, const std::function<Status(const Record&)>& visit) {
   LogScanner scanner(fs_, dir_);
   KEEL_RETURN_IF_ERROR(scanner.Init());
-  KEEL_RETURN_IF_ERROR(scanner.ScanToEnd());
+  KEEL_RETURN_IF_ERROR(scanner.ScanToEnd(visit));
   const ScanEnd& end = scanner.end();
   report->tail = end;
   if (end.kind == ScanEndKind::kCorruption) {

@@ -139,6 +139,14 @@ class Log {
   // reported; corruption is an error naming segment, offset and expected LSN.
   static Status Open(const std::string& dir, const LogOptions& options, std::unique_ptr<Log>* log,
                      OpenReport* report = nullptr);
+  // The same, and the validation scan shows visit every valid record it reads,
+  // in LSN order, as it reads it: recovery replays in the same pass instead of
+  // reading the log twice. Every record shown stays in the log if Open
+  // succeeds (the scan ends before a torn tail or corruption, and only bytes
+  // after the last valid record are cut). If Open fails, the records shown
+  // mean nothing. An error from visit fails Open. Nothing is shown for a new log.
+  static Status Open(const std::string& dir, const LogOptions& options, std::unique_ptr<Log>* log,
+                     OpenReport* report, const std::function<Status(const Record&)>& visit);
   // Closes: writes and syncs everything appended, then stops the threads.
   ~Log();
   Log(const Log&) = delete;
@@ -205,7 +213,7 @@ class Log {
 
   Log(std::string dir, const LogOptions& options, io::FileSystem* fs, std::unique_ptr<io::FileSystem> owned_fs);
   Status AdoptSpares(const std::vector<std::string>& names);
-  Status Recover(OpenReport* report);
+  Status Recover(OpenReport* report, const std::function<Status(const Record&)>& visit);
   Status Create();
   Status Start();
 

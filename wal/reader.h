@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -89,8 +90,9 @@ class LogScanner {
   // The next valid record in LSN order. False at the end of the scan; end()
   // then says how the log ends. An I/O error also ends the scan (status()).
   bool Next(Record* record);
-  // Runs the scan to its end without returning records.
-  Status ScanToEnd();
+  // Runs the scan to its end. With visit, shows it every record Next would
+  // return, in LSN order; an error from visit stops the scan and is returned.
+  Status ScanToEnd(const std::function<Status(const Record&)>& visit = nullptr);
 
   const ScanEnd& end() const { return end_; }
   // OK, or the I/O error that stopped the scan (corruption is reported in end()).
