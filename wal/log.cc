@@ -463,6 +463,7 @@ Status Log::Reserve(const AppendSpec& spec, size_t frame_bytes, Lsn* lsn, Epoch*
 }
 
 void Log::CopyToRing(uint64_t position, std::span<const std::byte> bytes) {
+  if (bytes.empty()) return;  // an empty payload's data() may be null, which memcpy must not get
   const uint64_t at = position % ring_capacity_;
   const size_t first = static_cast<size_t>(std::min<uint64_t>(bytes.size(), ring_capacity_ - at));
   std::memcpy(ring_.get() + at, bytes.data(), first);
