@@ -320,14 +320,13 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   // The bounds say nothing yet (no checkpoint is ahead of or behind the log):
   // this restores the newest checkpoint that restores, else the empty state.
   KEEL_RETURN_IF_ERROR(RestoreCheckpoint(fs, options, hooks, /*log_first=*/1, /*log_last=*/UINT64_MAX, report));
-  std::string second_pass_reason;
+  // The pass holds while no reason to read the log again has turned up.
+  std::string& second_pass_reason = report->second_pass_reason;
   if (!report->checkpoints_skipped.empty()) second_pass_reason = "a checkpoint was skipped";
-  bool one_pass = second_pass_reason.empty();
   Lsn next = report->checkpoint_lsn + 1;
   auto visit = [&](const wal::Record& record) -> Status {
-    if (!one_pass || record.lsn < next) return Status::Ok();  // the checkpoint holds it
+    if (!second_pass_reason.empty() || record.lsn < next) return Status::Ok();  // the checkpoint holds it
     if (record.lsn != next) {
-      one_pass = false;
       second_pass_reason = "the log starts after the newest checkpoint";
       return Status::Ok();
     }
@@ -338,7 +337,6 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   wal::OpenReport open_report;
   Status status = wal::Log::Open(options.wal_dir, log_options, log, &open_report, visit);
   if (status.IsCorruption() && options.policy == Policy::kPointInTime && open_report.tail.kind == wal::ScanEndKind::kCorruption) {
-    one_pass = false;
     second_pass_reason = "point-in-time recovery quarantined a corrupt part of the log";
     report->log_end_description = open_report.tail.Describe();
     KEEL_RETURN_IF_ERROR(Quarantine(fs, options, report));
@@ -353,7 +351,7 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   const Lsn log_last = opened->last_lsn();
   const Lsn log_first = opened->first_lsn();
   const Lsn checkpoint_lsn = report->checkpoint_lsn;
-  if (one_pass && log_first <= checkpoint_lsn + 1 && checkpoint_lsn <= log_last &&
+  if (second_pass_reason.empty() && log_first <= checkpoint_lsn + 1 && checkpoint_lsn <= log_last &&
       std::max(report->last_lsn, checkpoint_lsn) == log_last) {
     report->last_lsn = log_last;
     report->log_passes = 1;
@@ -365,10 +363,10 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   ForgetReplay(report);
   report->log_passes = 2;
   if (second_pass_reason.empty()) {
-    second_pass_reason = checkpoint_lsn > log_last ? "the newest checkpoint is ahead of the log"
-                                                   : "the first pass did not end at the log's last LSN";
+    second_pass_reason = checkpoint_lsn > log_last         ? "the newest checkpoint is ahead of the log"
+                         : log_first > checkpoint_lsn + 1 ? "the log starts after the newest checkpoint"
+                                                          : "the first pass did not end at the log's last LSN";
   }
-  report->second_pass_reason = second_pass_reason;
   KEEL_RETURN_IF_ERROR(RestoreCheckpoint(fs, options, hooks, log_first, log_last, report));
   const Clock::time_point replay_start = Clock::now();
   std::unique_ptr<wal::LogScanner> reader;
