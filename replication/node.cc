@@ -170,6 +170,7 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
   if (options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min) {
     return Status::InvalidArgument("need 0 < reconnect min <= reconnect max");
   }
+  KEEL_RETURN_IF_ERROR(CheckListenerSecret(options.listen_host, options.secret));
   if (options.window_bytes < kShipBatchBytes) {
     return Status::InvalidArgument("window_bytes must be at least " + std::to_string(kShipBatchBytes));
   }
@@ -1541,20 +1542,6 @@ Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminRep
                               " instead of AdminReply");
   }
   return DecodeAdminReply(frame.body, reply);
-}
-
-Status ReadSecretFile(const std::string& path, std::string* secret) {
-  secret->clear();
-  if (path.empty()) return Status::Ok();
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return Status::FromErrno("open secret file " + path, errno);
-  char buffer[4096];
-  const size_t got = std::fread(buffer, 1, sizeof(buffer), file);
-  std::fclose(file);
-  secret->assign(buffer, got);
-  while (!secret->empty() && (secret->back() == '\n' || secret->back() == '\r')) secret->pop_back();
-  if (secret->empty()) return Status::InvalidArgument("secret file " + path + " is empty");
-  return Status::Ok();
 }
 
 }  // namespace keel::replication

@@ -45,6 +45,7 @@
 #include "engine/engine.h"
 #include "replication/epoch_history.h"
 #include "replication/protocol.h"
+#include "replication/secret.h"
 #include "replication/transport.h"
 
 namespace keel::replication {
@@ -64,7 +65,8 @@ struct NodeOptions {
   std::string dir;                       // the engine directory
   EngineOptions engine;                  // log.create_if_missing is honoured
   std::string cluster_name = "keel";
-  std::string secret;                    // shared by every node and tool of the cluster
+  std::string secret;                    // shared by every node and tool of the cluster; required to
+                                         // listen on a non-loopback address (replication/secret.h)
   uint64_t node_id = 0;                  // nonzero, unique in the cluster
   NodeRole role = NodeRole::kPrimary;    // the role to start in
   std::string listen_host = "127.0.0.1";
@@ -292,9 +294,5 @@ struct AdminTarget {
   std::chrono::milliseconds timeout{5000};
 };
 Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminReply* reply);
-
-// Reads a cluster secret from a file (trailing newlines dropped); an empty
-// path is the empty secret. InvalidArgument for an empty or unreadable file.
-Status ReadSecretFile(const std::string& path, std::string* secret);
 
 }  // namespace keel::replication

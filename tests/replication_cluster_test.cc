@@ -34,6 +34,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -558,6 +559,9 @@ TEST(ReplicationClusterTest, WrongSecretOrClusterIsRefused) {
   TempDir temp;
   WriteFileOrDie(temp.Join("secret"), "the-right-secret\n");
   WriteFileOrDie(temp.Join("wrong-secret"), "a-wrong-secret\n");
+  // Secret files are private to their owner, or refused.
+  ASSERT_EQ(chmod(temp.Join("secret").c_str(), 0600), 0);
+  ASSERT_EQ(chmod(temp.Join("wrong-secret").c_str(), 0600), 0);
   const std::string secret = "--secret-file " + temp.Join("secret");
   auto flags = [](std::vector<std::string> extra) {
     std::vector<std::string> all = {"--create", "--segment-size", "1m", "--listen", "127.0.0.1:0"};
