@@ -183,6 +183,10 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
     KEEL_RETURN_IF_ERROR(io::OpenPosixFileSystem(io::Backend::kPortable, &started->owned_fs_, &notice));
     started->fs_ = started->owned_fs_.get();
   }
+  // Bound before the engine opens: a port already taken must leave the
+  // directory as it was, with no store created and no LOCK.
+  KEEL_RETURN_IF_ERROR(Listener::Bind(options.listen_host, options.listen_port, &started->listener_));
+  started->port_ = started->listener_->port();
   // Was there a log before this start? (Engine::Open may create one.)
   bool had_log = false;
   {
@@ -202,8 +206,6 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
     // writes at the same LSNs.
     KEEL_RETURN_IF_ERROR(started->StartEpoch());
   }
-  KEEL_RETURN_IF_ERROR(Listener::Bind(options.listen_host, options.listen_port, &started->listener_));
-  started->port_ = started->listener_->port();
   // Said before any thread runs: once the follower runs, a rejoin cut may
   // replace the engine under engine_mu_.
   {
