@@ -142,18 +142,16 @@ struct Node::Backup {
 };
 
 Node::Node(const NodeOptions& options)
-    : options_(options), cluster_id_(ClusterIdFromName(options.cluster_name)), role_(options.role) {}
+    : options_(options),
+      cluster_id_(ClusterIdFromName(options.cluster_name)),
+      log_(options.node_id, options.log_line),
+      role_(options.role) {}
 
 Node::~Node() { (void)Stop(); }
 
-void Node::Log(const std::string& line) const {
-  const std::string text = "keel node " + std::to_string(options_.node_id) + ": " + line;
-  if (options_.log_line) {
-    options_.log_line(text);
-  } else {
-    std::fprintf(stderr, "%s\n", text.c_str());
-  }
-}
+void Node::Log(const std::string& line) const { log_.Line(line); }
+
+void Node::LogLimited(std::string_view key, const std::string& line) const { log_.Limited(key, line); }
 
 Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr<Node>* node) {
   if (options.node_id == 0) return Status::InvalidArgument("node id must be nonzero");
@@ -287,6 +285,7 @@ Status Node::Stop() {
     sessions.swap(sessions_);
   }
   for (Session& session : sessions) session.thread.join();
+  log_.Flush(/*all_windows=*/true);
   std::unique_lock lock(engine_mu_);
   return CloseEngine();
 }
@@ -431,7 +430,7 @@ void Node::ListenLoop() {
     Status status = listener_->Accept(milliseconds(200), &connection);
     if (IsTimeout(status)) continue;
     if (!status.ok()) {
-      if (!stopping_.load()) Log("accept failed: " + status.ToString());
+      if (!stopping_.load()) LogLimited("accept", "accept failed: " + status.message());
       std::this_thread::sleep_for(milliseconds(50));
       continue;
     }
@@ -472,7 +471,11 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
   }
   if (status.ok()) status = DecodeHello(frame.body, &hello);
   if (!status.ok()) {
-    if (!stopping_.load()) Log("refused a connection from " + connection->peer() + ": " + status.ToString());
+    if (!stopping_.load()) {
+      const std::string kind = std::to_string(static_cast<int>(status.code()));
+      LogLimited("connection " + std::string(HostOf(connection->peer())) + " " + kind,
+                 DescribeRefusedConnection(connection->peer(), status));
+    }
     forget();
     return;
   }
@@ -483,7 +486,9 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
     // Say nothing about ourselves to a peer that failed the check.
     EncodeHelloReply({false, reason, 0, 0, why}, &body);
     (void)connection->Send(MessageType::kHelloReply, Bytes(body));
-    Log("refused " + connection->peer() + " (node " + std::to_string(hello.node_id) + "): " + why);
+    const std::string node = std::to_string(hello.node_id);
+    LogLimited("hello " + std::string(HostOf(connection->peer())) + " " + node + " " + why,
+               "refused " + connection->peer() + " (node " + node + "): " + why);
     forget();
     return;
   }
@@ -524,7 +529,8 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
   if (reason != RejectReason::kNone) {
     EncodeHelloReply({false, reason, mine.epoch, mine.last_lsn, why.substr(0, kMaxTextBytes)}, &body);
     (void)connection->Send(MessageType::kHelloReply, Bytes(body));
-    Log("refused node " + std::to_string(hello.node_id) + " at " + connection->peer() + ": " + why);
+    LogLimited("refused node " + std::to_string(hello.node_id) + " " + why,
+               "refused node " + std::to_string(hello.node_id) + " at " + connection->peer() + ": " + why);
     forget();
     return;
   }
@@ -617,7 +623,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
       continue;
     }
     if (!status.ok()) {
-      why = status.ToString();
+      why = DescribeForPeer(status, backup->address);
       break;
     }
     std::lock_guard lock(backups_mu_);
@@ -628,7 +634,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
       Ack ack;
       if (Status decoded = DecodeAck(frame.body, &ack); !decoded.ok() || ack.received_lsn > backup->shipped_through) {
         why = decoded.ok() ? "acknowledged LSN " + std::to_string(ack.received_lsn) + " it was never sent"
-                           : decoded.ToString();
+                           : decoded.message();
         break;
       }
       backup->received_lsn = std::max(backup->received_lsn, ack.received_lsn);
@@ -649,7 +655,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
     } else if (frame.type == MessageType::kHeartbeat) {
       Heartbeat heartbeat;
       if (Status decoded = DecodeHeartbeat(frame.body, &heartbeat); !decoded.ok()) {
-        why = decoded.ToString();
+        why = decoded.message();
         break;
       }
     } else if (frame.type == MessageType::kError) {
@@ -721,7 +727,7 @@ void Node::ShipLoop(const std::shared_ptr<Backup>& backup) {
     }
     if (!status.ok()) {
       if (!backup->closed.load() && !stopping_.load()) {
-        Log("shipping to backup " + std::to_string(backup->node_id) + " stopped: " + status.ToString());
+        Log("shipping to backup " + std::to_string(backup->node_id) + " stopped: " + status.message());
       }
       backup->connection->Shutdown();
       return;
@@ -1075,9 +1081,10 @@ void Node::FollowLoop() {
     const milliseconds delay(options_.reconnect_min.count() / 2 +
                              static_cast<int64_t>(random() % static_cast<uint64_t>(ceiling + 1)));
     ++attempt;
-    Log("primary " + options_.primary_host + ":" + std::to_string(options_.primary_port) + ": " +
-        (status.ok() ? std::string("connection ended") : status.ToString()) + "; retry " + std::to_string(attempt) +
-        " in " + std::to_string(delay.count()) + " ms");
+    const std::string primary = options_.primary_host + ":" + std::to_string(options_.primary_port);
+    const std::string why = status.ok() ? std::string("connection ended") : DescribeForPeer(status, primary);
+    LogLimited("retry " + why, "primary " + primary + ": " + why + "; retry " + std::to_string(attempt) + " in " +
+                                   std::to_string(delay.count()) + " ms");
     std::unique_lock lock(follow_mu_);
     sync_cv_.wait_for(lock, delay, [&] { return stop_following_; });
   }
@@ -1090,7 +1097,7 @@ Status Node::FollowOnce(bool* connected) {
     std::unique_lock lock(engine_mu_);
     if (!engine_) {
       if (Status reopened = OpenEngine(); !reopened.ok()) {
-        return Status::Failed("the engine does not reopen: " + reopened.ToString());
+        return Status::Failed("the engine does not reopen: " + reopened.message());
       }
     }
   }
@@ -1462,7 +1469,7 @@ void Node::SyncLoop() {
     }
     if (!synced.ok()) {
       // P5: a failed sync acknowledges nothing more.
-      Log("sync failed, acknowledging nothing more: " + synced.ToString());
+      Log("sync failed, acknowledging nothing more: " + synced.message());
       return;
     }
     std::lock_guard lock(follow_mu_);
@@ -1479,6 +1486,7 @@ void Node::SyncLoop() {
 void Node::HeartbeatLoop() {
   while (!stopping_.load()) {
     std::this_thread::sleep_for(options_.heartbeat_interval);
+    log_.Flush();  // the summaries of bursts that have ended
     Heartbeat heartbeat;
     heartbeat.sent_unix_micros = UnixMicros();
     {

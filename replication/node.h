@@ -44,6 +44,7 @@
 
 #include "engine/engine.h"
 #include "replication/epoch_history.h"
+#include "replication/node_log.h"
 #include "replication/protocol.h"
 #include "replication/secret.h"
 #include "replication/transport.h"
@@ -97,7 +98,8 @@ struct NodeOptions {
   // The log is kept for a known backup at most this many records behind the
   // primary's last LSN; a backup further behind is seeded from a checkpoint.
   uint64_t retain_records_for_backups = 4ULL << 20;
-  // Where the node writes its one-line log messages (null: stderr).
+  // Where the node writes its one-line log messages (null: stderr); each
+  // starts with the UTC time and the node id (replication/node_log.h).
   std::function<void(const std::string&)> log_line;
 };
 
@@ -178,6 +180,9 @@ class Node {
   Status OpenEngine(Lsn first_lsn_if_new = 1, bool create = false);
   Status CloseEngine();
   void Log(const std::string& line) const;
+  // A line of a kind that may come in bursts (refusals, retries): one per key
+  // and window, then a count (NodeLog::Limited).
+  void LogLimited(std::string_view key, const std::string& line) const;
   Hello MakeHello(NodeRole role) const;
   Status CheckPeerHello(const Hello& hello, std::string* why, RejectReason* reason) const;
 
@@ -212,6 +217,7 @@ class Node {
   const NodeOptions options_;
   StateMachine* sm_ = nullptr;
   const std::array<std::byte, kClusterIdSize> cluster_id_;
+  mutable NodeLog log_;                  // thread-safe
   std::unique_ptr<io::FileSystem> owned_fs_;
   io::FileSystem* fs_ = nullptr;         // the engine's (options.engine.log.file_system) or owned_fs_
 
