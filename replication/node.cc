@@ -553,9 +553,10 @@ void Node::ServeAdmin(Connection* connection) {
       Log("admin connection " + connection->peer() + " sent a bad " + std::string(MessageTypeName(frame.type)));
       return;
     }
-    if (request.command == AdminCommand::kStatus) {
+    if (request.command == AdminCommand::kStatus || request.command == AdminCommand::kStatusJson) {
       const NodeStatus now = status();
-      reply = {true, now.epoch, now.last_lsn, now.Describe().substr(0, kMaxAdminTextBytes)};
+      const std::string text = request.command == AdminCommand::kStatus ? now.Describe() : now.ToJson();
+      reply = {true, now.epoch, now.last_lsn, text.substr(0, kMaxAdminTextBytes)};
     } else {
       Epoch epoch = 0;
       Lsn lsn = 0;
@@ -971,6 +972,7 @@ NodeStatus Node::status() const {
       std::snprintf(heard, sizeof(heard), " last_heartbeat_s=%.3f", SecondsSince(primary_heard_));
       now.primary_state += heard;
     }
+    now.primary = BackupsViewOfPrimary(now);
   }
   std::map<Lsn, Clock::time_point> durable_times;
   {
@@ -999,6 +1001,21 @@ NodeStatus Node::status() const {
     now.peers.push_back(peer);
   }
   return now;
+}
+
+// A backup's primary, as status shows it: what this node received from it and
+// made durable, and how far behind its last LSN (as last heard) that is.
+PeerStatus Node::BackupsViewOfPrimary(const NodeStatus& now) const {
+  PeerStatus peer;
+  peer.role = "primary";
+  peer.node_id = primary_node_id_;
+  peer.address = options_.primary_host + ":" + std::to_string(options_.primary_port);
+  peer.state = primary_state_;
+  peer.received_lsn = received_lsn_;
+  peer.durable_lsn = acked_durable_lsn_;
+  peer.lag_records = primary_last_lsn_ > now.durable_lsn ? primary_last_lsn_ - now.durable_lsn : 0;
+  if (primary_heard_ != Clock::time_point{}) peer.last_heartbeat_seconds_ago = SecondsSince(primary_heard_);
+  return peer;
 }
 
 // ------------------------------------------------------------------ promotion
@@ -1156,6 +1173,8 @@ Status Node::FollowOnce(bool* connected) {
     primary_connection_ = connection.get();
     primary_state_ = "streaming";
     primary_heard_ = Clock::now();
+    primary_node_id_ = primary.node_id;
+    primary_last_lsn_ = primary.last_lsn;
     received_lsn_ = mine.last_lsn;
     acked_durable_lsn_ = mine.durable_lsn;
   }
@@ -1210,6 +1229,10 @@ Status Node::FollowOnce(bool* connected) {
         if (result.ok() && heartbeat.epoch < epoch() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
           result = Status::Failed("the primary's heartbeat carries epoch " + std::to_string(heartbeat.epoch) +
                                   ", below this node's: it was deposed");
+        }
+        if (result.ok()) {
+          std::lock_guard lock(follow_mu_);
+          primary_last_lsn_ = std::max(primary_last_lsn_, heartbeat.last_lsn);
         }
         break;
       }

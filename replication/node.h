@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -105,7 +106,8 @@ struct NodeOptions {
 
 // What status shows, per backup (on a primary) or of the primary (on a backup).
 struct PeerStatus {
-  uint64_t node_id = 0;
+  std::string role = "backup";           // "backup", or "primary" for a backup's primary
+  uint64_t node_id = 0;                  // 0: not known yet (a primary never reached)
   std::string address;
   std::string state;                     // "connecting", "seeding", "streaming", "suspect", "down"
   Lsn received_lsn = 0;
@@ -127,7 +129,9 @@ struct NodeStatus {
   std::string listen;
   std::vector<PeerStatus> peers;
   std::string primary_state;             // a backup's view of its primary: "streaming", "suspect", "down", ...
+  std::optional<PeerStatus> primary;     // the same, per field (a backup only)
   std::string Describe() const;          // lines of "key value", for keel status
+  std::string ToJson() const;            // one JSON object, for keel status --json (docs/operations.md)
 };
 
 class Node {
@@ -213,6 +217,7 @@ class Node {
 
   void HeartbeatLoop();
   Lsn CommittedLsn(AckMode mode, uint32_t k) const;
+  PeerStatus BackupsViewOfPrimary(const NodeStatus& now) const;  // follow_mu_ held
 
   const NodeOptions options_;
   StateMachine* sm_ = nullptr;
@@ -274,13 +279,15 @@ class Node {
   // Backup: the connection to the primary and the syncer.
   std::thread follow_thread_;
   std::thread sync_thread_;
-  mutable std::mutex follow_mu_;         // guards the next six
+  mutable std::mutex follow_mu_;         // guards the next eight
   std::condition_variable sync_cv_;
   Connection* primary_connection_ = nullptr;
   Lsn received_lsn_ = 0;
   Lsn acked_durable_lsn_ = 0;
   std::string primary_state_ = "connecting";
   std::chrono::steady_clock::time_point primary_heard_{};
+  uint64_t primary_node_id_ = 0;         // from its Hello
+  Lsn primary_last_lsn_ = 0;             // from its Hello and Heartbeats
   bool stop_following_ = false;
 };
 
