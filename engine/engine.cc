@@ -29,6 +29,15 @@ Status PrepareDirectories(io::FileSystem* fs, const std::string& dir, bool creat
     return status;
   } else if (!is_dir) {
     return Status::InvalidArgument(dir + " is not a directory");
+  } else if (!create) {
+    // Checked before the LOCK is taken, so that opening a directory that is
+    // not an engine's leaves nothing in it.
+    bool wal_is_dir = false;
+    const Status wal = fs->Stat(Engine::WalDir(dir), &wal_is_dir);
+    if (wal.IsNotFound() || (wal.ok() && !wal_is_dir)) {
+      return Status::NotFound(dir + " is not an engine directory: it has no wal/ (create one with create_if_missing)");
+    }
+    KEEL_RETURN_IF_ERROR(wal);
   }
   if (create) {
     KEEL_RETURN_IF_ERROR(fs->CreateDir(Engine::WalDir(dir)));

@@ -142,18 +142,16 @@ struct Node::Backup {
 };
 
 Node::Node(const NodeOptions& options)
-    : options_(options), cluster_id_(ClusterIdFromName(options.cluster_name)), role_(options.role) {}
+    : options_(options),
+      cluster_id_(ClusterIdFromName(options.cluster_name)),
+      log_(options.node_id, options.log_line),
+      role_(options.role) {}
 
 Node::~Node() { (void)Stop(); }
 
-void Node::Log(const std::string& line) const {
-  const std::string text = "keel node " + std::to_string(options_.node_id) + ": " + line;
-  if (options_.log_line) {
-    options_.log_line(text);
-  } else {
-    std::fprintf(stderr, "%s\n", text.c_str());
-  }
-}
+void Node::Log(const std::string& line) const { log_.Line(line); }
+
+void Node::LogLimited(std::string_view key, const std::string& line) const { log_.Limited(key, line); }
 
 Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr<Node>* node) {
   if (options.node_id == 0) return Status::InvalidArgument("node id must be nonzero");
@@ -170,6 +168,7 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
   if (options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min) {
     return Status::InvalidArgument("need 0 < reconnect min <= reconnect max");
   }
+  KEEL_RETURN_IF_ERROR(CheckListenerSecret(options.listen_host, options.secret));
   if (options.window_bytes < kShipBatchBytes) {
     return Status::InvalidArgument("window_bytes must be at least " + std::to_string(kShipBatchBytes));
   }
@@ -182,6 +181,10 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
     KEEL_RETURN_IF_ERROR(io::OpenPosixFileSystem(io::Backend::kPortable, &started->owned_fs_, &notice));
     started->fs_ = started->owned_fs_.get();
   }
+  // Bound before the engine opens: a port already taken must leave the
+  // directory as it was, with no store created and no LOCK.
+  KEEL_RETURN_IF_ERROR(Listener::Bind(options.listen_host, options.listen_port, &started->listener_));
+  started->port_ = started->listener_->port();
   // Was there a log before this start? (Engine::Open may create one.)
   bool had_log = false;
   {
@@ -201,8 +204,6 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
     // writes at the same LSNs.
     KEEL_RETURN_IF_ERROR(started->StartEpoch());
   }
-  KEEL_RETURN_IF_ERROR(Listener::Bind(options.listen_host, options.listen_port, &started->listener_));
-  started->port_ = started->listener_->port();
   // Said before any thread runs: once the follower runs, a rejoin cut may
   // replace the engine under engine_mu_.
   {
@@ -284,6 +285,7 @@ Status Node::Stop() {
     sessions.swap(sessions_);
   }
   for (Session& session : sessions) session.thread.join();
+  log_.Flush(/*all_windows=*/true);
   std::unique_lock lock(engine_mu_);
   return CloseEngine();
 }
@@ -428,7 +430,7 @@ void Node::ListenLoop() {
     Status status = listener_->Accept(milliseconds(200), &connection);
     if (IsTimeout(status)) continue;
     if (!status.ok()) {
-      if (!stopping_.load()) Log("accept failed: " + status.ToString());
+      if (!stopping_.load()) LogLimited("accept", "accept failed: " + status.message());
       std::this_thread::sleep_for(milliseconds(50));
       continue;
     }
@@ -469,7 +471,11 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
   }
   if (status.ok()) status = DecodeHello(frame.body, &hello);
   if (!status.ok()) {
-    if (!stopping_.load()) Log("refused a connection from " + connection->peer() + ": " + status.ToString());
+    if (!stopping_.load()) {
+      const std::string kind = std::to_string(static_cast<int>(status.code()));
+      LogLimited("connection " + std::string(HostOf(connection->peer())) + " " + kind,
+                 DescribeRefusedConnection(connection->peer(), status));
+    }
     forget();
     return;
   }
@@ -480,7 +486,9 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
     // Say nothing about ourselves to a peer that failed the check.
     EncodeHelloReply({false, reason, 0, 0, why}, &body);
     (void)connection->Send(MessageType::kHelloReply, Bytes(body));
-    Log("refused " + connection->peer() + " (node " + std::to_string(hello.node_id) + "): " + why);
+    const std::string node = std::to_string(hello.node_id);
+    LogLimited("hello " + std::string(HostOf(connection->peer())) + " " + node + " " + why,
+               "refused " + connection->peer() + " (node " + node + "): " + why);
     forget();
     return;
   }
@@ -521,7 +529,8 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
   if (reason != RejectReason::kNone) {
     EncodeHelloReply({false, reason, mine.epoch, mine.last_lsn, why.substr(0, kMaxTextBytes)}, &body);
     (void)connection->Send(MessageType::kHelloReply, Bytes(body));
-    Log("refused node " + std::to_string(hello.node_id) + " at " + connection->peer() + ": " + why);
+    LogLimited("refused node " + std::to_string(hello.node_id) + " " + why,
+               "refused node " + std::to_string(hello.node_id) + " at " + connection->peer() + ": " + why);
     forget();
     return;
   }
@@ -544,9 +553,10 @@ void Node::ServeAdmin(Connection* connection) {
       Log("admin connection " + connection->peer() + " sent a bad " + std::string(MessageTypeName(frame.type)));
       return;
     }
-    if (request.command == AdminCommand::kStatus) {
+    if (request.command == AdminCommand::kStatus || request.command == AdminCommand::kStatusJson) {
       const NodeStatus now = status();
-      reply = {true, now.epoch, now.last_lsn, now.Describe().substr(0, kMaxAdminTextBytes)};
+      const std::string text = request.command == AdminCommand::kStatus ? now.Describe() : now.ToJson();
+      reply = {true, now.epoch, now.last_lsn, text.substr(0, kMaxAdminTextBytes)};
     } else {
       Epoch epoch = 0;
       Lsn lsn = 0;
@@ -614,7 +624,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
       continue;
     }
     if (!status.ok()) {
-      why = status.ToString();
+      why = DescribeForPeer(status, backup->address);
       break;
     }
     std::lock_guard lock(backups_mu_);
@@ -625,7 +635,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
       Ack ack;
       if (Status decoded = DecodeAck(frame.body, &ack); !decoded.ok() || ack.received_lsn > backup->shipped_through) {
         why = decoded.ok() ? "acknowledged LSN " + std::to_string(ack.received_lsn) + " it was never sent"
-                           : decoded.ToString();
+                           : decoded.message();
         break;
       }
       backup->received_lsn = std::max(backup->received_lsn, ack.received_lsn);
@@ -646,7 +656,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
     } else if (frame.type == MessageType::kHeartbeat) {
       Heartbeat heartbeat;
       if (Status decoded = DecodeHeartbeat(frame.body, &heartbeat); !decoded.ok()) {
-        why = decoded.ToString();
+        why = decoded.message();
         break;
       }
     } else if (frame.type == MessageType::kError) {
@@ -718,7 +728,7 @@ void Node::ShipLoop(const std::shared_ptr<Backup>& backup) {
     }
     if (!status.ok()) {
       if (!backup->closed.load() && !stopping_.load()) {
-        Log("shipping to backup " + std::to_string(backup->node_id) + " stopped: " + status.ToString());
+        Log("shipping to backup " + std::to_string(backup->node_id) + " stopped: " + status.message());
       }
       backup->connection->Shutdown();
       return;
@@ -962,6 +972,7 @@ NodeStatus Node::status() const {
       std::snprintf(heard, sizeof(heard), " last_heartbeat_s=%.3f", SecondsSince(primary_heard_));
       now.primary_state += heard;
     }
+    now.primary = BackupsViewOfPrimary(now);
   }
   std::map<Lsn, Clock::time_point> durable_times;
   {
@@ -990,6 +1001,21 @@ NodeStatus Node::status() const {
     now.peers.push_back(peer);
   }
   return now;
+}
+
+// A backup's primary, as status shows it: what this node received from it and
+// made durable, and how far behind its last LSN (as last heard) that is.
+PeerStatus Node::BackupsViewOfPrimary(const NodeStatus& now) const {
+  PeerStatus peer;
+  peer.role = "primary";
+  peer.node_id = primary_node_id_;
+  peer.address = options_.primary_host + ":" + std::to_string(options_.primary_port);
+  peer.state = primary_state_;
+  peer.received_lsn = received_lsn_;
+  peer.durable_lsn = acked_durable_lsn_;
+  peer.lag_records = primary_last_lsn_ > now.durable_lsn ? primary_last_lsn_ - now.durable_lsn : 0;
+  if (primary_heard_ != Clock::time_point{}) peer.last_heartbeat_seconds_ago = SecondsSince(primary_heard_);
+  return peer;
 }
 
 // ------------------------------------------------------------------ promotion
@@ -1072,9 +1098,10 @@ void Node::FollowLoop() {
     const milliseconds delay(options_.reconnect_min.count() / 2 +
                              static_cast<int64_t>(random() % static_cast<uint64_t>(ceiling + 1)));
     ++attempt;
-    Log("primary " + options_.primary_host + ":" + std::to_string(options_.primary_port) + ": " +
-        (status.ok() ? std::string("connection ended") : status.ToString()) + "; retry " + std::to_string(attempt) +
-        " in " + std::to_string(delay.count()) + " ms");
+    const std::string primary = options_.primary_host + ":" + std::to_string(options_.primary_port);
+    const std::string why = status.ok() ? std::string("connection ended") : DescribeForPeer(status, primary);
+    LogLimited("retry " + why, "primary " + primary + ": " + why + "; retry " + std::to_string(attempt) + " in " +
+                                   std::to_string(delay.count()) + " ms");
     std::unique_lock lock(follow_mu_);
     sync_cv_.wait_for(lock, delay, [&] { return stop_following_; });
   }
@@ -1087,7 +1114,7 @@ Status Node::FollowOnce(bool* connected) {
     std::unique_lock lock(engine_mu_);
     if (!engine_) {
       if (Status reopened = OpenEngine(); !reopened.ok()) {
-        return Status::Failed("the engine does not reopen: " + reopened.ToString());
+        return Status::Failed("the engine does not reopen: " + reopened.message());
       }
     }
   }
@@ -1146,6 +1173,8 @@ Status Node::FollowOnce(bool* connected) {
     primary_connection_ = connection.get();
     primary_state_ = "streaming";
     primary_heard_ = Clock::now();
+    primary_node_id_ = primary.node_id;
+    primary_last_lsn_ = primary.last_lsn;
     received_lsn_ = mine.last_lsn;
     acked_durable_lsn_ = mine.durable_lsn;
   }
@@ -1200,6 +1229,10 @@ Status Node::FollowOnce(bool* connected) {
         if (result.ok() && heartbeat.epoch < epoch() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
           result = Status::Failed("the primary's heartbeat carries epoch " + std::to_string(heartbeat.epoch) +
                                   ", below this node's: it was deposed");
+        }
+        if (result.ok()) {
+          std::lock_guard lock(follow_mu_);
+          primary_last_lsn_ = std::max(primary_last_lsn_, heartbeat.last_lsn);
         }
         break;
       }
@@ -1459,7 +1492,7 @@ void Node::SyncLoop() {
     }
     if (!synced.ok()) {
       // P5: a failed sync acknowledges nothing more.
-      Log("sync failed, acknowledging nothing more: " + synced.ToString());
+      Log("sync failed, acknowledging nothing more: " + synced.message());
       return;
     }
     std::lock_guard lock(follow_mu_);
@@ -1476,6 +1509,7 @@ void Node::SyncLoop() {
 void Node::HeartbeatLoop() {
   while (!stopping_.load()) {
     std::this_thread::sleep_for(options_.heartbeat_interval);
+    log_.Flush();  // the summaries of bursts that have ended
     Heartbeat heartbeat;
     heartbeat.sent_unix_micros = UnixMicros();
     {
@@ -1541,20 +1575,6 @@ Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminRep
                               " instead of AdminReply");
   }
   return DecodeAdminReply(frame.body, reply);
-}
-
-Status ReadSecretFile(const std::string& path, std::string* secret) {
-  secret->clear();
-  if (path.empty()) return Status::Ok();
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return Status::FromErrno("open secret file " + path, errno);
-  char buffer[4096];
-  const size_t got = std::fread(buffer, 1, sizeof(buffer), file);
-  std::fclose(file);
-  secret->assign(buffer, got);
-  while (!secret->empty() && (secret->back() == '\n' || secret->back() == '\r')) secret->pop_back();
-  if (secret->empty()) return Status::InvalidArgument("secret file " + path + " is empty");
-  return Status::Ok();
 }
 
 }  // namespace keel::replication

@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -44,7 +45,9 @@
 
 #include "engine/engine.h"
 #include "replication/epoch_history.h"
+#include "replication/node_log.h"
 #include "replication/protocol.h"
+#include "replication/secret.h"
 #include "replication/transport.h"
 
 namespace keel::replication {
@@ -64,7 +67,8 @@ struct NodeOptions {
   std::string dir;                       // the engine directory
   EngineOptions engine;                  // log.create_if_missing is honoured
   std::string cluster_name = "keel";
-  std::string secret;                    // shared by every node and tool of the cluster
+  std::string secret;                    // shared by every node and tool of the cluster; required to
+                                         // listen on a non-loopback address (replication/secret.h)
   uint64_t node_id = 0;                  // nonzero, unique in the cluster
   NodeRole role = NodeRole::kPrimary;    // the role to start in
   std::string listen_host = "127.0.0.1";
@@ -95,13 +99,15 @@ struct NodeOptions {
   // The log is kept for a known backup at most this many records behind the
   // primary's last LSN; a backup further behind is seeded from a checkpoint.
   uint64_t retain_records_for_backups = 4ULL << 20;
-  // Where the node writes its one-line log messages (null: stderr).
+  // Where the node writes its one-line log messages (null: stderr); each
+  // starts with the UTC time and the node id (replication/node_log.h).
   std::function<void(const std::string&)> log_line;
 };
 
 // What status shows, per backup (on a primary) or of the primary (on a backup).
 struct PeerStatus {
-  uint64_t node_id = 0;
+  std::string role = "backup";           // "backup", or "primary" for a backup's primary
+  uint64_t node_id = 0;                  // 0: not known yet (a primary never reached)
   std::string address;
   std::string state;                     // "connecting", "seeding", "streaming", "suspect", "down"
   Lsn received_lsn = 0;
@@ -123,7 +129,9 @@ struct NodeStatus {
   std::string listen;
   std::vector<PeerStatus> peers;
   std::string primary_state;             // a backup's view of its primary: "streaming", "suspect", "down", ...
+  std::optional<PeerStatus> primary;     // the same, per field (a backup only)
   std::string Describe() const;          // lines of "key value", for keel status
+  std::string ToJson() const;            // one JSON object, for keel status --json (docs/operations.md)
 };
 
 class Node {
@@ -176,6 +184,9 @@ class Node {
   Status OpenEngine(Lsn first_lsn_if_new = 1, bool create = false);
   Status CloseEngine();
   void Log(const std::string& line) const;
+  // A line of a kind that may come in bursts (refusals, retries): one per key
+  // and window, then a count (NodeLog::Limited).
+  void LogLimited(std::string_view key, const std::string& line) const;
   Hello MakeHello(NodeRole role) const;
   Status CheckPeerHello(const Hello& hello, std::string* why, RejectReason* reason) const;
 
@@ -206,10 +217,12 @@ class Node {
 
   void HeartbeatLoop();
   Lsn CommittedLsn(AckMode mode, uint32_t k) const;
+  PeerStatus BackupsViewOfPrimary(const NodeStatus& now) const;  // follow_mu_ held
 
   const NodeOptions options_;
   StateMachine* sm_ = nullptr;
   const std::array<std::byte, kClusterIdSize> cluster_id_;
+  mutable NodeLog log_;                  // thread-safe
   std::unique_ptr<io::FileSystem> owned_fs_;
   io::FileSystem* fs_ = nullptr;         // the engine's (options.engine.log.file_system) or owned_fs_
 
@@ -266,13 +279,15 @@ class Node {
   // Backup: the connection to the primary and the syncer.
   std::thread follow_thread_;
   std::thread sync_thread_;
-  mutable std::mutex follow_mu_;         // guards the next six
+  mutable std::mutex follow_mu_;         // guards the next eight
   std::condition_variable sync_cv_;
   Connection* primary_connection_ = nullptr;
   Lsn received_lsn_ = 0;
   Lsn acked_durable_lsn_ = 0;
   std::string primary_state_ = "connecting";
   std::chrono::steady_clock::time_point primary_heard_{};
+  uint64_t primary_node_id_ = 0;         // from its Hello
+  Lsn primary_last_lsn_ = 0;             // from its Hello and Heartbeats
   bool stop_following_ = false;
 };
 
@@ -292,9 +307,5 @@ struct AdminTarget {
   std::chrono::milliseconds timeout{5000};
 };
 Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminReply* reply);
-
-// Reads a cluster secret from a file (trailing newlines dropped); an empty
-// path is the empty secret. InvalidArgument for an empty or unreadable file.
-Status ReadSecretFile(const std::string& path, std::string* secret);
 
 }  // namespace keel::replication

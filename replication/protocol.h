@@ -205,10 +205,11 @@ enum class NodeRole : uint8_t {
 };
 
 enum class AdminCommand : uint16_t {
-  kStatus = 1,
+  kStatus = 1,      // the status report as "key value" lines (NodeStatus::Describe)
   kPromote = 2,
+  kStatusJson = 3,  // the status report as one JSON object (NodeStatus::ToJson)
 };
-inline constexpr uint16_t kMaxAdminCommand = 2;
+inline constexpr uint16_t kMaxAdminCommand = 3;
 
 enum class RejectReason : uint16_t {
   kNone = 0,            // accepted

@@ -3,7 +3,8 @@
 #
 #   scripts/demo_cluster.sh [BUILD_DIR]        (default build/release)
 #
-# 1. Three keel-kv replication nodes on loopback, each in its own directory:
+# 1. Three keel-kv replication nodes on loopback, each in its own directory,
+#    sharing a secret file of mode 600 (--secret-file):
 #    a primary (node 1) acknowledging a put only once it is durable on itself
 #    AND on at least one backup (--sync-backups 1 --ack durable), and two
 #    backups (nodes 2 and 3). Ports are picked by the kernel (--listen :0) and
@@ -46,6 +47,13 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# The cluster's shared secret, private to its owner: nodes and tools refuse a
+# secret file that group or others can read.
+SECRET="$WORK/secret"
+(umask 077 && head -c 32 /dev/urandom | base64 >"$SECRET")
+chmod 600 "$SECRET"
+NODE_FLAGS+=(--secret-file "$SECRET")
 
 fail() {
   echo "demo_cluster: FAILED: $*" >&2
@@ -108,7 +116,7 @@ stop_node() {
 }
 
 # status_field ADDRESS KEY: the value of one line of `keel status` (empty if it fails).
-status_field() { { "$KEEL" status "$1" 2>/dev/null || true; } | awk -v key="$2" '$1 == key { print $2; exit }'; }
+status_field() { { "$KEEL" status --secret-file "$SECRET" "$1" 2>/dev/null || true; } | awk -v key="$2" '$1 == key { print $2; exit }'; }
 
 # lsn_is ADDRESS KEY LSN: whether that status line shows LSN.
 lsn_is() { [[ "$(status_field "$1" "$2")" == "$3" ]]; }
@@ -121,7 +129,7 @@ lost_primary() { local state; state=$(status_field "$1" primary); [[ -n "$state"
 streams() { [[ "$(backup_line "$1" "$2")" == *" state=streaming "* ]]; }
 
 # The `backup node_id=N ...` line of a primary's status for node N.
-backup_line() { { "$KEEL" status "$1" 2>/dev/null || true; } | grep "^backup node_id=$2 " || true; }
+backup_line() { { "$KEEL" status --secret-file "$SECRET" "$1" 2>/dev/null || true; } | grep "^backup node_id=$2 " || true; }
 
 # wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
 wait_until() {
@@ -160,7 +168,7 @@ while (( $(wc -l <"$WORK/n1.out") < TARGET_ACKS )); do
   sleep 0.01
 done
 echo "   $(wc -l <"$WORK/n1.out") acknowledged so far; the primary's view:"
-"$KEEL" status "${ADDR[n1]}" | grep -E '^(role|epoch|last_lsn|committed_lsn|backup) ' | sed 's/^/     /'
+"$KEEL" status --secret-file "$SECRET" "${ADDR[n1]}" | grep -E '^(role|epoch|last_lsn|committed_lsn|backup) ' | sed 's/^/     /'
 
 echo "== 3. kill -9 the primary mid-stream"
 kill -KILL "${PID[n1]}"
@@ -193,9 +201,9 @@ other=$([[ $best == n2 ]] && echo n3 || echo n2)
 (( best_lsn >= last_acked_lsn )) || fail "no backup holds the last acknowledged LSN $last_acked_lsn (best: $best_lsn)"
 NEW="${ADDR[$best]}"
 echo "   \$ keel promote $NEW"
-"$KEEL" promote "$NEW" | sed 's/^/     /'
+"$KEEL" promote --secret-file "$SECRET" "$NEW" | sed 's/^/     /'
 [[ $(status_field "$NEW" role) == primary ]] || fail "node ${best#n} is not the primary after keel promote"
-echo "   node ${best#n} is the primary now: epoch $(status_field "$NEW" epoch), history $("$KEEL" status "$NEW" |
+echo "   node ${best#n} is the primary now: epoch $(status_field "$NEW" epoch), history $("$KEEL" status --secret-file "$SECRET" "$NEW" |
   awk '$1 == "epoch_history" { $1 = ""; print substr($0, 2) }')"
 
 echo "== 5. is every acknowledged key on the new primary, with its value?"
@@ -252,7 +260,7 @@ done
 serve_it() { [[ "$(tail -n 1 "$WORK/n1b.out")" == value-after-100 && "$(tail -n 1 "$WORK/${other}b.out")" == value-after-100 ]]; }
 wait_until 5 "the backups do not serve the new write" serve_it
 echo "   acknowledged; both backups are durable through LSN $new_last and serve reads of it:"
-"$KEEL" status "$NEW" | grep -E '^(role|epoch|last_lsn|committed_lsn|backup) ' |
+"$KEEL" status --secret-file "$SECRET" "$NEW" | grep -E '^(role|epoch|last_lsn|committed_lsn|backup) ' |
   sed -E 's/ (lag_bytes|lag_seconds|last_heartbeat_s)=[^ ]*//g; s/^/     /'
 for name in "$best" n1b "${other}b"; do stop_node "$name"; done
 

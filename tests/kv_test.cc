@@ -17,6 +17,8 @@
 //     checkpoint left on disk restores to exactly the model at its LSN (with
 //     the LSN order the engine chose), and the reopened state is the full
 //     model. Run under the tsan preset as well.
+//   - Opening a directory that is not an engine's without create_if_missing
+//     fails and writes nothing into it (no LOCK).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -457,6 +459,24 @@ void RunModelSeed(uint64_t seed) {
   }
   EXPECT_TRUE(restored_from_checkpoint) << "the test must exercise recovery from a checkpoint";
   EXPECT_TRUE(opened.engine->Close().ok());
+}
+
+// Opening a directory that is not an engine's, without create_if_missing,
+// fails before the LOCK is taken: nothing is written into it.
+TEST(KvEngineOpenTest, P8OpeningADirectoryThatIsNotAnEngineWritesNothingIntoIt) {
+  io::MemFileSystem fs;
+  ASSERT_TRUE(fs.CreateDir(kDir).ok());
+  EngineOptions options = SmallEngineOptions(&fs);
+  options.log.create_if_missing = false;
+  KvStateMachine sm;
+  std::unique_ptr<Engine> engine;
+  const Status status = Engine::Open(kDir, options, &sm, &engine);
+  ASSERT_TRUE(status.IsNotFound()) << status.ToString();
+  EXPECT_EQ(status.message(), std::string(kDir) + " is not an engine directory: it has no wal/ (create one with "
+                                                  "create_if_missing)");
+  std::vector<std::string> names;
+  ASSERT_TRUE(fs.ListDir(kDir, &names).ok());
+  EXPECT_TRUE(names.empty()) << names.front();
 }
 
 TEST(KvEngineModelTest, P2P6RecoveredStateEqualsTheModelAcrossCheckpointsAndReopens) {

@@ -24,7 +24,9 @@
 // refused (and says so); keel status / keel promote exit 2 with a clear
 // message against a dead port, a bad address or a primary; keel follow mirrors
 // a primary's log record for record (same LSNs, epochs, kinds and payloads)
-// and stops cleanly on SIGTERM.
+// and stops cleanly on SIGTERM; `keel status --json` gives the real role,
+// epoch, LSNs and peers (each with state, lag and heartbeat age) of both ends
+// of a running cluster; a secret file others may read is refused by the tools.
 //
 // The rounds are seeded: KEEL_TEST_SEED=N replays one run.
 #include <gtest/gtest.h>
@@ -34,6 +36,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +55,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/test_util.h"
 
@@ -558,6 +563,9 @@ TEST(ReplicationClusterTest, WrongSecretOrClusterIsRefused) {
   TempDir temp;
   WriteFileOrDie(temp.Join("secret"), "the-right-secret\n");
   WriteFileOrDie(temp.Join("wrong-secret"), "a-wrong-secret\n");
+  // Secret files are private to their owner, or refused.
+  ASSERT_EQ(chmod(temp.Join("secret").c_str(), 0600), 0);
+  ASSERT_EQ(chmod(temp.Join("wrong-secret").c_str(), 0600), 0);
   const std::string secret = "--secret-file " + temp.Join("secret");
   auto flags = [](std::vector<std::string> extra) {
     std::vector<std::string> all = {"--create", "--segment-size", "1m", "--listen", "127.0.0.1:0"};
@@ -731,6 +739,97 @@ TEST(ReplicationClusterTest, FollowMirrorsThePrimarysLogAndStopsOnSigterm) {
   const std::vector<std::string> mirrored = DumpRecords(mirror_dir);
   ASSERT_EQ(original.size(), 250U);
   EXPECT_EQ(mirrored, original);
+}
+
+// `keel status --json` on both ends of a running two-node cluster: one JSON
+// object whose values are the node's own (they agree with the text report),
+// with the other end in "peers".
+TEST(ReplicationClusterTest, StatusJsonGivesRoleEpochLsnsAndEachPeer) {
+  TempDir temp;
+  WriteFileOrDie(temp.Join("secret"), "s3cret\n");
+  ASSERT_EQ(chmod(temp.Join("secret").c_str(), 0600), 0);
+  const std::string secret = "--secret-file " + temp.Join("secret");
+  auto flags = [&](std::vector<std::string> extra) {
+    std::vector<std::string> all = kNodeFlags;
+    all.insert(all.end(), {"--secret-file", temp.Join("secret")});
+    all.insert(all.end(), extra.begin(), extra.end());
+    return all;
+  };
+  KvProcess primary(temp.Join("p"), flags({"--role", "primary", "--node-id", "1"}), temp.Join("p"));
+  ASSERT_TRUE(primary.WaitListening());
+  KvProcess backup(temp.Join("b"), flags({"--role", "backup", "--primary", primary.address(), "--node-id", "2"}),
+                   temp.Join("b"));
+  ASSERT_TRUE(backup.WaitListening());
+  std::string puts;
+  for (int i = 0; i < 100; ++i) puts += "put " + Key(i) + " " + Value(0, i) + "\n";
+  primary.Send(puts);
+  auto json_status = [&](const std::string& address) {
+    const CommandResult run = RunCommand(KeelBinary() + " status --json " + address + " " + secret);
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(std::count(run.out.begin(), run.out.end(), '\n'), 1) << "one object on one line: " << run.out;
+    return nlohmann::json::parse(run.out, nullptr, /*allow_exceptions=*/false);
+  };
+  // Caught up: the backup holds every record durably, and knows it.
+  nlohmann::json p;
+  nlohmann::json b;
+  ASSERT_TRUE(WaitUntil([&] {
+    p = json_status(primary.address());
+    b = json_status(backup.address());
+    return p.is_object() && b.is_object() && p["last_lsn"] == 100 && p["peers"].size() == 1 &&
+           p["peers"][0]["durable_lsn"] == 100 && b["peers"].size() == 1 && b["peers"][0]["lag_records"] == 0;
+  })) << p.dump() << "\n" << b.dump();
+
+  const StatusView text = Status(primary.address(), secret);
+  EXPECT_EQ(p["role"], "primary");
+  EXPECT_EQ(p["node_id"], 1);
+  EXPECT_EQ(p["listen"], primary.address());
+  EXPECT_EQ(p["epoch"], text.Lsn("epoch"));
+  EXPECT_EQ(p["epoch_history"], text.Get("epoch_history"));
+  EXPECT_EQ(p["durable_lsn"], 100);
+  EXPECT_EQ(p["committed_lsn"], 100);
+  const nlohmann::json& peer = p["peers"][0];
+  EXPECT_EQ(peer["role"], "backup");
+  EXPECT_EQ(peer["node_id"], 2);
+  EXPECT_EQ(peer["state"], "streaming");
+  EXPECT_EQ(peer["received_lsn"], 100);
+  EXPECT_EQ(peer["lag_records"], 0);
+  EXPECT_EQ(peer["lag_bytes"], 0);
+  EXPECT_TRUE(peer["lag_ms"].is_number_unsigned()) << peer.dump();
+  EXPECT_TRUE(peer["last_heartbeat_age_ms"].is_number_unsigned()) << peer.dump();
+  EXPECT_EQ(peer["address"].get<std::string>().rfind("127.0.0.1:", 0), 0U) << peer.dump();
+
+  EXPECT_EQ(b["role"], "backup");
+  EXPECT_EQ(b["node_id"], 2);
+  EXPECT_EQ(b["epoch"], p["epoch"]);
+  EXPECT_EQ(b["last_lsn"], 100);
+  EXPECT_EQ(b["durable_lsn"], 100);
+  const nlohmann::json& its_primary = b["peers"][0];
+  EXPECT_EQ(its_primary["role"], "primary");
+  EXPECT_EQ(its_primary["node_id"], 1);
+  EXPECT_EQ(its_primary["address"], primary.address());
+  EXPECT_EQ(its_primary["state"], "streaming");
+  EXPECT_EQ(its_primary["received_lsn"], 100);
+  EXPECT_EQ(its_primary["durable_lsn"], 100);
+  EXPECT_TRUE(its_primary["lag_bytes"].is_null()) << "a backup does not know it";
+  EXPECT_TRUE(its_primary["last_heartbeat_age_ms"].is_number_unsigned()) << its_primary.dump();
+
+  // The primary gone, the backup stops calling it streaming.
+  ASSERT_TRUE(primary.Kill());
+  EXPECT_TRUE(WaitUntil([&] {
+    b = json_status(backup.address());
+    return b.is_object() && b["peers"].size() == 1 && b["peers"][0]["state"] != "streaming";
+  })) << b.dump();
+
+  // A secret file others may read is refused by the tools too, before any connection.
+  WriteFileOrDie(temp.Join("public"), "s3cret\n");
+  ASSERT_EQ(chmod(temp.Join("public").c_str(), 0644), 0);
+  const CommandResult refused =
+      RunCommand(KeelBinary() + " status --json " + backup.address() + " --secret-file " + temp.Join("public"));
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_NE(refused.err.find("secret file " + temp.Join("public") + " has mode 0644"), std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("chmod 600 " + temp.Join("public")), std::string::npos) << refused.err;
 }
 
 }  // namespace

@@ -16,7 +16,10 @@
 //
 // P8, bad input: a peer with the wrong secret or cluster never streams;
 // garbage, a truncated frame or a frame that is not a Hello on the node's
-// port is closed and the node keeps working.
+// port is closed and the node keeps working; garbage is logged in words, with
+// the time and node id, once per burst; a node that would listen beyond
+// loopback without a secret does not start; a port already taken leaves no
+// store behind.
 //
 // How: real nodes in one process, on real TCP connections over 127.0.0.1
 // with ephemeral ports, around real engine directories in a scratch
@@ -41,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -806,6 +810,77 @@ TEST_F(NodeTest, P8GarbageAndTruncatedFramesAreClosedAndTheNodeKeepsWorking) {
   ASSERT_TRUE(CaughtUp(b, p));
   EXPECT_EQ(State(b), State(p));
   EXPECT_EQ(p.node->status().role, "primary");
+}
+
+// Garbage on the node's port is logged in words (what came from where), with
+// the time and the node id, once per burst: fifty bad connections from one
+// host are one line and then a count, not fifty lines.
+TEST_F(NodeTest, P8GarbageIsLoggedInWordsOncePerBurst) {
+  Member p = NewMember("p", 1);
+  StartPrimary(&p);
+  constexpr int kConnections = 50;
+  // Longer than a frame header, so that the magic is checked at once.
+  const char garbage[] = "GET / HTTP/1.1\r\nHost: keel.example\r\nUser-Agent: a-port-scanner\r\n\r\n";
+  static_assert(sizeof(garbage) > kFrameHeaderSize);
+  for (int i = 0; i < kConnections; ++i) {
+    const int fd = RawConnect(p.node->port());
+    SendAll(fd, garbage, sizeof(garbage));
+    // The node logs before it closes, so every refusal is counted once this returns.
+    ASSERT_TRUE(ClosedByPeerWithin(fd, 3s));
+    close(fd);
+  }
+  StopMember(&p);  // ends the window: the count is said now
+  std::vector<std::string> refusals;
+  std::vector<std::string> summaries;
+  {
+    std::lock_guard lock(log_mu_);
+    for (const std::string& line : log_) {
+      EXPECT_EQ(line.find("corruption:"), std::string::npos) << line;
+      EXPECT_EQ(line.find("not found:"), std::string::npos) << line;
+      if (line.find("garbage from 127.0.0.1:") != std::string::npos) refusals.push_back(line);
+      if (line.find("more like this") != std::string::npos) summaries.push_back(line);
+    }
+  }
+  ASSERT_EQ(refusals.size(), 2u) << "the first and the summary quoting the last";
+  // "<ms since start> <UTC time> keel node 1: garbage from 127.0.0.1:PORT: frame 1: bad magic ..."
+  const std::regex first(R"(\d+ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z keel node 1: garbage from 127\.0\.0\.1:\d+: )"
+                         R"(frame 1: bad magic 0x[0-9a-f]{8} \(not a keel replication stream\))");
+  EXPECT_TRUE(std::regex_match(refusals[0], first)) << refusals[0];
+  ASSERT_EQ(summaries.size(), 1u);
+  EXPECT_NE(summaries[0].find("keel node 1: and " + std::to_string(kConnections - 1) +
+                              " more like this in 10 s (the last: garbage from 127.0.0.1:"),
+            std::string::npos)
+      << summaries[0];
+}
+
+// A node that would listen where other machines reach it, without a secret,
+// does not start, and creates nothing on the way.
+TEST_F(NodeTest, P8ANonLoopbackListenerWithoutASecretRefusesToStart) {
+  Member p = NewMember("p", 1);
+  NodeOptions options = Options(p, NodeRole::kPrimary, 0);
+  options.listen_host = "0.0.0.0";
+  options.secret.clear();
+  const Status status = Start(&p, options);
+  ASSERT_TRUE(status.IsInvalidArgument()) << status.ToString();
+  EXPECT_NE(status.message().find("refusing to listen on 0.0.0.0 without a cluster secret"), std::string::npos)
+      << status.message();
+  bool is_dir = false;
+  EXPECT_TRUE(fs_->Stat(p.dir, &is_dir).IsNotFound()) << "the store was created";
+}
+
+// A port already taken fails the start before the engine is opened: a store
+// asked for with create_if_missing is not left behind, empty.
+TEST_F(NodeTest, P8APortAlreadyTakenLeavesNoStoreBehind) {
+  Member p = NewMember("p", 1);
+  StartPrimary(&p);
+  Member second = NewMember("second", 2);
+  NodeOptions options = Options(second, NodeRole::kPrimary, 0);
+  options.listen_port = p.node->port();
+  const Status status = Start(&second, options);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("Address already in use"), std::string::npos) << status.ToString();
+  bool is_dir = false;
+  EXPECT_TRUE(fs_->Stat(second.dir, &is_dir).IsNotFound()) << "an empty store was left in " << second.dir;
 }
 
 // ---------------------------------------------------------------- P7 under network faults

@@ -140,12 +140,16 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
 
   auto status_address = std::make_shared<std::string>();
   auto status_flags = std::make_shared<ClusterFlags>();
+  auto status_json = std::make_shared<bool>(false);
   CLI::App* status_command = app->add_subcommand(
-      "status", "show a node's role, epoch, LSNs (last, durable, committed) and, per backup, state and lag");
+      "status", "show a node's role, epoch, LSNs (last, durable, committed) and, per peer, state and lag");
   status_command->add_option("ADDRESS", *status_address, "the node's HOST:PORT")->required();
+  status_command->add_flag("--json", *status_json,
+                           "print one JSON object: role, epoch, LSNs and peers (keys in docs/operations.md)");
   AddClusterFlags(status_command, status_flags.get());
-  *status = [status_address, status_flags] {
-    return RunAdmin("status", *status_address, *status_flags, replication::AdminCommand::kStatus);
+  *status = [status_address, status_flags, status_json] {
+    return RunAdmin("status", *status_address, *status_flags,
+                    *status_json ? replication::AdminCommand::kStatusJson : replication::AdminCommand::kStatus);
   };
 
   auto promote_address = std::make_shared<std::string>();

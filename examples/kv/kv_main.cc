@@ -46,6 +46,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -397,6 +398,50 @@ Status MakeOptions(const Flags& flags, EngineOptions* options) {
   return wal::ValidateOptions(options->log);
 }
 
+// Without --create, DIR must already be a store: checked here, before the
+// engine takes its LOCK, so that a mistyped path leaves nothing behind and the
+// hint names the flag. With --create, DIR's missing parents are made (as
+// mkdir -p does) and listed in *created, for UndoCreated if the start fails.
+Status PrepareStoreDir(const Flags& flags, std::vector<std::filesystem::path>* created) {
+  std::string trimmed = flags.dir;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  const std::filesystem::path dir(trimmed);
+  std::error_code error;
+  if (!flags.create) {
+    if (!std::filesystem::exists(dir, error)) {
+      return Status::InvalidArgument("store " + flags.dir + " does not exist; start with --create to make one");
+    }
+    if (!std::filesystem::is_directory(Engine::WalDir(trimmed), error)) {
+      return Status::InvalidArgument(flags.dir + " is not a keel-kv store (it has no wal/ directory); start with "
+                                     "--create to make one there");
+    }
+    return Status::Ok();
+  }
+  // The missing ancestors, nearest first; the engine makes DIR itself.
+  std::vector<std::filesystem::path> missing;
+  for (std::filesystem::path parent = dir.parent_path(); !parent.empty() && !std::filesystem::exists(parent, error);
+       parent = parent.parent_path()) {
+    missing.push_back(parent);
+    if (parent == parent.parent_path()) break;
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (!std::filesystem::create_directory(*it, error) && error) {
+      return Status::IoError("cannot create " + it->string() + ": " + error.message());
+    }
+    created->push_back(*it);
+  }
+  return Status::Ok();
+}
+
+// Removes the directories PrepareStoreDir made, newest first, each only if
+// it is still empty: a failed start leaves the file system as it was.
+void UndoCreated(const std::vector<std::filesystem::path>& created) {
+  for (auto it = created.rbegin(); it != created.rend(); ++it) {
+    std::error_code ignored;
+    std::filesystem::remove(*it, ignored);
+  }
+}
+
 volatile sig_atomic_t g_stop_signal = 0;
 void OnStopSignal(int signal_number) { g_stop_signal = signal_number; }
 
@@ -421,13 +466,8 @@ Status MakeNodeOptions(const Flags& flags, const EngineOptions& engine, replicat
   return Status::Ok();
 }
 
-int MainNode(const Flags& flags, const EngineOptions& engine_options) {
-  replication::NodeOptions options;
-  Status status = MakeNodeOptions(flags, engine_options, &options);
-  if (!status.ok()) {
-    PrintError(status.message());
-    return kExitUsage;
-  }
+int MainNode(const replication::NodeOptions& options, const std::vector<std::filesystem::path>& created) {
+  const EngineOptions& engine_options = options.engine;
   KvStateMachine state;
   std::unique_ptr<replication::Node> node;
   // SIGINT and SIGTERM stay blocked in every thread (the node's inherit the
@@ -439,9 +479,10 @@ int MainNode(const Flags& flags, const EngineOptions& engine_options) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, &previous_mask);
-  status = replication::Node::Start(options, &state, &node);
+  Status status = replication::Node::Start(options, &state, &node);
   if (!status.ok()) {
-    PrintError("start " + flags.dir + ": " + status.ToString());
+    UndoCreated(created);
+    PrintError("start " + options.dir + ": " + status.message());
     return status.IsCorruption() ? kExitCorruption : kExitUsage;
   }
   // The port line lets scripts find an ephemeral port.
@@ -460,17 +501,23 @@ int MainNode(const Flags& flags, const EngineOptions& engine_options) {
 int Main(const Flags& flags) {
   EngineOptions options;
   Status status = MakeOptions(flags, &options);
+  replication::NodeOptions node_options;
+  if (status.ok() && !flags.role.empty()) status = MakeNodeOptions(flags, options, &node_options);
+  // Every flag is checked before the first directory is made.
+  std::vector<std::filesystem::path> created;
+  if (status.ok()) status = PrepareStoreDir(flags, &created);
   if (!status.ok()) {
     PrintError(status.message());
     return kExitUsage;
   }
-  if (!flags.role.empty()) return MainNode(flags, options);
+  if (!flags.role.empty()) return MainNode(node_options, created);
   KvStateMachine state;
   std::unique_ptr<Engine> engine;
   recovery::Report report;
   status = Engine::Open(flags.dir, options, &state, &engine, &report);
   if (!status.ok()) {
-    PrintError("open " + flags.dir + ": " + status.ToString());
+    UndoCreated(created);
+    PrintError("open " + flags.dir + ": " + status.message());
     return status.IsCorruption() ? kExitCorruption : kExitUsage;
   }
   // The notice is already a whole line; auto fell back to the portable backend.
@@ -507,7 +554,7 @@ int main(int argc, char** argv) {
   keel::kv::Flags flags;
   CLI::App app{"keel-kv: a key-value store on keel's engine; commands on stdin, one per line (type help)"};
   app.add_option("DIR", flags.dir, "the store's directory")->required();
-  app.add_flag("--create", flags.create, "create the store (and DIR) if it does not exist");
+  app.add_flag("--create", flags.create, "create the store (and DIR and its parents) if it does not exist");
   app.add_flag("--sync,!--no-sync", flags.sync,
                "--sync (default): reply OK only once the write is durable; --no-sync: once logged and applied");
   app.add_option("--checkpoint-bytes", flags.checkpoint_bytes,
