@@ -84,7 +84,10 @@ Status Engine::Recover(recovery::Report* report) {
   options.quarantine_dir = QuarantineDir(dir_);
   recovery::Hooks hooks;
   hooks.restore = [this](checkpoint::Source* source) { return sm_->Restore(source); };
-  hooks.apply = [this](Lsn lsn, std::span<const std::byte> payload) { return sm_->Apply(lsn, payload); };
+  hooks.apply = [this](Lsn lsn, std::span<const std::byte> payload) {
+    Outcome outcome;
+    return sm_->ApplyWithOutcome(lsn, payload, &outcome);
+  };
   Status status = recovery::Recover(fs_, options, hooks, &log_, report);
   if (status.ok() || report->refused_lsn == 0 || options_.on_refused_record != RefusedRecordPolicy::kOpenBefore) {
     return status;
@@ -104,6 +107,11 @@ Status Engine::Recover(recovery::Report* report) {
 }
 
 Status Engine::Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn) {
+  Outcome outcome;
+  return Append(payload, durability, lsn, &outcome);
+}
+
+Status Engine::Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn, Outcome* outcome) {
   KEEL_RETURN_IF_ERROR(status());
   {
     // Validating, logging and applying under one lock makes apply order LSN
@@ -112,7 +120,7 @@ Status Engine::Append(std::span<const std::byte> payload, Durability durability,
     std::unique_lock lock(apply_mu_);
     if (Status valid = sm_->Validate(payload); !valid.ok()) return Status::Refused(valid.message());
     KEEL_RETURN_IF_ERROR(log_->Append(payload, lsn));
-    if (Status applied = sm_->Apply(*lsn, payload); !applied.ok()) {
+    if (Status applied = sm_->ApplyWithOutcome(*lsn, payload, outcome); !applied.ok()) {
       Fail(Status::Failed("applying LSN " + std::to_string(*lsn) + " failed: " + applied.ToString()));
       return status();
     }
@@ -141,7 +149,8 @@ Status Engine::AppendReplicated(Lsn lsn, wal::Epoch epoch, wal::RecordKind kind,
     KEEL_RETURN_IF_ERROR(log_->AppendWith(spec, payload, &logged));
     assert(logged == lsn);
     if (kind == wal::RecordKind::kData) {
-      if (Status applied = sm_->Apply(lsn, payload); !applied.ok()) {
+      Outcome outcome;
+      if (Status applied = sm_->ApplyWithOutcome(lsn, payload, &outcome); !applied.ok()) {
         Fail(Status::Failed("applying replicated LSN " + std::to_string(lsn) + " failed: " + applied.ToString()));
         return status();
       }

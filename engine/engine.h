@@ -46,6 +46,16 @@ class StateSnapshot {
   virtual Status WriteTo(checkpoint::Sink* sink) = 0;
 };
 
+// What the state machine made of one record, for the caller of Append: a
+// code (0 when it has nothing to say) and a few bytes (keep them few: they are
+// held in memory until the caller takes them). Computed by ApplyWithOutcome,
+// so the same wherever the record is applied: live, on a backup, in recovery.
+struct Outcome {
+  uint32_t code = 0;
+  std::string detail;
+  bool operator==(const Outcome&) const = default;
+};
+
 // What runs where (the engine calls these; the application never calls them):
 //
 //   method     called on                      runs at the same time as
@@ -71,6 +81,14 @@ class StateMachine {
   // the same state. A non-OK status fails the engine; during recovery it stops
   // Open, naming the LSN (see EngineOptions::on_refused_record).
   virtual Status Apply(Lsn lsn, std::span<const std::byte> payload) = 0;
+  // Apply that also says what came of the record (an outcome for the caller
+  // of Append). The engine calls only this one; the default calls Apply and
+  // reports code 0. Override it, with Apply forwarding to it, when callers
+  // need results; the same rules as Apply hold.
+  virtual Status ApplyWithOutcome(Lsn lsn, std::span<const std::byte> payload, Outcome* outcome) {
+    *outcome = Outcome();
+    return Apply(lsn, payload);
+  }
   // Checks a payload against the current state before it is logged; a non-OK
   // status refuses it (Append returns Status::Refused with its message) and
   // nothing is logged. Refuse here everything Apply would refuse. The default
@@ -152,6 +170,8 @@ class Engine {
   // only once it is durable. Thread-safe. Status::Refused: Validate refused it
   // and nothing was logged; the engine goes on.
   Status Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn);
+  // The same, and *outcome gets what the state machine made of the record.
+  Status Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn, Outcome* outcome);
   Status Sync(Lsn lsn);
   // A backup's append: logs a record with the LSN and epoch the primary gave
   // it (the next LSN, an epoch never lower than the log's) and applies it when

@@ -14,6 +14,8 @@
 //   changing no file; with RefusedRecordPolicy::kOpenBefore the engine opens as
 //   of the record before it and that record and every later one are in
 //   quarantine, not deleted.
+// - Append returns the Outcome that ApplyWithOutcome computed, and recovery,
+//   applying the same records, computes the same outcomes.
 // - checkpoint_on_close leaves nothing to replay; checkpoint::ReadAll reads a
 //   whole checkpoint.
 #include <gtest/gtest.h>
@@ -144,6 +146,35 @@ class Fickle final : public StateMachine {
  private:
   Lsn refuse_lsn_;
   std::vector<std::string> applied_;
+};
+
+// Says what it made of each record: code = the payload's length, detail = the
+// running count of bytes applied (which depends on every record before it).
+class Counter final : public StateMachine {
+ public:
+  Status Apply(Lsn lsn, std::span<const std::byte> payload) override {
+    Outcome ignored;
+    return ApplyWithOutcome(lsn, payload, &ignored);
+  }
+  Status ApplyWithOutcome(Lsn lsn, std::span<const std::byte> payload, Outcome* outcome) override {
+    total_bytes_ += payload.size();
+    outcome->code = static_cast<uint32_t>(payload.size());
+    outcome->detail = "total " + std::to_string(total_bytes_);
+    outcomes_[lsn] = *outcome;
+    return Status::Ok();
+  }
+  std::unique_ptr<StateSnapshot> Capture() override { return nullptr; }
+  Status Restore(checkpoint::Source* source) override {
+    EXPECT_EQ(source, nullptr) << "this test takes no checkpoint";
+    total_bytes_ = 0;
+    outcomes_.clear();
+    return Status::Ok();
+  }
+  const std::map<Lsn, Outcome>& outcomes() const { return outcomes_; }
+
+ private:
+  uint64_t total_bytes_ = 0;
+  std::map<Lsn, Outcome> outcomes_;
 };
 
 class EngineContractTest : public ::testing::Test {
@@ -305,6 +336,31 @@ TEST_F(EngineContractTest, P8ARefusedCommandIsRefusedCostsNoRecordAndTheEngineGo
   EXPECT_TRUE(engine->status().ok());
   ASSERT_TRUE(engine->Append(Bytes(std::string("0 2 40")), Durability::kDurable, &lsn).ok());
   EXPECT_EQ(lsn, 2u) << "the refused transfer took no LSN";
+}
+
+TEST_F(EngineContractTest, AppendReturnsTheOutcomeAndRecoveryComputesTheSame) {
+  std::map<Lsn, Outcome> returned;
+  {
+    Counter sm;
+    std::unique_ptr<Engine> engine;
+    ASSERT_TRUE(Engine::Open("/db", Options(), &sm, &engine).ok());
+    uint64_t total = 0;
+    for (uint64_t i = 1; i <= 20; ++i) {
+      Lsn lsn = 0;
+      Outcome outcome;
+      ASSERT_TRUE(engine->Append(Bytes(PayloadFor(i)), Durability::kDurable, &lsn, &outcome).ok());
+      total += PayloadFor(i).size();
+      EXPECT_EQ(outcome.code, PayloadFor(i).size());
+      EXPECT_EQ(outcome.detail, "total " + std::to_string(total));
+      returned[lsn] = outcome;
+    }
+  }
+  Counter recovered;
+  std::unique_ptr<Engine> engine;
+  recovery::Report report;
+  ASSERT_TRUE(Engine::Open("/db", Options(), &recovered, &engine, &report).ok());
+  EXPECT_EQ(report.records_replayed, 20u);
+  EXPECT_EQ(recovered.outcomes(), returned);
 }
 
 TEST_F(EngineContractTest, CheckpointOnCloseLeavesNothingToReplay) {
