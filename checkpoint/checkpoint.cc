@@ -60,19 +60,7 @@ std::string BaseName(const std::string& path) {
 }
 
 // The same error with context in front, keeping its code.
-Status WithContext(const Status& status, const std::string& context) {
-  std::string message = context + ": " + status.message();
-  switch (status.code()) {
-    case Status::Code::kOk: return status;
-    case Status::Code::kInvalidArgument: return Status::InvalidArgument(std::move(message));
-    case Status::Code::kNotFound: return Status::NotFound(std::move(message));
-    case Status::Code::kCorruption: return Status::Corruption(std::move(message));
-    case Status::Code::kIoError: return Status::IoError(std::move(message));
-    case Status::Code::kFailed: return Status::Failed(std::move(message));
-    case Status::Code::kNotSupported: return Status::NotSupported(std::move(message));
-  }
-  return Status::IoError(std::move(message));
-}
+Status WithContext(const Status& status, const std::string& context) { return status.WithContext(context); }
 
 // Reads exactly out.size() bytes at offset. The reader sized everything from
 // the file's length at Open, so a short read means the file shrank under it.
@@ -272,6 +260,18 @@ std::string CheckpointFileName(Lsn lsn) {
 bool ParseCheckpointFileName(std::string_view name, Lsn* lsn) {
   if (!name.ends_with(kFinalSuffix)) return false;
   return ParseLsnDigits(name.substr(0, name.size() - kFinalSuffix.size()), lsn);
+}
+
+Status ReadAll(Source* source, std::string* out) {
+  out->clear();
+  std::array<std::byte, 64 << 10> chunk;
+  for (;;) {
+    size_t bytes_read = 0;
+    KEEL_RETURN_IF_ERROR(source->Read(chunk, &bytes_read));
+    if (bytes_read == 0) return Status::Ok();
+    assert(bytes_read <= chunk.size());
+    out->append(reinterpret_cast<const char*>(chunk.data()), bytes_read);
+  }
 }
 
 Status ValidateWriterOptions(const WriterOptions& options) {

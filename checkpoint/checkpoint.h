@@ -39,6 +39,11 @@ class Source {
   virtual Status Read(std::span<std::byte> out, size_t* bytes_read) = 0;
 };
 
+// Reads everything left in source into *out: a Restore for a state small
+// enough to hold twice in memory is one call. The checkpoint's checksums are
+// verified as it reads, so an error leaves *out incomplete: do not use it.
+Status ReadAll(Source* source, std::string* out);
+
 struct CheckpointInfo {
   std::string name;              // 00000000000000000042.ckpt
   std::string path;

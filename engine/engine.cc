@@ -70,34 +70,66 @@ Status Engine::Open(const std::string& dir, const EngineOptions& options, StateM
   KEEL_RETURN_IF_ERROR(PrepareDirectories(fs, dir, options.log.create_if_missing));
   KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, "LOCK"), &opened->lock_));
 
-  recovery::Options recovery_options;
-  recovery_options.policy = options.recovery_policy;
-  recovery_options.log = options.log;
-  recovery_options.wal_dir = WalDir(dir);
-  recovery_options.checkpoint_dir = CheckpointDir(dir);
-  recovery_options.quarantine_dir = QuarantineDir(dir);
-  Engine* self = opened.get();
-  recovery::Hooks hooks;
-  hooks.restore = [self](checkpoint::Source* source) { return self->sm_->Restore(source); };
-  hooks.apply = [self](Lsn lsn, std::span<const std::byte> payload) { return self->sm_->Apply(lsn, payload); };
-  KEEL_RETURN_IF_ERROR(recovery::Recover(fs, recovery_options, hooks, &opened->log_, report));
+  KEEL_RETURN_IF_ERROR(opened->Recover(report));
   report->backend_notice = notice;
   opened->applied_lsn_ = report->last_lsn;
   opened->stats_.last_checkpoint_lsn = report->checkpoint_lsn;
+  Engine* self = opened.get();
   opened->checkpoint_thread_ = std::thread([self] { self->CheckpointLoop(); });
   *engine = std::move(opened);
   return Status::Ok();
 }
 
+// Rebuilds the state (recovery/recovery.h). A record the state machine refuses
+// stops recovery with nothing changed; under kOpenBefore that record and
+// everything after it are cut into quarantine and recovery runs again from the
+// start, so the state is exactly the one as of the record before it.
+Status Engine::Recover(recovery::Report* report) {
+  recovery::Options options;
+  options.policy = options_.recovery_policy;
+  options.log = options_.log;
+  options.wal_dir = WalDir(dir_);
+  options.checkpoint_dir = CheckpointDir(dir_);
+  options.quarantine_dir = QuarantineDir(dir_);
+  recovery::Hooks hooks;
+  hooks.restore = [this](checkpoint::Source* source) { return sm_->Restore(source); };
+  hooks.apply = [this](Lsn lsn, std::span<const std::byte> payload) {
+    Outcome outcome;
+    return sm_->ApplyWithOutcome(lsn, payload, &outcome);
+  };
+  Status status = recovery::Recover(fs_, options, hooks, &log_, report);
+  if (status.ok() || report->refused_lsn == 0 || options_.on_refused_record != RefusedRecordPolicy::kOpenBefore) {
+    return status;
+  }
+  const Lsn refused_lsn = report->refused_lsn;
+  const std::string refused_error = report->refused_error;
+  log_.reset();  // a second replay pass may have opened it; CutTail needs it closed
+  std::vector<std::string> moved;
+  KEEL_RETURN_IF_ERROR(recovery::CutTail(fs_, options.wal_dir, options.checkpoint_dir, options.quarantine_dir,
+                                         refused_lsn - 1, &moved));
+  KEEL_RETURN_IF_ERROR(recovery::Recover(fs_, options, hooks, &log_, report));
+  assert(report->last_lsn == refused_lsn - 1);
+  report->refused_lsn = refused_lsn;
+  report->refused_error = refused_error;
+  report->quarantined.insert(report->quarantined.begin(), moved.begin(), moved.end());
+  return Status::Ok();
+}
+
 Status Engine::Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn) {
+  Outcome outcome;
+  return Append(payload, durability, lsn, &outcome);
+}
+
+Status Engine::Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn, Outcome* outcome) {
   KEEL_RETURN_IF_ERROR(status());
-  KEEL_RETURN_IF_ERROR(sm_->Validate(payload));
   {
-    // Logging and applying under one lock makes apply order LSN order, and
-    // lets Capture see a state that is exactly "every record up to C".
+    // Validating, logging and applying under one lock makes apply order LSN
+    // order, lets Validate see the state Apply will meet, and lets Capture see
+    // a state that is exactly "every record up to C".
     std::unique_lock lock(apply_mu_);
+    if (Status valid = sm_->Validate(payload); !valid.ok()) return Status::Refused(valid.message());
     KEEL_RETURN_IF_ERROR(log_->Append(payload, lsn));
-    if (Status applied = sm_->Apply(*lsn, payload); !applied.ok()) {
+    if (Status applied = sm_->ApplyWithOutcome(*lsn, payload, outcome); !applied.ok()) {
       Fail(Status::Failed("applying LSN " + std::to_string(*lsn) + " failed: " + applied.ToString()));
       return status();
     }
@@ -126,7 +158,8 @@ Status Engine::AppendReplicated(Lsn lsn, wal::Epoch epoch, wal::RecordKind kind,
     KEEL_RETURN_IF_ERROR(log_->AppendWith(spec, payload, &logged));
     assert(logged == lsn);
     if (kind == wal::RecordKind::kData) {
-      if (Status applied = sm_->Apply(lsn, payload); !applied.ok()) {
+      Outcome outcome;
+      if (Status applied = sm_->ApplyWithOutcome(lsn, payload, &outcome); !applied.ok()) {
         Fail(Status::Failed("applying replicated LSN " + std::to_string(lsn) + " failed: " + applied.ToString()));
         return status();
       }
@@ -282,7 +315,11 @@ Status Engine::Close() {
   trigger_cv_.notify_all();
   if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
   Status result = Status::Ok();
-  if (log_) result = log_->Close();
+  if (options_.checkpoint_on_close && log_ && status().ok()) result = RunCheckpoint(nullptr);
+  if (log_) {
+    Status closed = log_->Close();
+    if (result.ok()) result = closed;
+  }
   lock_.reset();
   if (result.ok()) {
     std::lock_guard lock(state_mu_);

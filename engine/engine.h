@@ -46,15 +46,53 @@ class StateSnapshot {
   virtual Status WriteTo(checkpoint::Sink* sink) = 0;
 };
 
+// What the state machine made of one record, for the caller of Append: a
+// code (0 when it has nothing to say) and a few bytes (keep them few: they are
+// held in memory until the caller takes them). Computed by ApplyWithOutcome,
+// so the same wherever the record is applied: live, on a backup, in recovery.
+struct Outcome {
+  uint32_t code = 0;
+  std::string detail;
+  bool operator==(const Outcome&) const = default;
+};
+
+// What runs where (the engine calls these; the application never calls them):
+//
+//   method     called on                      runs at the same time as
+//   Validate   the thread calling Append      Read only (never Apply, Capture, Restore or another Validate)
+//   Apply      the thread calling Append;     Read never; nothing else of these
+//              a backup's follower thread;
+//              Open's thread during recovery
+//   Capture    the thread that checkpoints    Read only
+//   Restore    Open's thread, recovery only   nothing (the engine is not serving yet)
+//
+// Validate, Apply and Capture run under one lock, in log order: Validate sees
+// the state after every record logged before the one it checks, and the
+// record is logged and applied before the lock is released. So a record
+// Validate accepts is one Apply accepts, however many threads append; only the
+// wait for durability happens outside the lock, so group commit is kept.
+// Engine::Read takes the same lock shared: any number of readers at once,
+// never during Validate, Apply or Capture.
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
-  // Applies one record. Called in LSN order, one call at a time, never
-  // concurrently with Capture or Restore. A non-OK status fails the engine.
+  // Applies one record. Called in LSN order, one call at a time. Must be
+  // deterministic: recovery and backups replay the same records and must reach
+  // the same state. A non-OK status fails the engine; during recovery it stops
+  // Open, naming the LSN (see EngineOptions::on_refused_record).
   virtual Status Apply(Lsn lsn, std::span<const std::byte> payload) = 0;
-  // Checks a payload before it is logged. A record that Apply would refuse
-  // must never reach the log, or every later recovery would fail replaying it.
-  // The default accepts everything.
+  // Apply that also says what came of the record (an outcome for the caller
+  // of Append). The engine calls only this one; the default calls Apply and
+  // reports code 0. Override it, with Apply forwarding to it, when callers
+  // need results; the same rules as Apply hold.
+  virtual Status ApplyWithOutcome(Lsn lsn, std::span<const std::byte> payload, Outcome* outcome) {
+    *outcome = Outcome();
+    return Apply(lsn, payload);
+  }
+  // Checks a payload against the current state before it is logged; a non-OK
+  // status refuses it (Append returns Status::Refused with its message) and
+  // nothing is logged. Refuse here everything Apply would refuse. The default
+  // accepts everything.
   virtual Status Validate(std::span<const std::byte> payload) {
     (void)payload;
     return Status::Ok();
@@ -71,6 +109,15 @@ class StateMachine {
   virtual Status Restore(checkpoint::Source* source) = 0;
 };
 
+// What Open does when the state machine refuses a logged record during
+// recovery (a bug or non-determinism in the application: the record was
+// accepted once).
+enum class RefusedRecordPolicy : uint8_t {
+  kFail,        // Open fails with Status::Refused naming the LSN and the error; nothing is changed
+  kOpenBefore,  // Open at the record before it: that record, every later one and every checkpoint
+                // after it move into DIR/quarantine (never deleted), as recovery::CutTail does
+};
+
 enum class Durability : uint8_t {
   kNone,     // return once logged and applied; durable with a later Sync
   kDurable,  // return once the record is durable (P1)
@@ -84,8 +131,13 @@ struct EngineOptions {
   // A background checkpoint starts when this many payload bytes were appended
   // since the last one (0: never by size) ...
   uint64_t checkpoint_log_bytes = 256ULL << 20;
-  // ... or when this long has passed since the last one with records appended (0: never by time).
-  std::chrono::milliseconds checkpoint_interval{0};
+  // ... or when this long has passed since the last one with records appended
+  // (0: never by time), so a small program's recovery stays short too.
+  std::chrono::milliseconds checkpoint_interval{std::chrono::minutes(5)};
+  // Takes a checkpoint in Close when records were applied since the last one,
+  // so the next Open replays nothing.
+  bool checkpoint_on_close = false;
+  RefusedRecordPolicy on_refused_record = RefusedRecordPolicy::kFail;
   // The lowest LSN someone else still needs from the log (replication: what a
   // backup has not yet made durable). A checkpoint recycles segments only
   // below both it and the oldest kept checkpoint. Null: nobody else.
@@ -114,9 +166,12 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Logs payload, applies it, and returns its LSN; with kDurable, only once it
-  // is durable. Thread-safe.
+  // Validates payload, logs it, applies it, and returns its LSN; with kDurable,
+  // only once it is durable. Thread-safe. Status::Refused: Validate refused it
+  // and nothing was logged; the engine goes on.
   Status Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn);
+  // The same, and *outcome gets what the state machine made of the record.
+  Status Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn, Outcome* outcome);
   Status Sync(Lsn lsn);
   // A backup's append: logs a record with the LSN and epoch the primary gave
   // it (the next LSN, an epoch never lower than the log's) and applies it when
@@ -153,6 +208,7 @@ class Engine {
   Engine(std::string dir, const EngineOptions& options, StateMachine* sm);
   void CheckpointLoop();
   Status RunCheckpoint(checkpoint::CheckpointInfo* info);
+  Status Recover(recovery::Report* report);
   void Fail(Status status);
 
   const std::string dir_;

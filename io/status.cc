@@ -19,6 +19,8 @@ std::string_view CodeName(Status::Code code) {
     case Status::Code::kIoError: return "I/O error";
     case Status::Code::kFailed: return "failed";
     case Status::Code::kNotSupported: return "not supported";
+    case Status::Code::kRefused: return "refused";
+    case Status::Code::kNotPrimary: return "not primary";
   }
   return "unknown";
 }

@@ -22,6 +22,8 @@ class [[nodiscard]] Status {
     kIoError,          // the operating system refused or failed an operation
     kFailed,           // the log is in the failed state (P5); reopen to recover
     kNotSupported,     // the requested backend or feature is unavailable here
+    kRefused,          // the application's state machine refused the command; nothing was logged
+    kNotPrimary,       // a write sent to a node that does not lead; the message names the primary
   };
 
   Status() = default;
@@ -32,6 +34,8 @@ class [[nodiscard]] Status {
   static Status IoError(std::string message) { return Status(Code::kIoError, std::move(message)); }
   static Status Failed(std::string message) { return Status(Code::kFailed, std::move(message)); }
   static Status NotSupported(std::string message) { return Status(Code::kNotSupported, std::move(message)); }
+  static Status Refused(std::string message) { return Status(Code::kRefused, std::move(message)); }
+  static Status NotPrimary(std::string message) { return Status(Code::kNotPrimary, std::move(message)); }
   // An I/O error from errno, worded "<what>: <strerror>".
   static Status FromErrno(std::string_view what, int error_number);
 
@@ -43,9 +47,16 @@ class [[nodiscard]] Status {
   bool IsIoError() const { return code_ == Code::kIoError; }
   bool IsFailed() const { return code_ == Code::kFailed; }
   bool IsNotSupported() const { return code_ == Code::kNotSupported; }
+  bool IsRefused() const { return code_ == Code::kRefused; }
+  bool IsNotPrimary() const { return code_ == Code::kNotPrimary; }
   const std::string& message() const { return message_; }
   // "corruption: <message>", or "ok".
   std::string ToString() const;
+  // The same error, same code, with "<context>: " in front of its message; OK stays OK.
+  Status WithContext(std::string_view context) const {
+    if (ok()) return *this;
+    return Status(code_, std::string(context) + ": " + message_);
+  }
 
  private:
   Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}

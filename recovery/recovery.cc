@@ -261,6 +261,10 @@ std::string Report::Describe() const {
   if (log_passes == 1) text += ", log read once";
   if (log_passes == 2) text += ", log read twice (" + second_pass_reason + ")";
   for (const std::string& skipped : checkpoints_skipped) text += "\n  skipped checkpoint " + skipped;
+  if (refused_lsn != 0) {
+    text += "\n  the state machine refused LSN " + std::to_string(refused_lsn) + " (" + refused_error +
+            "): opened at LSN " + std::to_string(refused_lsn - 1) + ", that record and every later one moved into quarantine";
+  }
   for (const std::string& path : quarantined) text += "\n  quarantined " + path;
   return text;
 }
@@ -279,7 +283,14 @@ Status ReplayRecord(const Hooks& hooks, const wal::Record& record, Report* repor
     return Status::Ok();
   }
   if (report->records_replayed == 0) report->first_replayed_lsn = record.lsn;
-  KEEL_RETURN_IF_ERROR(hooks.apply(record.lsn, record.payload));
+  if (Status applied = hooks.apply(record.lsn, record.payload); !applied.ok()) {
+    // The record is logged, so the application accepted it once: refusing it
+    // now is a bug or non-determinism in the application, not damage on disk.
+    report->refused_lsn = record.lsn;
+    report->refused_error = applied.message();
+    return Status::Refused("the state machine refused LSN " + std::to_string(record.lsn) +
+                           " during recovery: " + applied.message() + " (nothing was changed)");
+  }
   report->records_replayed += 1;
   report->bytes_replayed += wal::kRecordHeaderSize + record.payload.size();
   return Status::Ok();

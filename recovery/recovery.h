@@ -61,6 +61,12 @@ struct Report {
   std::string log_end_description;
   uint64_t tail_bytes_cut = 0;
   std::vector<std::string> quarantined;    // paths written under DIR/quarantine
+  // Set when the state machine refused a record during replay (Hooks::apply
+  // failed): its LSN and the state machine's error. Recover then fails with
+  // Status::Refused and changes nothing; EngineOptions::on_refused_record says
+  // whether the engine opens at the record before it instead.
+  Lsn refused_lsn = 0;
+  std::string refused_error;
   std::string backend_notice;              // set when io_backend=auto fell back (print it once)
   double seconds = 0;                      // whole recovery
   double replay_seconds = 0;               // one pass: the validation scan and replay together

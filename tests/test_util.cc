@@ -1,5 +1,6 @@
 #include "tests/test_util.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,27 @@ CommandResult RunCommand(const std::string& command_line, const std::string& std
   result.out = ReadFileOrDie(out);
   result.err = ReadFileOrDie(err);
   return result;
+}
+
+Child SpawnWithPipes(std::vector<std::string> args, const std::string& stderr_path) {
+  int in[2], out[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    const int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 || err < 0 || dup2(err, STDERR_FILENO) < 0) {
+      _exit(120);
+    }
+    execv(argv[0], argv.data());
+    _exit(121);
+  }
+  close(in[0]);
+  close(out[1]);
+  return Child{pid, in[1], out[0]};
 }
 
 std::string ReadFileOrDie(const std::string& path) {

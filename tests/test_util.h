@@ -3,6 +3,8 @@
 #pragma once
 
 #include <string>
+#include <sys/types.h>
+#include <vector>
 
 namespace keel::testing {
 
@@ -29,6 +31,17 @@ struct CommandResult {
 
 // Runs a shell command line with the given stdin text and waits for it.
 CommandResult RunCommand(const std::string& command_line, const std::string& stdin_text = "");
+
+// A child process whose stdin and stdout are pipes to the test.
+struct Child {
+  pid_t pid = -1;
+  int stdin_fd = -1;   // the test writes commands here
+  int stdout_fd = -1;  // and reads replies here
+};
+
+// Starts args[0] with args, stdin and stdout on pipes and stderr appended to
+// stderr_path. The descriptors are the caller's to close.
+Child SpawnWithPipes(std::vector<std::string> args, const std::string& stderr_path);
 
 // Reads or writes a whole file (test setup only; aborts the test on failure).
 std::string ReadFileOrDie(const std::string& path);
