@@ -781,6 +781,14 @@ TEST_F(CliTest, P8QuarantinedRecordsReadBackWithTheirLsnsAndEpochs) {
       EXPECT_EQ(record["offset"], original.at(lsn)["offset"]) << "offsets are the segment's" << lsn;
     }
   }
+  // A whole log moved aside by a rejoin is a directory in quarantine: named, not read.
+  ASSERT_TRUE(std::filesystem::create_directories(quarantine + "/rejoin-5-1700000000/wal"));
+  const CommandResult with_directory = Keel("dump " + quarantine + " --json");
+  EXPECT_EQ(with_directory.exit_code, 0) << with_directory.err;
+  EXPECT_EQ(ByLsn(with_directory.out).size(), 350U);
+  EXPECT_EQ(with_directory.err, "keel dump: note: " + quarantine + "/rejoin-5-1700000000 is a directory (a log "
+                                "moved aside whole): name it to read it\n");
+  std::filesystem::remove_all(quarantine + "/rejoin-5-1700000000");
   // One cut file on its own, in text; renamed, it still says what it is.
   const std::string cut = moved[0];
   const std::string renamed = tmp.Join("renamed");

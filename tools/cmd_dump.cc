@@ -325,6 +325,7 @@ int RunDumpLoose(io::FileSystem* fs, const DumpFlags& flags, TargetKind target) 
     status = IdentifyFile(fs, flags.dir, &files.back());
   } else {
     status = ListQuarantineDir(fs, flags.dir, &files);
+    NoteQuarantineSubdirectories(kCommand, fs, flags.dir);
   }
   if (!status.ok()) {
     PrintError(kCommand, status.message());

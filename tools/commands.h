@@ -234,6 +234,10 @@ Status IdentifyFile(io::FileSystem* fs, const std::string& path, LooseFile* file
 // The files of a quarantine directory, identified, in name order (the cut time
 // leads each name, so this is the order they were quarantined in).
 Status ListQuarantineDir(io::FileSystem* fs, const std::string& dir, std::vector<LooseFile>* files);
+// Notes on stderr each directory inside a quarantine directory: a rejoining
+// node that had to give up its whole log moves it there as one directory
+// (rejoin-<lsn>-<time>), which dump, verify and info read when named.
+void NoteQuarantineSubdirectories(std::string_view command, io::FileSystem* fs, const std::string& dir);
 // Reads the records of a kCut or kSegment file (others have none).
 Status SalvageFile(io::FileSystem* fs, const LooseFile& file, const std::function<void(const wal::Record&)>& visit,
                    recovery::SalvageResult* result);

@@ -2,6 +2,7 @@
 // quarantine directory (see tools/commands.h). Read-only, like every reader in
 // the tool; nothing damaged is shown as data (each record printed passed its
 // checksum), and damage is reported with the segment offset it was found at.
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -220,6 +221,7 @@ Status ListQuarantineDir(io::FileSystem* fs, const std::string& dir, std::vector
   KEEL_RETURN_IF_ERROR(ListFilesWithSizes(fs, dir, &listed));
   files->clear();
   for (const NamedFile& entry : listed) {
+    if (entry.name.ends_with('/')) continue;  // a directory: NoteQuarantineSubdirectories
     LooseFile file;
     const Status status = IdentifyFile(fs, io::JoinPath(dir, entry.name), &file);
     if (status.IsNotFound()) continue;  // moved away since the listing
@@ -227,6 +229,18 @@ Status ListQuarantineDir(io::FileSystem* fs, const std::string& dir, std::vector
     files->push_back(std::move(file));
   }
   return Status::Ok();
+}
+
+void NoteQuarantineSubdirectories(std::string_view command, io::FileSystem* fs, const std::string& dir) {
+  std::vector<std::string> names;
+  if (!fs->ListDir(dir, &names).ok()) return;
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    bool is_dir = false;
+    const std::string path = io::JoinPath(dir, name);
+    if (!fs->Stat(path, &is_dir).ok() || !is_dir) continue;
+    PrintError(command, "note: " + path + " is a directory (a log moved aside whole): name it to read it");
+  }
 }
 
 Status SalvageFile(io::FileSystem* fs, const LooseFile& file, const std::function<void(const wal::Record&)>& visit,
@@ -279,6 +293,7 @@ int RunLooseReport(std::string_view command, io::FileSystem* fs, const std::stri
     status = IdentifyFile(fs, path, &files.back());
   } else {
     status = ListQuarantineDir(fs, path, &files);
+    NoteQuarantineSubdirectories(command, fs, path);
   }
   if (!status.ok()) {
     PrintError(command, status.message());
