@@ -335,11 +335,12 @@ int RunDumpLoose(io::FileSystem* fs, const DumpFlags& flags, TargetKind target) 
   int code = kExitOk;
   uint64_t printed = 0;
   for (const LooseFile& file : files) {
-    if (!file.problem.empty()) {
+    if (!file.Readable()) {
       PrintError(kCommand, file.path + ": " + file.problem);
       code = std::max(code, file.problem_exit_code);
       continue;
     }
+    if (!file.note.empty()) PrintError(kCommand, "note: " + file.path + " " + file.note);
     const std::string segment = file.SourceSegment();
     const auto visit = [&](const wal::Record& record) {
       if (printed >= flags.limit || record.lsn < flags.from_lsn || record.lsn > flags.to_lsn) return;

@@ -207,7 +207,7 @@ enum class LooseKind : uint8_t {
   kCut,         // a quarantine file: bytes cut from a segment, behind a quarantine header
   kSegment,     // a whole segment file
   kCheckpoint,  // a checkpoint moved into quarantine (read it with --checkpoint)
-  kOldCut,      // a cut file from before quarantine headers: cannot be read as records
+  kOldCut,      // a cut file from before quarantine headers: read with what its name says
   kOther,       // none of these
 };
 std::string_view LooseKindName(LooseKind kind);  // "cut", "segment", "checkpoint", "old-cut", "other"
@@ -223,6 +223,12 @@ struct LooseFile {
   // that goes with it: 1 for a damaged header, 2 for a file of another kind.
   std::string problem;
   int problem_exit_code = kExitOk;
+  // Said once on stderr, not an error: how a file without a header is read.
+  std::string note;
+  // Whether SalvageFile can read records from it.
+  bool Readable() const {
+    return problem.empty() && (kind == LooseKind::kCut || kind == LooseKind::kSegment || kind == LooseKind::kOldCut);
+  }
   // The segment the records came from, for printing.
   std::string SourceSegment() const;
   // "bytes of 00000000000000000001.wal from offset 4928 on, LSN 35 on, epoch 1, cut for corruption at <UTC>".
@@ -238,7 +244,7 @@ Status ListQuarantineDir(io::FileSystem* fs, const std::string& dir, std::vector
 // node that had to give up its whole log moves it there as one directory
 // (rejoin-<lsn>-<time>), which dump, verify and info read when named.
 void NoteQuarantineSubdirectories(std::string_view command, io::FileSystem* fs, const std::string& dir);
-// Reads the records of a kCut or kSegment file (others have none).
+// Reads the records of a Readable() file (others have none).
 Status SalvageFile(io::FileSystem* fs, const LooseFile& file, const std::function<void(const wal::Record&)>& visit,
                    recovery::SalvageResult* result);
 // Prints, on stderr, a line for each damaged range: corruption when a valid

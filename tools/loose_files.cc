@@ -79,10 +79,18 @@ void IdentifyOther(LooseFile* file) {
     file->kind = LooseKind::kCheckpoint;
     file->problem = "a checkpoint, not a log file: read it with keel dump --checkpoint " + file->path;
   } else if (recovery::ParseCutFileName(file->name, &first_lsn, &offset)) {
+    // Its name still says where the bytes came from. Every sector size is a
+    // multiple of the smallest, so looking again at each 512-byte boundary
+    // finds every flush start; the first valid record gives the first LSN.
     file->kind = LooseKind::kOldCut;
-    file->problem = "a quarantine file written before quarantine files had a header: it holds the bytes of " +
-                    wal::SegmentFileName(first_lsn) + " from offset " + std::to_string(offset) +
-                    " on, but not their sector size or first LSN, so its records cannot be read by this keel";
+    file->problem_exit_code = kExitOk;
+    file->cut.sector_size_bytes = wal::kMinSectorSize;
+    file->cut.source_first_lsn = first_lsn;
+    file->cut.source_offset = offset;
+    file->cut.cut_bytes = file->size_bytes;
+    file->note = "has no quarantine header (an older keel cut it): read as the bytes of " +
+                 wal::SegmentFileName(first_lsn) + " from offset " + std::to_string(offset) +
+                 " on, as its name says; its first LSN is that of its first valid record";
   } else {
     file->kind = LooseKind::kOther;
     file->problem = "not a keel segment or quarantine file (bad magic)";
@@ -111,6 +119,10 @@ nlohmann::ordered_json FileJson(const LooseFile& file, const recovery::SalvageRe
   out["path"] = file.path;
   out["kind"] = std::string(LooseKindName(file.kind));
   out["bytes"] = file.size_bytes;
+  if (file.problem.empty() && file.kind == LooseKind::kOldCut) {
+    out["segment"] = file.cut.SourceSegmentName();
+    out["offset"] = file.cut.source_offset;
+  }
   if (file.problem.empty() && file.kind == LooseKind::kCut) {
     out["segment"] = file.cut.SourceSegmentName();
     out["offset"] = file.cut.source_offset;
@@ -164,7 +176,7 @@ std::string_view LooseKindName(LooseKind kind) {
 }
 
 std::string LooseFile::SourceSegment() const {
-  if (kind == LooseKind::kCut) return cut.SourceSegmentName();
+  if (kind == LooseKind::kCut || kind == LooseKind::kOldCut) return cut.SourceSegmentName();
   if (kind == LooseKind::kSegment) return wal::SegmentFileName(segment.first_lsn);
   return name;
 }
@@ -173,6 +185,10 @@ std::string LooseFile::Describe() const {
   if (kind == LooseKind::kSegment) {
     return "segment " + SourceSegment() + " (first LSN " + std::to_string(segment.first_lsn) + ", epoch " +
            std::to_string(segment.epoch) + ", " + std::to_string(size_bytes) + " bytes)";
+  }
+  if (kind == LooseKind::kOldCut) {
+    return "bytes of " + SourceSegment() + " from offset " + std::to_string(cut.source_offset) + " on (" +
+           std::to_string(cut.cut_bytes) + " bytes, no quarantine header)";
   }
   if (kind != LooseKind::kCut) return std::string(LooseKindName(kind));
   return "bytes of " + SourceSegment() + " from offset " + std::to_string(cut.source_offset) + " on (" +
@@ -246,15 +262,14 @@ void NoteQuarantineSubdirectories(std::string_view command, io::FileSystem* fs, 
 Status SalvageFile(io::FileSystem* fs, const LooseFile& file, const std::function<void(const wal::Record&)>& visit,
                    recovery::SalvageResult* result) {
   *result = recovery::SalvageResult{};
-  if (!file.problem.empty() || (file.kind != LooseKind::kCut && file.kind != LooseKind::kSegment)) {
-    return Status::Ok();
-  }
+  if (!file.Readable()) return Status::Ok();
   if (file.size_bytes > kMaxLooseFileBytes) {
     return Status::InvalidArgument(file.path + " is " + std::to_string(file.size_bytes) +
                                    " bytes, more than any segment can be");
   }
-  const bool cut = file.kind == LooseKind::kCut;
-  const uint64_t start = cut ? recovery::kQuarantineHeaderSize : file.segment.sector_size_bytes;
+  const bool cut = file.kind == LooseKind::kCut || file.kind == LooseKind::kOldCut;
+  const uint64_t header_bytes = file.kind == LooseKind::kCut ? recovery::kQuarantineHeaderSize : 0;
+  const uint64_t start = cut ? header_bytes : file.segment.sector_size_bytes;
   std::unique_ptr<io::File> opened;
   KEEL_RETURN_IF_ERROR(fs->Open(file.path, io::OpenMode::kRead, &opened));
   std::vector<std::byte> bytes(static_cast<size_t>(file.size_bytes - start));
@@ -308,7 +323,8 @@ int RunLooseReport(std::string_view command, io::FileSystem* fs, const std::stri
       code = std::max(code, kExitUsage);
       continue;
     }
-    const bool readable = file.problem.empty() && (file.kind == LooseKind::kCut || file.kind == LooseKind::kSegment);
+    const bool readable = file.Readable();
+    if (!file.note.empty()) PrintError(command, "note: " + file.path + " " + file.note);
     records += result.records;
     if (json) {
       std::printf("%s\n", FileJson(file, readable ? &result : nullptr).dump().c_str());
