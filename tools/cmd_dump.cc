@@ -516,6 +516,7 @@ void AddDumpCommand(CLI::App* app, CommandRunner* run) {
           ->check(CLI::IsMember({"data", "epoch"})));
   flags->log_only_options.push_back(
       command->add_option("--epoch", flags->epoch, "print only records of this epoch")
+          ->type_name("UINT")
           ->check(WholeNumber(0, UINT32_MAX)));
   flags->log_only_options.push_back(command->add_flag(
       "--follow,-f", flags->follow,

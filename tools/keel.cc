@@ -56,7 +56,7 @@ CLI::Validator WholeNumber(uint64_t min, uint64_t max) {
         if (value < min || value > max) return text + " is out of range; give " + range;
         return "";
       },
-      "UINT");
+      "");
 }
 
 CLI::Validator SizeText() {
@@ -76,7 +76,7 @@ CLI::Validator SizeText() {
         if (error != std::errc()) return text + " is too large";
         return "";
       },
-      "SIZE");
+      "");
 }
 
 CLI::Validator DecimalNumber(double min, double max) {
@@ -91,7 +91,7 @@ CLI::Validator DecimalNumber(double min, double max) {
         if (value < min || value > max) return text + " is out of range; give " + range;
         return "";
       },
-      "NUMBER");
+      "");
 }
 
 void PrintError(std::string_view command, std::string_view message) {
