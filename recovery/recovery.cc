@@ -1,6 +1,9 @@
 #include "recovery/recovery.h"
 
+#include "recovery/quarantine.h"
+
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <chrono>
 #include <cstring>
@@ -15,14 +18,15 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-Status CopyRange(io::File* from, uint64_t begin, uint64_t end, io::File* to) {
+// Copies from[begin, end) to `to`, starting at to_offset.
+Status CopyRange(io::File* from, uint64_t begin, uint64_t end, io::File* to, uint64_t to_offset) {
   std::vector<std::byte> buffer(1 << 20);
   for (uint64_t at = begin; at < end;) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.size(), end - at));
     size_t got = 0;
     KEEL_RETURN_IF_ERROR(from->ReadAt(at, std::span(buffer.data(), want), &got));
     if (got != want) return Status::IoError("short read of " + from->path() + " at offset " + std::to_string(at));
-    KEEL_RETURN_IF_ERROR(to->WriteAt(at - begin, std::span(buffer.data(), got)));
+    KEEL_RETURN_IF_ERROR(to->WriteAt(to_offset + (at - begin), std::span(buffer.data(), got)));
     at += got;
   }
   return Status::Ok();
@@ -94,10 +98,33 @@ Status ZeroFrom(io::File* segment, uint64_t cut_offset, uint64_t sector_size_byt
   return segment->Sync();
 }
 
+// Writes the bytes of `segment` from cut_offset to its end into a new file in
+// quarantine_dir, behind a quarantine header (recovery/quarantine.h) that
+// says where they came from, and makes the file and its name durable.
+Status WriteCutFile(io::FileSystem* fs, const std::string& quarantine_dir, const wal::SegmentInfo& cut,
+                    io::File* segment, uint64_t cut_offset, uint64_t file_size_bytes, const QuarantineHeader& header,
+                    std::vector<std::string>* moved) {
+  assert(cut_offset <= file_size_bytes);
+  std::string copy_path;
+  KEEL_RETURN_IF_ERROR(QuarantinePath(fs, quarantine_dir, CutFileName(cut.name, cut_offset), &copy_path));
+  std::unique_ptr<io::File> copy;
+  KEEL_RETURN_IF_ERROR(fs->Open(copy_path, io::OpenMode::kCreate, &copy));
+  std::array<std::byte, kQuarantineHeaderSize> encoded;
+  EncodeQuarantineHeader(header, encoded);
+  KEEL_RETURN_IF_ERROR(copy->WriteAt(0, encoded));
+  KEEL_RETURN_IF_ERROR(CopyRange(segment, cut_offset, file_size_bytes, copy.get(), kQuarantineHeaderSize));
+  KEEL_RETURN_IF_ERROR(copy->Sync());
+  KEEL_RETURN_IF_ERROR(fs->SyncDir(quarantine_dir));
+  moved->push_back(copy_path);
+  return Status::Ok();
+}
+
 // Moves everything in the log from byte cut_offset of segments[index] on into
 // quarantine_dir (cut_offset 0: that whole segment too, as when its header is
-// damaged). The bytes are copied (or whole files renamed) and made durable
-// there before the cut segment is changed, so nothing is ever lost. Later
+// damaged). cut_first_lsn is the LSN that should start at cut_offset; it and
+// reason go into the cut file's header. The bytes are copied (or whole files
+// renamed) and made durable there before the cut segment is changed, so
+// nothing is ever lost. Later
 // segments go newest first, each durably, so a crash part way leaves the log a
 // shorter log, never one with a hole. Only when they are gone for good is the
 // cut segment zeroed: were it zeroed while a later segment remained, that
@@ -105,7 +132,7 @@ Status ZeroFrom(io::File* segment, uint64_t cut_offset, uint64_t sector_size_byt
 // Appends what it wrote or moved to *moved, in log order.
 Status MoveTailAside(io::FileSystem* fs, const std::string& wal_dir, const std::string& quarantine_dir,
                      const std::vector<wal::SegmentInfo>& segments, size_t index, uint64_t cut_offset,
-                     std::vector<std::string>* moved) {
+                     Lsn cut_first_lsn, QuarantineReason reason, std::vector<std::string>* moved) {
   assert(index < segments.size());
   assert(cut_offset == 0 || segments[index].header_valid);
   KEEL_RETURN_IF_ERROR(CreateQuarantineDir(fs, quarantine_dir));
@@ -115,15 +142,17 @@ Status MoveTailAside(io::FileSystem* fs, const std::string& wal_dir, const std::
   if (cut_offset != 0) {
     KEEL_RETURN_IF_ERROR(fs->Open(cut.path, io::OpenMode::kReadWrite, &segment));
     KEEL_RETURN_IF_ERROR(segment->Size(&file_size_bytes));
-    std::string copy_path;
+    QuarantineHeader header;
+    header.sector_size_bytes = cut.header.sector_size_bytes;
+    header.source_first_lsn = cut.header.first_lsn;
+    header.source_offset = cut_offset;
+    header.first_lsn = cut_first_lsn;
+    header.epoch = cut.header.epoch;
+    header.reason = reason;
+    header.cut_bytes = file_size_bytes - cut_offset;
+    header.cut_unix_seconds = static_cast<int64_t>(std::time(nullptr));
     KEEL_RETURN_IF_ERROR(
-        QuarantinePath(fs, quarantine_dir, cut.name + ".from-" + std::to_string(cut_offset), &copy_path));
-    std::unique_ptr<io::File> copy;
-    KEEL_RETURN_IF_ERROR(fs->Open(copy_path, io::OpenMode::kCreate, &copy));
-    KEEL_RETURN_IF_ERROR(CopyRange(segment.get(), cut_offset, file_size_bytes, copy.get()));
-    KEEL_RETURN_IF_ERROR(copy->Sync());
-    KEEL_RETURN_IF_ERROR(fs->SyncDir(quarantine_dir));
-    moved->push_back(copy_path);
+        WriteCutFile(fs, quarantine_dir, cut, segment.get(), cut_offset, file_size_bytes, header, moved));
   }
   const size_t first_whole = cut_offset != 0 ? index + 1 : index;
   std::vector<std::string> renamed(segments.size() - first_whole);
@@ -155,7 +184,8 @@ Status Quarantine(io::FileSystem* fs, const Options& options, Report* report) {
                               end.Describe() + ")");
   }
   return MoveTailAside(fs, options.wal_dir, options.quarantine_dir, segments, index,
-                       header_damaged ? 0 : damaged.valid_end, &report->quarantined);
+                       header_damaged ? 0 : damaged.valid_end, end.expected_lsn, QuarantineReason::kCorruption,
+                       &report->quarantined);
 }
 
 // Restores the newest checkpoint the log can continue from; falls back to
@@ -482,7 +512,8 @@ Status CutTail(io::FileSystem* fs, const std::string& wal_dir, const std::string
   KEEL_RETURN_IF_ERROR(MoveCheckpointsAbove(fs, checkpoint_dir, quarantine_dir, keep_through_lsn, moved));
   const auto& segments = scanner.segments();
   if (found) {
-    return MoveTailAside(fs, wal_dir, quarantine_dir, segments, cut_index, cut_offset, moved);
+    return MoveTailAside(fs, wal_dir, quarantine_dir, segments, cut_index, cut_offset, keep_through_lsn + 1,
+                         QuarantineReason::kDivergentTail, moved);
   }
   if (end.kind == wal::ScanEndKind::kCorruption) {
     // keep_through_lsn is the last valid record: cut from the damage on, as
@@ -493,7 +524,7 @@ Status CutTail(io::FileSystem* fs, const std::string& wal_dir, const std::string
     assert(index < segments.size());
     const wal::SegmentInfo& damaged = segments[index];
     return MoveTailAside(fs, wal_dir, quarantine_dir, segments, index, damaged.header_valid ? damaged.valid_end : 0,
-                         moved);
+                         end.expected_lsn, QuarantineReason::kDivergentTail, moved);
   }
   // Nothing after keep_through_lsn: a clean end, or a torn tail that the next
   // Log::Open cuts as usual.

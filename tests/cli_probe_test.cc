@@ -3,7 +3,7 @@
 // docs/operations.md describes.
 //   - a short probe of a scratch directory exits 0, prints every section, and
 //     leaves DIR holding exactly what it held before (its temporary file is
-//     always removed);
+//     always removed), and piped it writes nothing to stderr (no progress line);
 //   - --json is one object with the documented keys, every measurement positive;
 //   - capacity: log growth per day is exactly rate x (record + 32) x 86400; at a
 //     rate below one writer's fdatasync rate every record pays its own sector
@@ -81,6 +81,7 @@ TEST_F(CliProbeTest, TextReportHasEverySectionAndLeavesNothingBehind) {
     EXPECT_THAT(result.out, HasSubstr(name));
   }
   EXPECT_THAT(result.out, Not(HasSubstr("capacity")));  // only with --rate
+  EXPECT_EQ(result.err, "") << "piped, the probe shows no progress (cli_test checks a terminal)";
   EXPECT_EQ(Names(tmp.path()), std::set<std::string>{"keep"});
 }
 

@@ -9,7 +9,20 @@
 //     segment and offset on stderr, while a torn tail is reported and exits 0 (P4);
 //   - bad input (missing or foreign directories, unknown flags, bad ranges,
 //     oversized lines) exits 2 with one line naming what is wrong (P8);
-//   - --help works on every subcommand and exits 0.
+//   - --help works on every subcommand and exits 0; --version prints the
+//     library's version;
+//   - every numeric flag of dump, append and probe refuses a negative, an
+//     overflowing or a non-numeric value with exit 2 naming the flag, and
+//     --from past the end of the log says so (P8);
+//   - dump, verify and info read one segment file, one quarantine file and a
+//     quarantine directory: the records CutTail moved aside print with their
+//     LSNs and epochs, a file from before quarantine headers is read by what
+//     its name says, with a note (P8), and damage in them is reported, never
+//     printed (P4);
+//   - dump --kind and --epoch filter; dump --follow prints records appended
+//     after it started and ends with exit 0 on SIGTERM;
+//   - append --count prints a summary (records, bytes, rate) and, piped, no
+//     progress line; on a terminal (util-linux script) it shows one.
 // How: each test runs the real `keel` binary on a scratch directory, damaging
 // files byte by byte where needed, and checks exit codes and output.
 #include <gmock/gmock.h>
@@ -17,6 +30,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <map>
+#include <memory>
 #include <cstddef>
 #include <filesystem>
 #include <set>
@@ -27,8 +42,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/io.h"
+#include "keel/version.h"
+#include "recovery/quarantine.h"
+#include "recovery/recovery.h"
 #include "tests/test_util.h"
 #include "wal/format.h"
+#include "wal/log.h"
 
 namespace keel {
 namespace {
@@ -540,7 +560,7 @@ TEST_F(CliTest, P8UnknownFlagsAndBadRangesExitTwo) {
   EXPECT_THAT(reversed.err, HasSubstr("--from 5"));
   const CommandResult zero = Keel("dump " + dir + " --from 0");
   EXPECT_EQ(zero.exit_code, 2);
-  EXPECT_THAT(zero.err, HasSubstr("--from 0"));
+  EXPECT_THAT(zero.err, HasSubstr("--from: 0 is out of range"));
   EXPECT_EQ(Keel("dump " + dir + " --from abc").exit_code, 2);
   EXPECT_EQ(Keel("dump " + dir + " --limit 0").exit_code, 2);
   EXPECT_EQ(Keel("dump").exit_code, 2);
@@ -588,6 +608,323 @@ TEST_F(CliTest, P8HelpOnEverySubcommandExitsZero) {
   EXPECT_EQ(top.exit_code, 0);
   EXPECT_THAT(top.out, HasSubstr("append"));
   EXPECT_THAT(top.out, HasSubstr("verify"));
+}
+
+// ---- numbers, versions (P8) ----
+
+TEST_F(CliTest, P8EveryNumericFlagRefusesNegativeOverflowingAndNonNumericValues) {
+  TempDir tmp;
+  const std::string dir = tmp.Join("log");
+  ASSERT_EQ(Keel("append " + dir + " --create", "a\nb\n").exit_code, 0);
+  const std::string other = tmp.Join("other");
+  const struct {
+    std::string command;  // everything before the bad value's flag
+    std::string flag;
+    std::string rest;     // what must come with the flag
+  } flags[] = {
+      {"dump " + dir, "--from", ""},         {"dump " + dir, "--to", ""},
+      {"dump " + dir, "--limit", ""},        {"dump " + dir, "--epoch", ""},
+      {"append " + other + " --create", "--count", ""},
+      {"append " + other + " --create --count 5", "--threads", ""},
+      {"append " + other + " --create --count 5", "--size", ""},
+      {"append " + other + " --create", "--segment-size", ""},
+      {"append " + other + " --create", "--max-record", ""},
+      {"probe " + tmp.path(), "--seconds", ""},
+      {"probe " + tmp.path(), "--size", ""},
+      {"probe " + tmp.path(), "--rate", " --record-bytes 100"},
+      {"probe " + tmp.path() + " --rate 10", "--record-bytes", ""},
+      {"probe " + tmp.path() + " --rate 10 --record-bytes 100", "--retention-days", ""},
+  };
+  for (const auto& f : flags) {
+    for (const std::string value : {"-1", "18446744073709551616", "abc", "nan"}) {
+      const std::string args = f.command + " " + f.flag + " " + value + f.rest;
+      const CommandResult result = Keel(args, "x\n");
+      const std::string command = f.command.substr(0, f.command.find(' '));
+      EXPECT_EQ(result.exit_code, 2) << args;
+      EXPECT_THAT(result.err, StartsWith("keel " + command + ": " + f.flag + ": ")) << args;
+      EXPECT_EQ(Lines(result.err).size(), 1U) << args << ": " << result.err;
+      EXPECT_TRUE(result.out.empty()) << args;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(other)) << "a refused append creates nothing";
+  const CommandResult negative = Keel("dump " + dir + " --from -1");
+  EXPECT_THAT(negative.err, HasSubstr("-1 is negative"));
+  const CommandResult limit = Keel("dump " + dir + " --limit 0");
+  EXPECT_EQ(limit.exit_code, 2);
+  EXPECT_THAT(limit.err, StartsWith("keel dump: --limit: 0 is out of range"));
+  const CommandResult past = Keel("dump " + dir + " --from 3");
+  EXPECT_EQ(past.exit_code, 2);
+  EXPECT_EQ(past.err, "keel dump: --from 3 is past the end of the log, whose last LSN is 2 (--follow waits for it)\n");
+  EXPECT_EQ(Keel("dump " + dir + " --from 2").out.size() > 0, true);
+}
+
+TEST_F(CliTest, VersionIsTheLibrarysVersion) {
+  const CommandResult result = Keel("--version");
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(result.out, "keel " + std::string(KEEL_VERSION_STRING) + "\n");
+  EXPECT_EQ(keel::Version(), keel::kHeaderVersion) << "the library and its headers agree";
+  EXPECT_EQ(keel::Version(), std::to_string(KEEL_VERSION_MAJOR) + "." + std::to_string(KEEL_VERSION_MINOR) + "." +
+                                 std::to_string(KEEL_VERSION_PATCH));
+}
+
+// ---- single files, quarantine, filters, follow ----
+
+// The OS file system, for setting up logs in process.
+std::unique_ptr<io::FileSystem> PosixFs() {
+  std::unique_ptr<io::FileSystem> fs;
+  EXPECT_TRUE(io::OpenPosixFileSystem(io::Backend::kPortable, &fs, nullptr).ok());
+  return fs;
+}
+
+// Records as `keel dump --json` prints them: lsn -> object.
+std::map<uint64_t, nlohmann::json> ByLsn(const std::string& out) {
+  std::map<uint64_t, nlohmann::json> records;
+  for (const nlohmann::json& record : JsonLines(out)) records[record["lsn"].get<uint64_t>()] = record;
+  return records;
+}
+
+TEST_F(CliTest, P4DumpReadsOneSegmentFileAsTheLogDoes) {
+  TempDir tmp;
+  const std::string dir = tmp.Join("log");
+  // Durable one by one: each record starts a sector, so records follow damage.
+  MakeGeneratedLog(dir, 60, 700, "--print-lsn");
+  const auto whole = ByLsn(Keel("dump " + dir + " --json").out);
+  const std::string second = dir + "/" + Lines(RunCommand("ls " + dir + " | grep wal$").out).at(1);
+  const CommandResult one = Keel("dump " + second + " --json");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const auto records = ByLsn(one.out);
+  ASSERT_GT(records.size(), 10U);
+  for (const auto& [lsn, record] : records) {
+    nlohmann::json expected = whole.at(lsn);
+    expected["file"] = second.substr(second.rfind('/') + 1);
+    EXPECT_EQ(record, expected) << lsn;
+  }
+  // A flipped byte before later records is corruption, named; the record is never printed.
+  const uint64_t lsn = records.begin()->first + 2;
+  PatchFile(second, records.at(lsn)["offset"].get<uint64_t>() + 40, "\xff\xfe");
+  const CommandResult damaged = Keel("dump " + second + " --json");
+  EXPECT_EQ(damaged.exit_code, 1);
+  EXPECT_THAT(damaged.err, HasSubstr("corruption in " + second));
+  EXPECT_THAT(damaged.err, HasSubstr("expected LSN " + std::to_string(lsn)));
+  EXPECT_EQ(ByLsn(damaged.out).count(lsn), 0U);
+  // Not a keel file at all.
+  WriteFileOrDie(tmp.Join("notes.txt"), "hello");
+  const CommandResult other = Keel("dump " + tmp.Join("notes.txt"));
+  EXPECT_EQ(other.exit_code, 2);
+  EXPECT_EQ(other.err, "keel dump: " + tmp.Join("notes.txt") + ": not a keel segment or quarantine file (bad magic)\n");
+}
+
+TEST_F(CliTest, DumpKindAndEpochFilters) {
+  TempDir tmp;
+  const std::string dir = tmp.Join("log");
+  ASSERT_EQ(Keel("append " + dir + " --create", "a\nb\n").exit_code, 0);
+  {
+    wal::LogOptions options;
+    std::unique_ptr<wal::Log> log;
+    ASSERT_TRUE(wal::Log::Open(dir, options, &log).ok());
+    wal::AppendSpec spec;
+    spec.kind = wal::RecordKind::kEpoch;
+    spec.epoch = 2;
+    spec.durable = true;
+    wal::Lsn lsn = 0;
+    ASSERT_TRUE(log->AppendWith(spec, std::as_bytes(std::span("e", 1)), &lsn).ok());
+    ASSERT_TRUE(log->AppendDurable(std::as_bytes(std::span("c", 1)), &lsn).ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  const auto lsns = [&](const std::string& args) {
+    std::vector<uint64_t> out;
+    for (const auto& [lsn, record] : ByLsn(Keel("dump " + dir + " --json " + args).out)) out.push_back(lsn);
+    return out;
+  };
+  EXPECT_EQ(lsns(""), (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(lsns("--kind epoch"), (std::vector<uint64_t>{3}));
+  EXPECT_EQ(lsns("--kind data"), (std::vector<uint64_t>{1, 2, 4}));
+  EXPECT_EQ(lsns("--epoch 2"), (std::vector<uint64_t>{3, 4}));
+  EXPECT_EQ(lsns("--epoch 1"), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(lsns("--epoch 2 --kind data"), (std::vector<uint64_t>{4}));
+  EXPECT_EQ(Keel("dump " + dir + " --kind other").exit_code, 2);
+}
+
+// A log of 64 KiB segments whose tail after keep_through_lsn CutTail moved
+// into DIR/quarantine, as a deposed primary does when it rejoins.
+// *before gets the log's records as dump --json printed them before the cut.
+void MakeQuarantine(const std::string& engine_dir, int records, uint64_t keep_through_lsn,
+                    std::vector<std::string>* moved, std::map<uint64_t, nlohmann::json>* before = nullptr) {
+  ASSERT_TRUE(std::filesystem::create_directories(engine_dir));
+  MakeGeneratedLog(engine_dir + "/wal", records, 300);
+  if (before != nullptr) *before = ByLsn(Keel("dump " + engine_dir + "/wal --json").out);
+  std::unique_ptr<io::FileSystem> fs = PosixFs();
+  const Status status = recovery::CutTail(fs.get(), engine_dir + "/wal", engine_dir + "/checkpoints",
+                                          engine_dir + "/quarantine", keep_through_lsn, moved);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+}
+
+TEST_F(CliTest, P8QuarantinedRecordsReadBackWithTheirLsnsAndEpochs) {
+  TempDir tmp;
+  const std::string engine = tmp.Join("db");
+  std::map<uint64_t, nlohmann::json> original;
+  std::vector<std::string> moved;
+  MakeQuarantine(engine, 600, 250, &moved, &original);
+  ASSERT_EQ(original.size(), 600U);
+  ASSERT_GE(moved.size(), 2U) << "a cut file and at least one whole segment";
+  const std::string quarantine = engine + "/quarantine";
+  for (const std::string& target : {quarantine, quarantine + "/"}) {
+    const CommandResult dump = Keel("dump " + target + " --json");
+    ASSERT_EQ(dump.exit_code, 0) << dump.err;
+    const auto records = ByLsn(dump.out);
+    ASSERT_EQ(records.size(), 350U);
+    EXPECT_EQ(records.begin()->first, 251U);
+    EXPECT_EQ(records.rbegin()->first, 600U);
+    for (const auto& [lsn, record] : records) {
+      EXPECT_EQ(record["payload_hex"], original.at(lsn)["payload_hex"]) << lsn;
+      EXPECT_EQ(record["epoch"], 1) << lsn;
+      EXPECT_EQ(record["segment"], original.at(lsn)["segment"]) << lsn;
+      EXPECT_EQ(record["offset"], original.at(lsn)["offset"]) << "offsets are the segment's" << lsn;
+    }
+  }
+  // A whole log moved aside by a rejoin is a directory in quarantine: named, not read.
+  ASSERT_TRUE(std::filesystem::create_directories(quarantine + "/rejoin-5-1700000000/wal"));
+  const CommandResult with_directory = Keel("dump " + quarantine + " --json");
+  EXPECT_EQ(with_directory.exit_code, 0) << with_directory.err;
+  EXPECT_EQ(ByLsn(with_directory.out).size(), 350U);
+  EXPECT_EQ(with_directory.err, "keel dump: note: " + quarantine + "/rejoin-5-1700000000 is a directory (a log "
+                                "moved aside whole): name it to read it\n");
+  std::filesystem::remove_all(quarantine + "/rejoin-5-1700000000");
+  // One cut file on its own, in text; renamed, it still says what it is.
+  const std::string cut = moved[0];
+  const std::string renamed = tmp.Join("renamed");
+  std::filesystem::copy_file(cut, renamed);
+  const CommandResult text = Keel("dump " + renamed + " --limit 1");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, StartsWith("lsn=251 epoch=1 len=300 segment="));
+  EXPECT_THAT(text.out, HasSubstr(" file=renamed\n"));
+  // verify and info describe every file.
+  const CommandResult verify = Keel("verify " + quarantine);
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_THAT(verify.out, HasSubstr("cut for divergent-tail"));
+  EXPECT_THAT(verify.out, HasSubstr("first LSN 251"));
+  EXPECT_THAT(verify.out, HasSubstr("OK: " + std::to_string(moved.size()) + " files, 350 valid records"));
+  const CommandResult info = Keel("info " + cut + " --json");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const nlohmann::json described = nlohmann::json::parse(info.out);
+  EXPECT_EQ(described["kind"], "cut");
+  EXPECT_EQ(described["cut_first_lsn"], 251);
+  EXPECT_EQ(described["first_lsn"], 251);
+  EXPECT_EQ(described["reason"], "divergent-tail");
+  EXPECT_EQ(described["segment"], original.at(251)["segment"]);
+  EXPECT_EQ(described["offset"], original.at(251)["offset"]);
+  EXPECT_EQ(described["ok"], true);
+}
+
+TEST_F(CliTest, P8AQuarantineFileWithoutAHeaderIsReadByWhatItsNameSays) {
+  TempDir tmp;
+  // As an older keel cut it: the bytes of a segment from a record on, no header.
+  const std::string dir = tmp.Join("log");
+  MakeGeneratedLog(dir, 40, 100);
+  const auto records = ByLsn(Keel("dump " + dir + " --json").out);
+  ASSERT_EQ(records.size(), 40U);
+  ASSERT_EQ(records.at(40)["segment"], kFirstSegment);
+  const uint64_t offset = records.at(25)["offset"].get<uint64_t>();
+  const std::string quarantine = tmp.Join("quarantine");
+  ASSERT_TRUE(std::filesystem::create_directories(quarantine));
+  const std::string old = quarantine + "/1700000000-" + kFirstSegment + ".from-" + std::to_string(offset);
+  WriteFileOrDie(old, ReadFileOrDie(dir + "/" + kFirstSegment).substr(offset));
+  for (const std::string& target : {old, quarantine}) {
+    const CommandResult dump = Keel("dump " + target + " --json");
+    EXPECT_EQ(dump.exit_code, 0) << dump.err;
+    EXPECT_EQ(dump.err, "keel dump: note: " + old + " has no quarantine header (an older keel cut it): read as the "
+                        "bytes of " + kFirstSegment + " from offset " + std::to_string(offset) +
+                        " on, as its name says; its first LSN is that of its first valid record\n");
+    const auto cut = ByLsn(dump.out);
+    ASSERT_EQ(cut.size(), 16U) << target;
+    for (const auto& [lsn, record] : cut) {
+      EXPECT_EQ(record["payload_hex"], records.at(lsn)["payload_hex"]) << lsn;
+      EXPECT_EQ(record["offset"], records.at(lsn)["offset"]) << lsn;
+    }
+  }
+  const CommandResult info = Keel("info " + old + " --json");
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  const nlohmann::json described = nlohmann::json::parse(info.out);
+  EXPECT_EQ(described["kind"], "old-cut");
+  EXPECT_EQ(described["first_lsn"], 25);
+  EXPECT_EQ(described["last_lsn"], 40);
+  // Garbage under such a name holds no record: said, not printed as data.
+  WriteFileOrDie(old, std::string(700, 'r'));
+  const CommandResult garbage = Keel("verify " + old);
+  EXPECT_EQ(garbage.exit_code, 0) << garbage.err;
+  EXPECT_THAT(garbage.out, HasSubstr("records:  none"));
+  EXPECT_THAT(garbage.err, HasSubstr("holds no valid record up to its end"));
+  // A damaged header is corruption.
+  std::vector<std::string> moved;
+  MakeQuarantine(tmp.Join("db"), 100, 40, &moved);
+  ASSERT_GE(moved.size(), 1U);  // the cut file comes first
+  PatchFile(moved[0], 30, "\x7f");
+  const CommandResult damaged = Keel("dump " + moved[0]);
+  EXPECT_EQ(damaged.exit_code, 1);
+  EXPECT_EQ(damaged.err, "keel dump: " + moved[0] + ": quarantine header checksum mismatch\n");
+}
+
+TEST_F(CliTest, DumpFollowPrintsNewRecordsAndEndsCleanlyOnSigterm) {
+  TempDir tmp;
+  const std::string dir = tmp.Join("log");
+  ASSERT_EQ(Keel("append " + dir + " --create", "one\ntwo\n").exit_code, 0);
+  const std::string out = tmp.Join("out");
+  // Every wait is bounded: at most 100 polls of 0.1 s for each expected line.
+  const std::string script = tmp.Join("follow.sh");
+  WriteFileOrDie(script,
+                 kKeel + " dump " + dir + " --follow > " + out + " 2> " + out + ".err & pid=$!\n" +
+                     "wait_lines() { for i in $(seq 100); do [ \"$(wc -l < " + out +
+                     ")\" -ge $1 ] && return 0; sleep 0.1; done; return 1; }\n"
+                     "wait_lines 2 || echo 'no first records'\n"
+                     "printf 'three\\nfour\\n' | " +
+                     kKeel + " append " + dir + "\n" +
+                     "wait_lines 4 || echo 'no new records'\n"
+                     "kill -TERM $pid; wait $pid; echo \"exit $?\"\n");
+  const CommandResult result = RunCommand("bash " + script);
+  EXPECT_EQ(result.out, "exit 0\n") << result.err << ReadFileOrDie(out + ".err");
+  const std::vector<std::string> lines = Lines(ReadFileOrDie(out));
+  ASSERT_EQ(lines.size(), 4U);
+  EXPECT_THAT(lines[0], StartsWith("lsn=1 "));
+  EXPECT_THAT(lines[3], StartsWith("lsn=4 "));
+  EXPECT_THAT(lines[3], HasSubstr("payload=\"four\""));
+  // --follow with --to ends by itself once the range is printed.
+  const CommandResult bounded = Keel("dump " + dir + " --follow --to 3");
+  EXPECT_EQ(bounded.exit_code, 0);
+  EXPECT_EQ(Lines(bounded.out).size(), 3U);
+}
+
+// ---- progress and summaries ----
+
+TEST_F(CliTest, AppendSummarisesGeneratedRecordsAndShowsNoProgressWhenPiped) {
+  TempDir tmp;
+  const CommandResult generated = Keel("append " + tmp.Join("a") + " --create --count 2000 --size 50");
+  ASSERT_EQ(generated.exit_code, 0) << generated.err;
+  EXPECT_THAT(generated.err, StartsWith("keel append: 2000 records, 100000 payload bytes in "));
+  EXPECT_THAT(generated.err, HasSubstr("records/s"));
+  EXPECT_EQ(Lines(generated.err).size(), 1U);
+  EXPECT_EQ(generated.err.find('\r'), std::string::npos) << "no progress line when piped";
+  const CommandResult lines = Keel("append " + tmp.Join("b") + " --create", "a\nb\n");
+  ASSERT_EQ(lines.exit_code, 0);
+  EXPECT_EQ(lines.err, "") << "a short stdin append stays quiet";
+}
+
+TEST_F(CliTest, AppendAndProbeShowProgressOnATerminal) {
+  if (RunCommand("script --version").exit_code != 0) GTEST_SKIP() << "util-linux script is not installed";
+  TempDir tmp;
+  // script gives the command a terminal; its output (stdout and stderr) is the terminal's.
+  const CommandResult append = RunCommand("script -qec '" + kKeel + " append " + tmp.Join("log") +
+                                          " --create --count 3000 --size 10' /dev/null");
+  ASSERT_EQ(append.exit_code, 0) << append.out << append.err;
+  EXPECT_THAT(append.out, HasSubstr("\rkeel append: 0 records"));
+  EXPECT_THAT(append.out, HasSubstr("keel append: 3000 records, 30000 payload bytes in "));
+  const std::string probe_dir = tmp.Join("probe");
+  ASSERT_TRUE(std::filesystem::create_directories(probe_dir));
+  const CommandResult probe =
+      RunCommand("script -qec '" + kKeel + " probe " + probe_dir + " --seconds 0.25 --size 2m' /dev/null");
+  ASSERT_EQ(probe.exit_code, 0) << probe.out;
+  EXPECT_THAT(probe.out, HasSubstr("\rkeel probe: phase 1 of 5"));
+  EXPECT_THAT(probe.out, HasSubstr("phase 5 of 5"));
+  EXPECT_THAT(probe.out, HasSubstr("recommendations"));
 }
 
 }  // namespace

@@ -15,10 +15,12 @@
 //     checkpoint at N - 1 (a backup seeded from a checkpoint).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "checkpoint/checkpoint.h"
 #include "io/sim_fs.h"
+#include "recovery/quarantine.h"
 #include "recovery/recovery.h"
 #include "tests/wal_test_util.h"
 
@@ -125,6 +127,19 @@ class CutFixture : public ::testing::Test {
     return segments;
   }
 
+  // The bytes a quarantine cut file holds after its header, which must decode
+  // and say it holds exactly that many; *header gets it.
+  std::string CutBytes(const std::string& path, recovery::QuarantineHeader* header = nullptr) {
+    const std::string contents = *fs_.Contents(path);
+    recovery::QuarantineHeader decoded;
+    const Status status = recovery::DecodeQuarantineHeader(std::as_bytes(std::span(contents)), &decoded);
+    EXPECT_TRUE(status.ok()) << path << ": " << status.ToString();
+    if (!status.ok()) return "";
+    EXPECT_EQ(decoded.cut_bytes, contents.size() - recovery::kQuarantineHeaderSize);
+    if (header != nullptr) *header = decoded;
+    return contents.substr(recovery::kQuarantineHeaderSize);
+  }
+
   Status Cut(Lsn keep_through_lsn, std::vector<std::string>* moved) {
     return recovery::CutTail(&fs_, kWalDir, kCheckpointDir, kQuarantineDir, keep_through_lsn, moved);
   }
@@ -194,12 +209,113 @@ TEST_F(CutTailTest, P2CutInTheMiddleOfASegmentKeepsExactlyThePrefixAndQuarantine
   ASSERT_TRUE(status.ok()) << status.ToString();
   ASSERT_EQ(moved.size(), 1u);
   EXPECT_NE(moved[0].find(name + ".from-" + std::to_string(offset)), std::string::npos) << moved[0];
-  EXPECT_EQ(*fs_.Contents(moved[0]), before.at(name).substr(offset)) << "quarantine holds the removed bytes exactly";
+  EXPECT_EQ(CutBytes(moved[0]), before.at(name).substr(offset)) << "quarantine holds the removed bytes exactly";
   // The kept prefix is untouched, byte for byte; the rest is zero.
   const std::string after = *fs_.Contents(path);
   EXPECT_EQ(after.substr(0, offset), before.at(name).substr(0, offset));
   EXPECT_EQ(after.substr(offset), std::string(after.size() - offset, '\0'));
   ExpectCleanLogThrough(1, keep);
+}
+
+// What a salvage of bytes saw: every record's LSN and payload, in order.
+struct Salvaged {
+  std::vector<Lsn> lsns;
+  std::vector<std::string> payloads;
+  std::vector<wal::Epoch> epochs;
+  recovery::SalvageResult result;
+};
+
+Salvaged Salvage(const std::string& bytes, uint64_t base_offset, Lsn expected_lsn) {
+  Salvaged out;
+  recovery::SalvageRecords(std::as_bytes(std::span(bytes)), base_offset, kSector, expected_lsn,
+                           [&](const wal::Record& record) {
+                             out.lsns.push_back(record.lsn);
+                             out.epochs.push_back(record.epoch);
+                             out.payloads.emplace_back(reinterpret_cast<const char*>(record.payload.data()),
+                                                       record.payload.size());
+                           },
+                           &out.result);
+  return out;
+}
+
+TEST_F(CutTailTest, P8TheQuarantinedCutSaysWhereItCameFromAndItsRecordsReadBack) {
+  Build(1, 400);
+  const auto before = Segments();
+  const Lsn keep = KeepMidSector(&fs_, before.size() - 1);
+  auto [path, offset] = LocateRecord(&fs_, kWalDir, keep + 1);
+  const std::string name = path.substr(path.rfind('/') + 1);
+  Lsn segment_first = 0;
+  ASSERT_TRUE(wal::ParseSegmentFileName(name, &segment_first));
+  std::vector<std::string> moved;
+  ASSERT_TRUE(Cut(keep, &moved).ok());
+  ASSERT_EQ(moved.size(), 1u);
+  recovery::QuarantineHeader header;
+  const std::string bytes = CutBytes(moved[0], &header);
+  EXPECT_EQ(header.SourceSegmentName(), name);
+  EXPECT_EQ(header.source_offset, offset);
+  EXPECT_EQ(header.first_lsn, keep + 1);
+  EXPECT_EQ(header.epoch, 1u);
+  EXPECT_EQ(header.sector_size_bytes, kSector);
+  EXPECT_EQ(header.reason, recovery::QuarantineReason::kDivergentTail);
+  EXPECT_GT(header.cut_unix_seconds, 0);
+  Lsn name_segment = 0;
+  uint64_t name_offset = 0;
+  ASSERT_TRUE(recovery::ParseCutFileName(moved[0].substr(moved[0].rfind('/') + 1), &name_segment, &name_offset));
+  EXPECT_EQ(name_segment, segment_first);
+  EXPECT_EQ(name_offset, offset);
+  // Every cut record reads back from the file alone, with its LSN and epoch.
+  const Salvaged salvaged = Salvage(bytes, header.source_offset, header.first_lsn);
+  ASSERT_EQ(salvaged.lsns.size(), 400 - keep);
+  for (size_t i = 0; i < salvaged.lsns.size(); ++i) {
+    ASSERT_EQ(salvaged.lsns[i], keep + 1 + i);
+    ASSERT_EQ(salvaged.payloads[i], PayloadFor(keep + 1 + i));
+    ASSERT_EQ(salvaged.epochs[i], 1u);
+  }
+  EXPECT_TRUE(salvaged.result.damaged.empty());
+  // A flipped byte in the header is caught, not read as another place.
+  std::string contents = *fs_.Contents(moved[0]);
+  contents[20] = static_cast<char>(contents[20] ^ 1);
+  recovery::QuarantineHeader ignored;
+  EXPECT_TRUE(recovery::DecodeQuarantineHeader(std::as_bytes(std::span(contents)), &ignored).IsCorruption());
+}
+
+TEST_F(CutTailTest, P4SalvageReportsDamageAndStaleRecordsAndNeverReturnsThemAsRecords) {
+  Build(1, 120);
+  auto [path, first_offset] = LocateRecord(&fs_, kWalDir, 1);
+  const std::string segment = *fs_.Contents(path);
+  const std::string bytes = segment.substr(kSector);
+  // Intact: 120 records, no damage.
+  EXPECT_EQ(Salvage(bytes, kSector, 1).lsns.size(), 120u);
+  // Records older than expected are stale (a recycled segment's), not data.
+  const Salvaged stale = Salvage(bytes, kSector, 121);
+  EXPECT_TRUE(stale.lsns.empty());
+  EXPECT_FALSE(stale.result.damaged.empty());
+  // A flipped byte mid-way: the records after the next flush still read, the
+  // range between is damage before a valid record.
+  const uint64_t hit = LocateRecord(&fs_, kWalDir, 50).second;
+  std::string damaged = bytes;
+  damaged[hit - kSector + 40] = static_cast<char>(damaged[hit - kSector + 40] ^ 0x10);
+  const Salvaged middle = Salvage(damaged, kSector, 1);
+  ASSERT_FALSE(middle.result.damaged.empty());
+  EXPECT_EQ(middle.result.damaged[0].expected_lsn, 50u);
+  EXPECT_LE(middle.result.damaged[0].begin, hit);
+  EXPECT_TRUE(middle.result.damage_before_valid_record);
+  EXPECT_EQ(middle.lsns.back(), 120u);
+  for (size_t i = 1; i < middle.lsns.size(); ++i) EXPECT_GT(middle.lsns[i], middle.lsns[i - 1]);
+  EXPECT_EQ(std::count(middle.lsns.begin(), middle.lsns.end(), Lsn{50}), 0) << "the damaged record is never returned";
+  // Garbage after the last record is damage at the end, with no valid record after it.
+  std::string torn = bytes;
+  auto [last_path, last_offset] = LocateRecord(&fs_, kWalDir, 120);
+  ASSERT_EQ(last_path, path) << "one segment holds them all";
+  // The sector after record 120 (durable, so its flush ended there), relative to bytes.
+  const uint64_t end =
+      wal::RoundUp(last_offset + wal::kRecordHeaderSize + PayloadFor(120).size(), kSector) - kSector;
+  for (uint64_t i = 0; i < 100; ++i) torn[end + i] = static_cast<char>(0x41 + i % 5);
+  const Salvaged tail = Salvage(torn, kSector, 1);
+  EXPECT_EQ(tail.lsns.size(), 120u);
+  ASSERT_EQ(tail.result.damaged.size(), 1u);
+  EXPECT_FALSE(tail.result.damage_before_valid_record);
+  EXPECT_EQ(tail.result.damaged[0].begin, end + kSector);
 }
 
 TEST_F(CutTailTest, P2CutAtASegmentBoundaryLeavesAnEmptyTailSegment) {
@@ -215,7 +331,7 @@ TEST_F(CutTailTest, P2CutAtASegmentBoundaryLeavesAnEmptyTailSegment) {
   std::vector<std::string> moved;
   ASSERT_TRUE(Cut(keep, &moved).ok());
   ASSERT_EQ(moved.size(), before.size() - 1) << "the second segment's records plus each later segment whole";
-  EXPECT_EQ(*fs_.Contents(moved[0]), it->second.substr(kSector));
+  EXPECT_EQ(CutBytes(moved[0]), it->second.substr(kSector));
   size_t index = 1;
   for (auto later = std::next(it); later != before.end(); ++later, ++index) {
     EXPECT_NE(moved[index].find(later->first), std::string::npos) << moved[index];
@@ -239,7 +355,7 @@ TEST_F(CutTailTest, P2CutAcrossSeveralSegmentsMovesEachLaterSegmentWhole) {
   ASSERT_TRUE(Cut(keep, &moved).ok());
   ASSERT_EQ(moved.size(), before.size() - 1);
   // Together, the quarantined files are every removed byte, in log order.
-  EXPECT_EQ(*fs_.Contents(moved[0]), before.at(cut_name).substr(offset));
+  EXPECT_EQ(CutBytes(moved[0]), before.at(cut_name).substr(offset));
   size_t index = 1;
   for (auto later = std::next(before.begin(), 2); later != before.end(); ++later, ++index) {
     EXPECT_NE(moved[index].find(later->first), std::string::npos) << moved[index];
@@ -357,7 +473,7 @@ TEST_F(CutTailTest, P4DamageBeforeTheCutIsRefusedAndDamageAfterItIsCutAway) {
   EXPECT_EQ(Segments(), before);
   // Keeping through 149, the last valid record, cuts the damage away too.
   ASSERT_TRUE(Cut(149, &moved).ok());
-  EXPECT_EQ(*fs_.Contents(moved[0]), before.at(path.substr(path.rfind('/') + 1)).substr(offset));
+  EXPECT_EQ(CutBytes(moved[0]), before.at(path.substr(path.rfind('/') + 1)).substr(offset));
   ExpectCleanLogThrough(1, 149);
 }
 
@@ -377,7 +493,7 @@ TEST_F(CutTailTest, P4ATornTailAfterTheCutIsQuarantinedWithTheRest) {
   const uint64_t cut_offset = LocateRecord(&fs_, kWalDir, 91).second;
   ASSERT_TRUE(Cut(90, &moved).ok());
   ASSERT_EQ(moved.size(), 1u);
-  const std::string copy = *fs_.Contents(moved[0]);
+  const std::string copy = CutBytes(moved[0]);
   EXPECT_EQ(copy, bytes.substr(cut_offset));
   EXPECT_NE(copy.find(static_cast<char>(0x41)), std::string::npos) << "the garbage is in quarantine";
   ExpectCleanLogThrough(1, 90);
@@ -400,7 +516,7 @@ TEST_F(CutTailTest, P4ACutWhoseZeroingWasInterruptedIsCompletedByRunningItAgain)
   const Status status = Cut(keep, &moved);
   ASSERT_TRUE(status.ok()) << status.ToString();
   ASSERT_EQ(moved.size(), 1u);
-  EXPECT_EQ(*fs_.Contents(moved[0]), bytes.substr(offset));
+  EXPECT_EQ(CutBytes(moved[0]), bytes.substr(offset));
   ExpectCleanLogThrough(1, keep);
 }
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "recovery/quarantine.h"
 #include "tests/wal_test_util.h"
 
 namespace keel::testing {
@@ -279,7 +280,14 @@ TEST_F(PolicyTest, P4PointInTimeStopsAtCorruptionAndQuarantinesTheRestByteForByt
   ASSERT_EQ(report.quarantined.size(), 1u);
   const std::optional<std::string> kept = fs_.Contents(report.quarantined[0]);
   ASSERT_TRUE(kept.has_value());
-  EXPECT_EQ(*kept, before.substr(valid_end)) << "quarantined bytes must be kept exactly";
+  // Behind a header that says where they were cut from and why (recovery/quarantine.h).
+  recovery::QuarantineHeader header;
+  ASSERT_TRUE(recovery::DecodeQuarantineHeader(std::as_bytes(std::span(*kept)), &header).ok());
+  EXPECT_EQ(header.source_offset, valid_end);
+  EXPECT_EQ(header.first_lsn, 35u);
+  EXPECT_EQ(header.reason, recovery::QuarantineReason::kCorruption);
+  EXPECT_EQ(kept->substr(recovery::kQuarantineHeaderSize), before.substr(valid_end))
+      << "quarantined bytes must be kept exactly";
   // The log goes on from LSN 35 with new records.
   Lsn lsn = 0;
   ASSERT_TRUE(engine->Append(Bytes(PayloadFor(35)), Durability::kDurable, &lsn).ok());

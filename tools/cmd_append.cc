@@ -7,12 +7,19 @@
 // stdin has nothing more to read at once (so an interactive user sees each
 // LSN promptly) or the batch is full. A printed LSN is therefore a promise
 // that a crash right after cannot take back; scripts/demo.sh checks it.
+//
+// On a terminal (isatty(2)) a progress line on stderr counts records, bytes
+// and the rate; piped, there is none. Long work ends with a summary line on
+// stderr (records, bytes, seconds, rate): always with --count, and for stdin
+// when it took at least kSummaryAfterSeconds.
 #include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cinttypes>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -31,6 +38,65 @@ constexpr std::string_view kCommand = "append";
 // Most records printed by one batch Sync; bounds how long an LSN waits to be shown.
 constexpr uint64_t kMaxPrintBatch = 4096;
 constexpr unsigned kMaxThreads = 256;
+// Stdin appending that lasts this long ends with a summary, as --count always does.
+constexpr double kSummaryAfterSeconds = 1.0;
+
+// Counts what was appended, shows it on a terminal as it goes, and sums it up.
+// Not thread-safe: the generator calls Add under its own mutex.
+class Progress {
+ public:
+  // show: a progress line is wanted (stderr is a terminal, and the user is
+  // not typing the records on it).
+  explicit Progress(bool show) : terminal_(show), start_(Clock::now()), last_shown_(start_) {
+    if (terminal_) Show();  // at once, so that a long first wait is not blank
+  }
+
+  void Add(uint64_t payload_bytes) {
+    records_ += 1;
+    bytes_ += payload_bytes;
+    if (!terminal_ || records_ % kRecordsBetweenClockReads != 0) return;
+    const Clock::time_point now = Clock::now();
+    if (now - last_shown_ < kInterval) return;
+    last_shown_ = now;
+    Show();
+  }
+
+  // Erases the progress line; prints the summary when asked to, or when the
+  // work took long enough that one is wanted.
+  void Finish(bool ok, bool summary) {
+    if (terminal_) std::fputs("\r\033[K", stderr);
+    const double seconds = Seconds();
+    if (!ok || (!summary && seconds < kSummaryAfterSeconds)) return;
+    std::fprintf(stderr, "keel append: %" PRIu64 " records, %" PRIu64 " payload bytes in %.2f s (%s)\n", records_,
+                 bytes_, seconds, Rate(seconds).c_str());
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr uint64_t kRecordsBetweenClockReads = 256;
+  static constexpr auto kInterval = std::chrono::milliseconds(250);
+
+  double Seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+
+  std::string Rate(double seconds) const {
+    char text[96];
+    const double safe = seconds > 0 ? seconds : 1e-9;
+    std::snprintf(text, sizeof(text), "%.0f records/s, %.1f MB/s", static_cast<double>(records_) / safe,
+                  static_cast<double>(bytes_) / safe / 1e6);
+    return text;
+  }
+
+  void Show() {
+    std::fprintf(stderr, "\rkeel append: %" PRIu64 " records, %" PRIu64 " bytes, %s\033[K", records_, bytes_,
+                 Rate(Seconds()).c_str());
+  }
+
+  const bool terminal_;
+  const Clock::time_point start_;
+  Clock::time_point last_shown_;
+  uint64_t records_ = 0;
+  uint64_t bytes_ = 0;
+};
 
 struct AppendFlags {
   std::string dir;
@@ -122,7 +188,7 @@ std::span<const std::byte> AsBytes(const std::string& text) {
 }
 
 // Appends every stdin line. Returns the exit code; the caller closes the log.
-int AppendLines(wal::Log* log, const AppendFlags& flags) {
+int AppendLines(wal::Log* log, const AppendFlags& flags, Progress* progress) {
   LineReader reader(STDIN_FILENO, flags.max_record_bytes);
   uint64_t line_number = 0;
   wal::Lsn pending_first = 0;  // LSNs appended but not yet printed: [pending_first, pending_last]
@@ -154,6 +220,7 @@ int AppendLines(wal::Log* log, const AppendFlags& flags) {
     wal::Lsn lsn = 0;
     status = flags.sync ? log->AppendDurable(AsBytes(line), &lsn) : log->Append(AsBytes(line), &lsn);
     if (!status.ok()) return fail("stdin line " + std::to_string(line_number) + ": " + status.message(), status);
+    progress->Add(line.size());
     if (!flags.print_lsn) continue;
     if (flags.sync) {
       PrintLsn(lsn);
@@ -182,7 +249,7 @@ std::string GeneratedPayload(uint64_t index, unsigned thread, uint64_t size_byte
 
 // Appends --count generated records from --threads threads. Each printed LSN
 // was durable when printed (AppendDurable returned), whatever the others do.
-int AppendGenerated(wal::Log* log, const AppendFlags& flags) {
+int AppendGenerated(wal::Log* log, const AppendFlags& flags, Progress* progress) {
   const bool durable = flags.sync || flags.print_lsn;
   std::atomic<uint64_t> next_index{0};
   std::atomic<bool> stop{false};
@@ -201,6 +268,7 @@ int AppendGenerated(wal::Log* log, const AppendFlags& flags) {
         stop.store(true, std::memory_order_relaxed);
         return;
       }
+      progress->Add(payload.size());
       if (flags.print_lsn) {
         PrintLsn(lsn);
         std::fflush(stdout);
@@ -293,10 +361,15 @@ int RunAppend(AppendFlags flags) {
     return ExitCodeFor(status);
   }
   if (report.torn_bytes_cut > 0) PrintError(kCommand, "note: opening cut a " + report.tail.Describe());
-  const int code = flags.count_records > 0 ? AppendGenerated(log.get(), flags) : AppendLines(log.get(), flags);
+  const bool generated = flags.count_records > 0;
+  Progress progress(::isatty(STDERR_FILENO) == 1 && (generated || ::isatty(STDIN_FILENO) != 1));
+  const int code = flags.count_records > 0 ? AppendGenerated(log.get(), flags, &progress)
+                                           : AppendLines(log.get(), flags, &progress);
   // Whatever went wrong with one line, every record before it is made durable.
   status = log->SyncAll();
   if (status.ok()) status = log->Close();
+  // The summary counts the time to make the records durable too.
+  progress.Finish(/*ok=*/code == kExitOk && status.ok(), /*summary=*/generated);
   if (!status.ok() && code == kExitOk) {
     PrintError(kCommand, status.message());
     return ExitCodeFor(status);
@@ -322,19 +395,22 @@ void AddAppendCommand(CLI::App* app, CommandRunner* run) {
       ->add_option("--segment-size", flags->segment_size_bytes,
                    "size of new segment files in bytes (suffixes k, m, g: powers of 1024)")
       ->transform(CLI::AsSizeValue(false))
+      ->transform(SizeText())
       ->capture_default_str();
   CLI::Option* max_record =
       command->add_option("--max-record", flags->max_record_bytes, "largest record payload in bytes (suffixes k, m)")
       ->transform(CLI::AsSizeValue(false))
+      ->transform(SizeText())
       ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}))
       ->capture_default_str();
   command->add_option("--count", flags->count_records, "append this many generated records instead of stdin lines")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+      ->check(WholeNumber(1, uint64_t{1} << 40));
   CLI::Option* threads = command->add_option("--threads", flags->threads, "threads appending generated records (with --count)")
-      ->check(CLI::Range(1U, kMaxThreads))
+      ->check(WholeNumber(1, kMaxThreads))
       ->capture_default_str();
   CLI::Option* size = command->add_option("--size", flags->size_bytes, "payload bytes of each generated record (with --count)")
       ->transform(CLI::AsSizeValue(false))
+      ->transform(SizeText())
       ->capture_default_str();
   AddIoBackendOption(command, &flags->io_backend);
   *run = [flags, threads, size, max_record] {

@@ -189,6 +189,10 @@ void PrintText(const std::string& dir, const LogInfo& info) {
 int RunInfo(const InfoFlags& flags) {
   std::unique_ptr<io::FileSystem> fs;
   if (!OpenFileSystem(kCommand, flags.io_backend, &fs)) return kExitUsage;
+  // A quarantine directory or a single file: what each file is and holds.
+  if (const TargetKind target = ClassifyTarget(fs.get(), flags.dir); target != TargetKind::kLog) {
+    return RunLooseReport(kCommand, fs.get(), flags.dir, target, flags.json, /*verdict=*/false);
+  }
   EngineInfo engine;
   engine.layout = DetectLayout(fs.get(), flags.dir);
   const bool is_engine = engine.layout.engine;
@@ -238,7 +242,11 @@ void AddInfoCommand(CLI::App* app, CommandRunner* run) {
       "bytes on disk, spare segments and tail state (read-only; exits 1 on corruption).\n"
       "On an engine directory (DIR/wal, DIR/checkpoints) also a table of the checkpoints (LSN, epoch,\n"
       "raw and file bytes, compression ratio, age, frames) and the files in DIR/quarantine.");
-  command->add_option("DIR", flags->dir, "log directory, or engine directory (DIR/wal + DIR/checkpoints)")->required();
+  command
+      ->add_option("DIR", flags->dir,
+                   "log directory, engine directory (DIR/wal + DIR/checkpoints), quarantine directory,\n"
+                   "or one segment or quarantine file (JSON Lines, one object per file, with --json)")
+      ->required();
   command->add_flag("--json", flags->json, "print the fields as one JSON object");
   AddIoBackendOption(command, &flags->io_backend);
   *run = [flags] { return RunInfo(*flags); };

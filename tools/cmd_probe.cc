@@ -406,10 +406,21 @@ Status RunPhases(const ProbeFlags& flags, ProbeResult* result) {
   if (!buffer) return Status::IoError("cannot allocate the probe's buffer");
   std::memset(buffer.get(), 0xA5, kChunkBytes);
   const double budget = flags.seconds / kPhases;
+  // On a terminal, say which phase runs: the probe takes --seconds and is blank otherwise.
+  const auto phase = [&](int number, const char* what) {
+    char text[160];
+    std::snprintf(text, sizeof(text), "phase %d of %d: %s (about %.1f s in all)", number, kPhases, what, flags.seconds);
+    ShowProgress(kCommand, text);
+  };
+  phase(1, "zero-filling the test region");
   KEEL_RETURN_IF_ERROR(ZeroFill(file, region));
+  phase(2, "4 KiB write + fdatasync latency");
   KEEL_RETURN_IF_ERROR(ProbeFdatasync(file, buffer.get(), region, budget, &result->fdatasync));
+  phase(3, "O_DSYNC write latency");
   KEEL_RETURN_IF_ERROR(ProbeODsync(file, buffer.get(), region, budget, &result->o_dsync));
+  phase(4, "O_DIRECT write latency");
   KEEL_RETURN_IF_ERROR(ProbeODirect(file, buffer.get(), region, budget, &result->o_direct));
+  phase(5, "sequential write and read bandwidth");
   return ProbeBandwidth(file, buffer.get(), flags.size_bytes, budget, &result->bandwidth);
 }
 
@@ -663,6 +674,7 @@ void PrintCapacity(const ProbeFlags& flags, const Capacity& capacity) {
 int RunProbe(const ProbeFlags& flags) {
   ProbeResult result;
   const Status status = RunPhases(flags, &result);
+  if (::isatty(STDERR_FILENO) == 1) ClearProgress();
   if (!status.ok()) {
     PrintError(kCommand, status.message());
     return kExitUsage;
@@ -694,20 +706,21 @@ void AddProbeCommand(CLI::App* app, CommandRunner* run) {
       "a checkpoint interval and the recovery time it gives.");
   command->add_option("DIR", flags->dir, "a directory on the device to measure (must be writable)")->required();
   command->add_option("--seconds", flags->seconds, "time for the whole probe, split between its five phases")
-      ->check(CLI::Range(0.05, 3600.0))
+      ->check(DecimalNumber(0.05, 3600.0))
       ->capture_default_str();
   command->add_option("--size", flags->size_bytes, "most bytes the bandwidth phases write (suffixes k, m, g)")
       ->transform(CLI::AsSizeValue(false))
+      ->transform(SizeText())
       ->check(CLI::Range(uint64_t{kChunkBytes}, uint64_t{1} << 40))
       ->capture_default_str();
   CLI::Option* rate = command->add_option("--rate", flags->rate_records_per_s, "records appended per second")
-                          ->check(CLI::Range(1e-6, 1e9));
+                          ->check(DecimalNumber(1e-6, 1e9));
   CLI::Option* record = command->add_option("--record-bytes", flags->record_bytes, "payload bytes of a record")
-                            ->check(CLI::Range(uint64_t{1}, uint64_t{wal::kMaxPayloadBytes}));
+                            ->check(WholeNumber(1, wal::kMaxPayloadBytes));
   rate->needs(record);
   record->needs(rate);
   command->add_option("--retention-days", flags->retention_days, "days of log kept (with --rate)")
-      ->check(CLI::Range(1e-3, 36500.0))
+      ->check(DecimalNumber(1e-3, 36500.0))
       ->capture_default_str()
       ->needs(rate);
   command->add_flag("--json", flags->json, "print one JSON object instead of the report");

@@ -311,6 +311,9 @@ int RunVerify(const VerifyFlags& flags) {
   std::unique_ptr<io::FileSystem> fs;
   if (!OpenFileSystem(kCommand, flags.io_backend, &fs)) return kExitUsage;
   if (!flags.checkpoint.empty()) return RunVerifyCheckpointFile(fs.get(), flags);
+  if (const TargetKind target = ClassifyTarget(fs.get(), flags.dir); target != TargetKind::kLog) {
+    return RunLooseReport(kCommand, fs.get(), flags.dir, target, flags.json, /*verdict=*/true);
+  }
 
   const DirLayout layout = DetectLayout(fs.get(), flags.dir);
   LogResult log;
@@ -357,7 +360,9 @@ void AddVerifyCommand(CLI::App* app, CommandRunner* run) {
       "On an engine directory (DIR/wal, DIR/checkpoints) it also reads every checkpoint in full\n"
       "(every frame checksum and the whole-file hash) and exits 1 if one is damaged, saying\n"
       "what recovery would fall back to. Leftover *.ckpt.tmp files are noted, not errors.");
-  command->add_option("DIR", flags->dir, "log directory, or engine directory (DIR/wal + DIR/checkpoints)");
+  command->add_option("DIR", flags->dir,
+                      "log directory, engine directory (DIR/wal + DIR/checkpoints), quarantine directory,\n"
+                      "or one segment or quarantine file");
   command->add_option("--checkpoint", flags->checkpoint, "verify this one checkpoint file instead of a DIR");
   command->add_flag("--json", flags->json, "print the summary as one JSON object");
   AddIoBackendOption(command, &flags->io_backend);

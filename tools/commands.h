@@ -21,6 +21,7 @@
 #include "checkpoint/checkpoint.h"
 #include "io/io.h"
 #include "io/status.h"
+#include "recovery/quarantine.h"
 #include "wal/reader.h"
 
 namespace keel::tools {
@@ -39,6 +40,18 @@ void AddVerifyCommand(CLI::App* app, CommandRunner* run);
 void AddInfoCommand(CLI::App* app, CommandRunner* run);
 void AddProbeCommand(CLI::App* app, CommandRunner* run);
 void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* status, CommandRunner* promote);
+
+// Numeric flags are checked as text, before CLI11 converts them, so that every
+// subcommand refuses a bad number the same way: exit 2 and one line naming
+// the flag ("keel dump: --from: -1 is negative; give a whole number from 1 to
+// 18446744073709551615"). CLI11 alone would wrap -1 round to 2^64 - 1.
+//   WholeNumber: decimal digits only, within [min, max].
+//   SizeText: digits with an optional k, m, g or t suffix (and b or ib); add it
+//             with ->transform() after CLI::AsSizeValue, so that it runs first.
+//   DecimalNumber: a finite decimal number within [min, max] (no nan, no inf).
+CLI::Validator WholeNumber(uint64_t min, uint64_t max);
+CLI::Validator SizeText();
+CLI::Validator DecimalNumber(double min, double max);
 
 // Adds --io-backend auto|uring|portable to a subcommand; *backend keeps the text.
 void AddIoBackendOption(CLI::App* command, std::string* backend);
@@ -173,5 +186,74 @@ Status ListFilesWithSizes(io::FileSystem* fs, const std::string& dir, std::vecto
 
 // Names joined with ", ", at most max_shown of them, then "and N more".
 std::string JoinNames(const std::vector<std::string>& names, size_t max_shown);
+
+// ---- one file, or a quarantine directory (tools/loose_files.cc) ----
+//
+// dump, verify and info take, instead of a log directory, a single segment
+// file (as a debugging copy or a segment moved whole into quarantine), a
+// quarantine file, or a quarantine directory (DIR/quarantine of an engine).
+// Such files are read on their own, without the chain to their neighbours,
+// by recovery::SalvageRecords: every valid record is shown with its LSN and
+// epoch, and bytes that hold none are reported as damaged ranges.
+
+enum class TargetKind : uint8_t {
+  kLog,            // a log or engine directory, or something the log scanner will refuse
+  kFile,           // one file
+  kQuarantineDir,  // a directory of quarantined files
+};
+TargetKind ClassifyTarget(io::FileSystem* fs, const std::string& path);
+
+enum class LooseKind : uint8_t {
+  kCut,         // a quarantine file: bytes cut from a segment, behind a quarantine header
+  kSegment,     // a whole segment file
+  kCheckpoint,  // a checkpoint moved into quarantine (read it with --checkpoint)
+  kOldCut,      // a cut file from before quarantine headers: read with what its name says
+  kOther,       // none of these
+};
+std::string_view LooseKindName(LooseKind kind);  // "cut", "segment", "checkpoint", "old-cut", "other"
+
+struct LooseFile {
+  std::string name;
+  std::string path;
+  uint64_t size_bytes = 0;
+  LooseKind kind = LooseKind::kOther;
+  recovery::QuarantineHeader cut;  // kCut
+  wal::SegmentHeader segment;      // kSegment
+  // Why the records cannot be read (empty when they can), and the exit code
+  // that goes with it: 1 for a damaged header, 2 for a file of another kind.
+  std::string problem;
+  int problem_exit_code = kExitOk;
+  // Said once on stderr, not an error: how a file without a header is read.
+  std::string note;
+  // Whether SalvageFile can read records from it.
+  bool Readable() const {
+    return problem.empty() && (kind == LooseKind::kCut || kind == LooseKind::kSegment || kind == LooseKind::kOldCut);
+  }
+  // The segment the records came from, for printing.
+  std::string SourceSegment() const;
+  // "bytes of 00000000000000000001.wal from offset 4928 on, LSN 35 on, epoch 1, cut for corruption at <UTC>".
+  std::string Describe() const;
+};
+// Looks at a file's first bytes. I/O errors are returned; everything about
+// the file's contents goes into *file.
+Status IdentifyFile(io::FileSystem* fs, const std::string& path, LooseFile* file);
+// The files of a quarantine directory, identified, in name order (the cut time
+// leads each name, so this is the order they were quarantined in).
+Status ListQuarantineDir(io::FileSystem* fs, const std::string& dir, std::vector<LooseFile>* files);
+// Notes on stderr each directory inside a quarantine directory: a rejoining
+// node that had to give up its whole log moves it there as one directory
+// (rejoin-<lsn>-<time>), which dump, verify and info read when named.
+void NoteQuarantineSubdirectories(std::string_view command, io::FileSystem* fs, const std::string& dir);
+// Reads the records of a Readable() file (others have none).
+Status SalvageFile(io::FileSystem* fs, const LooseFile& file, const std::function<void(const wal::Record&)>& visit,
+                   recovery::SalvageResult* result);
+// Prints, on stderr, a line for each damaged range: corruption when a valid
+// record follows it, a note when it ends the file. Returns the exit code (0 or 1).
+int ReportDamage(std::string_view command, const LooseFile& file, const recovery::SalvageResult& result);
+// verify and info on a file or quarantine directory: a description of every
+// file, its records (count, LSN and epoch range) and damaged ranges; JSON
+// Lines with --json (one object per file). verdict adds verify's last line.
+int RunLooseReport(std::string_view command, io::FileSystem* fs, const std::string& path, TargetKind target, bool json,
+                   bool verdict);
 
 }  // namespace keel::tools

@@ -18,14 +18,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "keel/version.h"
 #include "tools/cmd_crash.h"
 #include "tools/commands.h"
 #include "wal/format.h"
@@ -36,6 +40,58 @@ void AddIoBackendOption(CLI::App* command, std::string* backend) {
   command->add_option("--io-backend", *backend, "I/O backend: auto (io_uring, else portable), uring or portable")
       ->check(CLI::IsMember({"auto", "uring", "portable"}))
       ->capture_default_str();
+}
+
+CLI::Validator WholeNumber(uint64_t min, uint64_t max) {
+  const std::string range = "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  return CLI::Validator(
+      [min, max, range](std::string& text) -> std::string {
+        if (!text.empty() && text[0] == '-') return text + " is negative; give " + range;
+        uint64_t value = 0;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (error == std::errc::result_out_of_range) return text + " is too large; give " + range;
+        if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+          return "'" + text + "' is not " + range;
+        }
+        if (value < min || value > max) return text + " is out of range; give " + range;
+        return "";
+      },
+      "");
+}
+
+CLI::Validator SizeText() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const auto digits = static_cast<size_t>(std::find_if(text.begin(), text.end(), [](char c) {
+                                                  return c < '0' || c > '9';
+                                                }) - text.begin());
+        std::string suffix = text.substr(digits);
+        for (char& c : suffix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        static const char* const kSuffixes[] = {"", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", "t", "tb", "tib"};
+        const bool known = std::find(std::begin(kSuffixes), std::end(kSuffixes), suffix) != std::end(kSuffixes);
+        if (!text.empty() && text[0] == '-') return text + " is negative; give a size in bytes (suffixes k, m, g, t)";
+        if (digits == 0 || !known) return "'" + text + "' is not a size in bytes (digits, then k, m, g or t)";
+        uint64_t value = 0;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + digits, value);
+        if (error != std::errc()) return text + " is too large";
+        return "";
+      },
+      "");
+}
+
+CLI::Validator DecimalNumber(double min, double max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double value = text.empty() ? 0 : std::strtod(text.c_str(), &end);
+        const std::string range = "a number from " + CLI::detail::to_string(min) + " to " + CLI::detail::to_string(max);
+        if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value)) {
+          return "'" + text + "' is not " + range;
+        }
+        if (value < min || value > max) return text + " is out of range; give " + range;
+        return "";
+      },
+      "");
 }
 
 void PrintError(std::string_view command, std::string_view message) {
@@ -222,6 +278,8 @@ int main(int argc, char** argv) {
                "keel"};
   app.require_subcommand(1);
   app.fallthrough(false);
+  app.set_version_flag("--version", "keel " + std::string(keel::Version()),
+                       "print keel's version (that of the library it was built with) and exit");
 
   CommandRunner append, dump, verify, info, probe, crash, follow, status, promote;
   AddAppendCommand(&app, &append);
@@ -235,7 +293,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    // --help (and only it) exits 0 with CLI11's text; every real parse error is
+    // --help and --version (and only they) exit 0 with CLI11's text; every real parse error is
     // a usage error: one line naming the flag, exit 2 (not CLI11's 105/106).
     if (error.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(error);
     const std::string command = SelectedCommand(app);
