@@ -373,7 +373,10 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   KEEL_RETURN_IF_ERROR(opened->NewReader(report->checkpoint_lsn + 1, &reader));
   wal::Record record;
   report->last_lsn = report->checkpoint_lsn;
-  while (reader->Next(&record)) KEEL_RETURN_IF_ERROR(ReplayRecord(hooks, record, report));
+  bool has_record = false;
+  while (reader->Next(&record, &has_record).ok() && has_record) {
+    KEEL_RETURN_IF_ERROR(ReplayRecord(hooks, record, report));
+  }
   KEEL_RETURN_IF_ERROR(reader->status());
   const wal::ScanEnd& end = reader->end();
   if (end.kind == wal::ScanEndKind::kCorruption) return Status::Corruption("during replay: " + end.Describe());
@@ -450,7 +453,8 @@ Status CutTail(io::FileSystem* fs, const std::string& wal_dir, const std::string
   bool found = false;
   size_t cut_index = 0;
   uint64_t cut_offset = 0;
-  while (scanner.Next(&record)) {
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) {
     if (!found) {
       assert(record.lsn == keep_through_lsn + 1);
       found = true;

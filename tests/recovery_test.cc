@@ -424,7 +424,7 @@ TEST_F(RecoveryTest, P8APayloadTheStateMachineRefusesNeverReachesTheLog) {
     ASSERT_TRUE(Engine::Open(kDir, Options(), &sm, &engine).ok());
     AppendRange(engine.get(), 1, 3);
     Lsn lsn = 0;
-    EXPECT_TRUE(engine->Append({}, Durability::kDurable, &lsn).IsInvalidArgument());
+    EXPECT_TRUE(engine->Append(std::span<const std::byte>(), Durability::kDurable, &lsn).IsInvalidArgument());
     EXPECT_TRUE(engine->status().ok()) << "a refused payload does not fail the engine";
     AppendRange(engine.get(), 4, 5);
   }

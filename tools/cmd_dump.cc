@@ -303,7 +303,8 @@ int RunDump(const DumpFlags& flags) {
   uint64_t printed = 0;
   bool stopped_by_limit = false;
   wal::Record record;
-  while (!(stopped_by_limit = printed >= flags.limit) && scanner.Next(&record)) {
+  bool has_record = false;
+  while (!(stopped_by_limit = printed >= flags.limit) && scanner.Next(&record, &has_record).ok() && has_record) {
     printed += 1;
     if (flags.stats) {
       stats.Add(record);

@@ -81,6 +81,11 @@ static_assert(!IsKnownRecordKind(0), "a zero byte where a record would start is 
 // "data" or "epoch" (what `keel dump` prints).
 std::string_view RecordKindName(RecordKind kind);
 
+// A text's characters as the bytes of a payload (a view: nothing is copied).
+inline std::span<const std::byte> TextBytes(std::string_view text) {
+  return std::as_bytes(std::span<const char>(text.data(), text.size()));
+}
+
 // The largest payload any keel log may hold, whatever its segment size: the
 // reader bounds a length field by it (and by the segment end) before reading.
 // Replication ships records within the same limit (replication/protocol.h).
