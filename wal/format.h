@@ -34,6 +34,11 @@ inline constexpr uint64_t kSegmentMagic = 0x014C41574C45454BULL;  // bytes: K E 
 //   8  u32 format_version
 //  12  u32 sector_size_bytes      the flush granularity the writer used (P3)
 //  16  u64 segment_size_bytes     the file's preallocated size
+//                                 These two are the log's geometry, kept for its
+//                                 whole life and stored only here: a writer
+//                                 reopening the log takes them from the newest
+//                                 segment's header (Log::Open refuses options that
+//                                 ask for others; see docs/format.md).
 //  24  u64 first_lsn              the LSN of the segment's first record; also its file name
 //  32  u32 epoch                  the epoch when the segment was started
 //  36  u32 flags                  zero; a reader refuses unknown flags
