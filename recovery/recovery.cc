@@ -254,7 +254,12 @@ std::string Report::Describe() const {
           " bytes)";
   if (records_replayed > 0) text += " from LSN " + std::to_string(first_replayed_lsn);
   text += ", state at LSN " + std::to_string(last_lsn);
-  if (tail_bytes_cut > 0) text += ", torn tail cut (" + std::to_string(tail_bytes_cut) + " bytes)";
+  // Nothing durable followed those bytes: a torn write, or the newest write
+  // damaged, which no reader can tell apart (docs/format.md).
+  if (tail_bytes_cut > 0) {
+    text += ", the torn tail (the newest write, which cannot be told from a torn write) was cut: " +
+            std::to_string(tail_bytes_cut) + " bytes";
+  }
   char timing[128];
   std::snprintf(timing, sizeof(timing), ", %.3f s (replay %.1f MB/s)", seconds, replay_bytes_per_second() / 1e6);
   text += timing;

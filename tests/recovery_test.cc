@@ -229,6 +229,11 @@ TEST_F(PolicyTest, P4TolerateTornTailCutsATornTailAndRefusesCorruption) {
     EXPECT_LT(report.tail_bytes_cut, 300u + 512);
     ExpectPrefix(sm, 40);
     EXPECT_EQ(report.log_passes, 1) << "a torn tail is cut after the pass";
+    // Once cut, the report says it was, without calling the bytes unacknowledged.
+    EXPECT_NE(report.Describe().find("cannot be told from a torn write) was cut: " +
+                                     std::to_string(report.tail_bytes_cut) + " bytes"),
+              std::string::npos)
+        << report.Describe();
   }
   CorruptMidLog();
   ListMachine sm;
