@@ -6,7 +6,9 @@
 // number of operations once and reports the wall time of exactly those
 // operations (manual timing, one iteration). Fixed counts keep the whole run
 // under about two minutes and make runs comparable; --keel_scale=F multiplies
-// every count.
+// every count. The log runs with LogOptions' default geometry and spares
+// unless --keel_segment_bytes=N or --keel_spares=N say otherwise (to compare
+// defaults in one sitting).
 //
 //   BM_RawPwriteFdatasync/page_per_op:0  baseline: pwrite 128 B + fdatasync into a zero-filled file
 //   BM_RawPwriteFdatasync/page_per_op:1  the same writing a fresh 4 KiB page per op (diagnostic)
@@ -47,8 +49,6 @@ namespace {
 
 constexpr size_t kDurableRecordBytes = 128;
 constexpr size_t kNoSyncRecordBytes = 4096;
-constexpr uint64_t kSegmentBytes = 64ULL << 20;
-constexpr uint32_t kSpareSegments = 2;
 constexpr size_t kMiB = 1 << 20;
 
 // Operation counts at --keel_scale=1.
@@ -61,6 +61,8 @@ constexpr int64_t kSequentialWarmupBytes = 64 * kMiB;
 struct Settings {
   double scale = 1.0;
   std::string base_dir;
+  uint64_t segment_bytes = 0;                          // 0: LogOptions' default
+  uint32_t spare_segments = wal::LogOptions{}.spare_segments;
 };
 
 Settings& settings() {
@@ -225,7 +227,8 @@ void BM_AppendDurable(benchmark::State& state) {
   TempDir dir(settings().base_dir, "keel-bench-durable");
   if (!dir.ok()) return state.SkipWithError(dir.error().c_str());
   std::unique_ptr<wal::Log> log;
-  if (Status status = OpenBenchLog(dir.path(), &log, kSegmentBytes, kSpareSegments); !status.ok()) {
+  if (Status status = OpenBenchLog(dir.path(), &log, settings().segment_bytes, settings().spare_segments);
+      !status.ok()) {
     return state.SkipWithError(status.ToString().c_str());
   }
   const std::vector<std::byte> record = Pattern(kDurableRecordBytes);
@@ -285,7 +288,7 @@ void BM_AppendDurable(benchmark::State& state) {
 
 // Append without waiting, one thread, 4 KiB records; the SyncAll that makes
 // them durable is part of the measured time. range(0) = 0 is the real
-// configuration (64 MiB segments, two spares zero-filled in the background as
+// configuration (the default segments and spares, zero-filled in the background as
 // the writer rolls); range(0) = 1 is a diagnostic: one 1 GiB segment, zero-filled
 // before the run, so no roll and no zero-filling share the disk with the appends.
 void BM_AppendNoSync(benchmark::State& state) {
@@ -296,8 +299,8 @@ void BM_AppendNoSync(benchmark::State& state) {
   TempDir dir(settings().base_dir, "keel-bench-nosync");
   if (!dir.ok()) return state.SkipWithError(dir.error().c_str());
   std::unique_ptr<wal::Log> log;
-  const uint64_t segment_bytes = one_segment ? (1ULL << 30) : kSegmentBytes;
-  if (Status status = OpenBenchLog(dir.path(), &log, segment_bytes, one_segment ? 0 : kSpareSegments);
+  const uint64_t segment_bytes = one_segment ? (1ULL << 30) : settings().segment_bytes;
+  if (Status status = OpenBenchLog(dir.path(), &log, segment_bytes, one_segment ? 0 : settings().spare_segments);
       !status.ok()) {
     return state.SkipWithError(status.ToString().c_str());
   }
@@ -439,6 +442,11 @@ bool ParseOwnFlags(int* argc, char** argv) {
         std::fprintf(stderr, "log_bench: --keel_scale must be a positive number, got %s\n", argv[i]);
         return false;
       }
+    } else if (arg.rfind("--keel_segment_bytes=", 0) == 0) {
+      settings().segment_bytes = std::strtoull(argv[i] + std::strlen("--keel_segment_bytes="), nullptr, 10);
+    } else if (arg.rfind("--keel_spares=", 0) == 0) {
+      settings().spare_segments =
+          static_cast<uint32_t>(std::strtoul(argv[i] + std::strlen("--keel_spares="), nullptr, 10));
     } else if (arg.rfind("--keel_dir=", 0) == 0) {
       settings().base_dir = argv[i] + std::strlen("--keel_dir=");
     } else {
@@ -458,8 +466,10 @@ int main(int argc, char** argv) {
   if (!keel::bench::ParseOwnFlags(&argc, argv)) return 2;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-  std::fprintf(stderr, "log_bench: working in %s, scale %.2f\n", keel::bench::settings().base_dir.c_str(),
-               keel::bench::settings().scale);
+  std::fprintf(stderr, "log_bench: working in %s, scale %.2f, segment bytes %llu (0: default), %u spares\n",
+               keel::bench::settings().base_dir.c_str(), keel::bench::settings().scale,
+               static_cast<unsigned long long>(keel::bench::settings().segment_bytes),
+               keel::bench::settings().spare_segments);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   keel::bench::PrintSummary();

@@ -185,7 +185,8 @@ uint64_t CheckRound(const std::string& dir, uint64_t iteration, const std::map<L
   Lsn expected = 1;
   uint64_t verified = 0;
   auto ack = acks.begin();
-  while (scanner.Next(&record)) {
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) {
     if (record.lsn != expected) {
       violate("P2", "LSN " + std::to_string(record.lsn) + " where " + std::to_string(expected) + " was expected");
       return verified;

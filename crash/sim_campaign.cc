@@ -362,7 +362,8 @@ class Iteration {
       wal::Record record;
       if (!scanner.Init().ok()) return;
       std::vector<std::optional<std::string>> contents;
-      while (scanner.Next(&record) && record.lsn <= durable_final) {
+      bool has_record = false;
+      while (scanner.Next(&record, &has_record).ok() && has_record && record.lsn <= durable_final) {
         if (record.lsn < floor) continue;
         if (contents.size() <= record.segment_index) contents.resize(record.segment_index + 1);
         auto& bytes = contents[record.segment_index];
@@ -395,7 +396,8 @@ class Iteration {
     scan.to_lsn = victim;
     wal::LogScanner scanner(fs_.get(), wal_dir, scan);
     wal::Record record;
-    if (!scanner.Init().ok() || !scanner.Next(&record) || record.lsn != victim) return;
+    bool has_record = false;
+    if (!scanner.Init().ok() || !scanner.Next(&record, &has_record).ok() || !has_record || record.lsn != victim) return;
     const std::string path = scanner.segments()[record.segment_index].path;
     const uint64_t length = 32 + record.payload.size();
     const uint64_t at = record.offset + rng_() % length;
@@ -446,7 +448,8 @@ class Iteration {
     }
     wal::Record record;
     Lsn first = 0, expected = 0;
-    while (scanner.Next(&record)) {
+    bool has_record = false;
+    while (scanner.Next(&record, &has_record).ok() && has_record) {
       if (first == 0) {
         first = expected = record.lsn;
         if (first > std::max<Lsn>(model_.truncate_requested, 1)) {

@@ -28,6 +28,7 @@
 #include <shared_mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "checkpoint/checkpoint.h"
@@ -172,6 +173,10 @@ class Engine {
   Status Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn);
   // The same, and *outcome gets what the state machine made of the record.
   Status Append(std::span<const std::byte> payload, Durability durability, Lsn* lsn, Outcome* outcome);
+  // The same for text: the characters' bytes, without a copy.
+  Status Append(std::string_view payload, Durability durability, Lsn* lsn) {
+    return Append(wal::TextBytes(payload), durability, lsn);
+  }
   Status Sync(Lsn lsn);
   // A backup's append: logs a record with the LSN and epoch the primary gave
   // it (the next LSN, an epoch never lower than the log's) and applies it when

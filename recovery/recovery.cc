@@ -284,7 +284,12 @@ std::string Report::Describe() const {
           " bytes)";
   if (records_replayed > 0) text += " from LSN " + std::to_string(first_replayed_lsn);
   text += ", state at LSN " + std::to_string(last_lsn);
-  if (tail_bytes_cut > 0) text += ", torn tail cut (" + std::to_string(tail_bytes_cut) + " bytes)";
+  // Nothing durable followed those bytes: a torn write, or the newest write
+  // damaged, which no reader can tell apart (docs/format.md).
+  if (tail_bytes_cut > 0) {
+    text += ", the torn tail (the newest write, which cannot be told from a torn write) was cut: " +
+            std::to_string(tail_bytes_cut) + " bytes";
+  }
   char timing[128];
   std::snprintf(timing, sizeof(timing), ", %.3f s (replay %.1f MB/s)", seconds, replay_bytes_per_second() / 1e6);
   text += timing;
@@ -414,7 +419,10 @@ Status Recover(io::FileSystem* fs, const Options& options, const Hooks& hooks, s
   KEEL_RETURN_IF_ERROR(opened->NewReader(report->checkpoint_lsn + 1, &reader));
   wal::Record record;
   report->last_lsn = report->checkpoint_lsn;
-  while (reader->Next(&record)) KEEL_RETURN_IF_ERROR(ReplayRecord(hooks, record, report));
+  bool has_record = false;
+  while (reader->Next(&record, &has_record).ok() && has_record) {
+    KEEL_RETURN_IF_ERROR(ReplayRecord(hooks, record, report));
+  }
   KEEL_RETURN_IF_ERROR(reader->status());
   const wal::ScanEnd& end = reader->end();
   if (end.kind == wal::ScanEndKind::kCorruption) return Status::Corruption("during replay: " + end.Describe());
@@ -491,7 +499,8 @@ Status CutTail(io::FileSystem* fs, const std::string& wal_dir, const std::string
   bool found = false;
   size_t cut_index = 0;
   uint64_t cut_offset = 0;
-  while (scanner.Next(&record)) {
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) {
     if (!found) {
       assert(record.lsn == keep_through_lsn + 1);
       found = true;

@@ -776,7 +776,9 @@ Status Node::ShipRecords(Backup* backup, Lsn from, Lsn through, Lsn* next_lsn) {
       backup->scanner_next = from;
     }
     wal::Record record;
-    while (at <= through && bytes < kShipBatchBytes && backup->scanner->Next(&record)) {
+    bool has_record = false;
+    while (at <= through && bytes < kShipBatchBytes && backup->scanner->Next(&record, &has_record).ok() &&
+           has_record) {
       if (record.lsn != at) return Status::Corruption("the log reader returned LSN " + std::to_string(record.lsn) +
                                                       ", expected " + std::to_string(at));
       const size_t offset = file_frames.size();

@@ -381,6 +381,61 @@ TEST_F(CliTest, InfoReportsFormatSizesLsnsAndSpares) {
   EXPECT_THAT(text.out, HasSubstr("tail:             clean"));
 }
 
+// A new log with the library's defaults is small (one 16 MiB segment and at
+// most one spare: 32 MiB, where it used to be 192 MiB), and `keel info` shows
+// what it takes on disk: segments, ready and partial spares, and the total.
+TEST_F(CliTest, InfoShowsTheFootprintAndANewLogOfThreeRecordsTakesAtMost32MiB) {
+  TempDir tmp;
+  const std::string dir = tmp.Join("log");
+  ASSERT_EQ(Keel("append " + dir + " --create", "a\nb\nc\n").exit_code, 0);
+  WriteFileOrDie(dir + "/spare-9.partial", std::string(4096, 'x'));  // as a recycled segment waiting to be zeroed
+  uint64_t on_disk = 0, spares = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    on_disk += std::filesystem::file_size(entry.path());
+    spares += entry.path().extension() == ".spare" ? 1 : 0;
+  }
+  const CommandResult result = Keel("info " + dir + " --json");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto info = nlohmann::json::parse(result.out);
+  constexpr uint64_t kDefaultSegment = 16ULL << 20;
+  EXPECT_EQ(info["segment_size_bytes"], kDefaultSegment);
+  EXPECT_EQ(info["segments"], 1);
+  EXPECT_EQ(info["segment_bytes"], kDefaultSegment);
+  EXPECT_EQ(info["spare_segments"], spares);
+  EXPECT_LE(spares, 1U);
+  EXPECT_EQ(info["spare_bytes"], spares * kDefaultSegment);
+  EXPECT_EQ(info["partial_spare_segments"], 1);
+  EXPECT_EQ(info["partial_spare_bytes"], 4096);
+  EXPECT_EQ(info["total_bytes"], on_disk);  // every byte in the directory (LOCK is empty)
+  EXPECT_LE(info["total_bytes"].get<uint64_t>(), 2 * kDefaultSegment + 4096);
+
+  const CommandResult text = Keel("info " + dir);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("partial spares:   1 (4096 bytes; being zero-filled)"));
+  EXPECT_THAT(text.out, HasSubstr("total on disk:    " + std::to_string(on_disk) + " bytes ("));
+}
+
+// The reproduction: a log made with 64 KiB segments keeps them when a
+// later append gives no --segment-size, and refuses a conflicting one by name.
+TEST_F(CliTest, P8AppendKeepsTheLogsSegmentSizeAndRefusesAnotherByName) {
+  TempDir tmp;
+  const std::string dir = tmp.Join("log");
+  std::string lines;
+  for (int i = 1; i <= 5000; ++i) lines += std::to_string(i) + "\n";
+  ASSERT_EQ(Keel("append " + dir + " --create --segment-size 64k", lines).exit_code, 0);
+  ASSERT_EQ(Keel("append " + dir, "x\n").exit_code, 0);
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().filename() == "LOCK") continue;
+    EXPECT_EQ(std::filesystem::file_size(entry.path()), kSmallSegment) << entry.path();
+  }
+  const CommandResult refused = Keel("append " + dir + " --segment-size 1m", "y\n");
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_THAT(refused.err, HasSubstr("segment_size_bytes=1048576 conflicts with log " + dir +
+                                     ", whose segments are 65536 bytes"));
+  const auto info = nlohmann::json::parse(Keel("info " + dir + " --json").out);
+  EXPECT_EQ(info["last_lsn"], 5001);
+}
+
 // ---- damaged logs (P4) ----
 
 TEST_F(CliTest, P4GarbageSegmentFileIsCorruption) {

@@ -183,7 +183,8 @@ Lsn KeepMidSector(io::FileSystem* fs, size_t segment_index) {
   EXPECT_TRUE(scanner.Init().ok());
   wal::Record record;
   Lsn first_in_segment = 0;
-  while (scanner.Next(&record)) {
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) {
     if (record.segment_index != segment_index) continue;
     if (first_in_segment == 0) {
       first_in_segment = record.lsn;

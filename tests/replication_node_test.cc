@@ -201,7 +201,8 @@ class NodeTest : public ::testing::Test {
     wal::LogScanner scanner(fs_.get(), Engine::WalDir(dir));
     EXPECT_TRUE(scanner.Init().ok()) << dir;
     wal::Record record;
-    while (scanner.Next(&record)) {
+    bool has_record = false;
+    while (scanner.Next(&record, &has_record).ok() && has_record) {
       records.push_back({record.lsn, record.epoch, record.kind,
                          std::string(reinterpret_cast<const char*>(record.payload.data()), record.payload.size())});
     }

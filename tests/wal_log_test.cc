@@ -102,7 +102,8 @@ TEST_F(LogTest, ReaderFromAnyLsnReturnsDurableRecordsOnly) {
   ASSERT_TRUE(log->NewReader(250, &reader).ok());
   wal::Record record;
   Lsn expected = 250;
-  while (reader->Next(&record)) {
+  bool has_record = false;
+  while (reader->Next(&record, &has_record).ok() && has_record) {
     ASSERT_EQ(record.lsn, expected);
     ASSERT_EQ(std::string(reinterpret_cast<const char*>(record.payload.data()), record.payload.size()),
               PayloadFor(expected));
@@ -162,10 +163,30 @@ TEST_F(LogTest, P3EverySyncedWriteEndsOnASectorBoundary) {
   wal::LogScanner scanner(&fs_, kDir);
   ASSERT_TRUE(scanner.Init().ok());
   wal::Record record;
-  while (scanner.Next(&record)) {
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) {
     // Each record was made durable alone, so each starts a fresh 512-byte sector.
     EXPECT_EQ(record.offset % 512, 0u) << "LSN " << record.lsn;
   }
+}
+
+// Text appends as its bytes through the string_view overloads, with no copy
+// at the call site; the records read back are exactly the characters.
+TEST_F(LogTest, P1TextAppendsThroughStringViewAndReadsBackExactly) {
+  auto log = OpenLog(SmallLogOptions(&fs_));
+  Lsn lsn = 0;
+  ASSERT_TRUE(log->Append(std::string_view("plain"), &lsn).ok());
+  EXPECT_EQ(lsn, 1u);
+  const std::string durable = "durable";
+  ASSERT_TRUE(log->AppendDurable(durable, &lsn).ok());
+  EXPECT_EQ(lsn, 2u);
+  wal::AppendSpec spec;
+  spec.durable = true;
+  ASSERT_TRUE(log->AppendWith(spec, "with a spec", &lsn).ok());
+  EXPECT_EQ(lsn, 3u);
+  ASSERT_TRUE(log->Close().ok());
+  const ReadBack all = ReadAll(&fs_, kDir);
+  EXPECT_EQ(all.payloads, (std::vector<std::string>{"plain", "durable", "with a spec"}));
 }
 
 TEST_F(LogTest, P4TornTailIsCutOnOpenAndTheLogContinues) {
@@ -187,6 +208,11 @@ TEST_F(LogTest, P4TornTailIsCutOnOpenAndTheLogContinues) {
     EXPECT_EQ(report.tail.kind, wal::ScanEndKind::kTornTail) << report.tail.Describe();
     EXPECT_EQ(report.last_lsn, 20u);
     EXPECT_GE(report.torn_bytes_cut, 700u);
+    // Once cut, the report says so, and does not call the bytes unacknowledged.
+    const std::string text = report.Describe();
+    EXPECT_NE(text.find("those " + std::to_string(report.torn_bytes_cut) + " bytes were cut"), std::string::npos)
+        << text;
+    EXPECT_EQ(text.find("unacknowledged"), std::string::npos) << text;
     AppendDurableRange(log.get(), 21, 40);
   }
   ReadBack all = ReadAll(&fs_, kDir);

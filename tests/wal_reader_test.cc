@@ -142,6 +142,56 @@ TEST_F(DecisionTableTest, BadRecordFollowedByProofOfDurabilityIsCorruption) {
   EXPECT_NE(result.end.Describe().find("proves LSN 3"), std::string::npos) << result.end.Describe();
 }
 
+// P4: a loop over Next cannot take corruption for the end of the log. Next
+// returns it as an error worded as end().Describe(); a clean end and a torn
+// tail end the loop with OK.
+TEST_F(DecisionTableTest, P4NextReturnsCorruptionAsAnErrorAndATornTailAsTheEnd) {
+  SegmentBuilder segment(1);
+  segment.PutSynced(1, 6);
+  segment.bytes()[SectorAt(3) + wal::kRecordHeaderSize] ^= 1;  // damage record 3, proven durable by 4
+  Store(segment);
+  wal::LogScanner scanner(&fs_, kDir);
+  ASSERT_TRUE(scanner.Init().ok());
+  wal::Record record;
+  bool has_record = false;
+  Status status;
+  std::vector<Lsn> lsns;
+  while ((status = scanner.Next(&record, &has_record)).ok() && has_record) lsns.push_back(record.lsn);
+  EXPECT_EQ(lsns, (std::vector<Lsn>{1, 2}));
+  EXPECT_FALSE(has_record);
+  ASSERT_TRUE(status.IsCorruption()) << status.ToString();
+  EXPECT_EQ(status.message(), scanner.end().Describe());
+  // Asked again, it says the same.
+  EXPECT_TRUE(scanner.Next(&record, &has_record).IsCorruption());
+
+  SegmentBuilder torn(1);
+  const uint64_t at = torn.PutSynced(1, 3);
+  torn.Put(at, 4, "torn", 3);
+  torn.bytes()[at + wal::kRecordHeaderSize] ^= 1;
+  Store(torn);
+  wal::LogScanner torn_scanner(&fs_, kDir);
+  ASSERT_TRUE(torn_scanner.Init().ok());
+  size_t count = 0;
+  while ((status = torn_scanner.Next(&record, &has_record)).ok() && has_record) ++count;
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(count, 3U);
+  EXPECT_EQ(torn_scanner.end().kind, ScanEndKind::kTornTail);
+}
+
+// A damaged newest write with nothing durable after it cannot be told from a
+// torn write: the description says exactly that, and does not claim the bytes
+// were unacknowledged (docs/format.md, "Limits of the table").
+TEST_F(DecisionTableTest, P4ATornTailIsDescribedAsTheNewestWriteNotAsUnacknowledgedBytes) {
+  SegmentBuilder segment(1);
+  const uint64_t at = segment.PutSynced(1, 3);
+  segment.Put(at, 4, "torn", 3);
+  segment.bytes()[at + wal::kRecordHeaderSize] ^= 1;
+  Store(segment);
+  const std::string text = Scan().end.Describe();
+  EXPECT_NE(text.find("the newest write, which cannot be told from a torn write"), std::string::npos) << text;
+  EXPECT_EQ(text.find("unacknowledged"), std::string::npos) << text;
+}
+
 TEST_F(DecisionTableTest, BadRecordFollowedOnlyByUnprovenRecordsIsATornTail) {
   SegmentBuilder segment(1);
   segment.PutSynced(1, 2);
@@ -276,7 +326,8 @@ TEST_F(DecisionTableTest, EpochKindIsReadAndKindsBeyondItAreInvalid) {
   ASSERT_TRUE(scanner.Init().ok());
   wal::Record record;
   std::vector<wal::RecordKind> kinds;
-  while (scanner.Next(&record)) kinds.push_back(record.kind);
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) kinds.push_back(record.kind);
   EXPECT_EQ(kinds, (std::vector<wal::RecordKind>{wal::RecordKind::kData, wal::RecordKind::kEpoch,
                                                  wal::RecordKind::kData}));
   EXPECT_EQ(scanner.end().kind, ScanEndKind::kTornTail) << scanner.end().Describe();

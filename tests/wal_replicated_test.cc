@@ -86,7 +86,8 @@ class ReplicatedLogTest : public ::testing::Test {
     EXPECT_TRUE(scanner.Init().ok());
     std::map<std::string, std::string> files;
     wal::Record record;
-    while (scanner.Next(&record)) {
+    bool has_record = false;
+    while (scanner.Next(&record, &has_record).ok() && has_record) {
       const std::string& path = scanner.segments()[record.segment_index].path;
       if (!files.count(path)) files[path] = *fs_.Contents(path);
       std::string bytes = files[path].substr(record.offset, wal::kRecordHeaderSize + record.payload.size());
@@ -223,7 +224,8 @@ TEST_F(ReplicatedLogTest, P2EpochIsRaisedForwardOnlyAndHeadsLaterSegments) {
   wal::LogScanner scanner(&fs_, kDir);
   ASSERT_TRUE(scanner.Init().ok());
   wal::Record record;
-  while (scanner.Next(&record)) {
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) {
     EXPECT_EQ(record.kind, record.lsn == 2 ? RecordKind::kEpoch : RecordKind::kData) << "LSN " << record.lsn;
     EXPECT_EQ(record.epoch, record.lsn == 1 ? 1u : 5u) << "LSN " << record.lsn;
   }
@@ -296,7 +298,8 @@ TEST_F(ReplicatedLogTest, P2EpochRaisesRacingAppendsAndRollsLeaveAValidLog) {
     wal::Record record;
     wal::Epoch last_epoch = 0;
     uint64_t count = 0;
-    while (scanner.Next(&record)) {
+    bool has_record = false;
+    while (scanner.Next(&record, &has_record).ok() && has_record) {
       EXPECT_GE(record.epoch, last_epoch);
       last_epoch = record.epoch;
       count += 1;
@@ -406,7 +409,9 @@ TEST_F(ReplicatedLogTest, P2NewLogStartsAtFirstLsnAndReopensEmptyThere) {
     std::unique_ptr<wal::LogScanner> reader;
     ASSERT_TRUE(log->NewReader(1, &reader).ok());
     wal::Record record;
-    EXPECT_FALSE(reader->Next(&record));
+    bool has_record = true;
+    EXPECT_TRUE(reader->Next(&record, &has_record).ok());
+    EXPECT_FALSE(has_record);
     Lsn lsn = 0;
     ASSERT_TRUE(log->AppendDurable(Bytes("first"), &lsn).ok());
     EXPECT_EQ(lsn, 1000u);

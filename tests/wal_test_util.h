@@ -52,7 +52,8 @@ inline ReadBack ReadAll(io::FileSystem* fs, const std::string& dir, wal::ScanOpt
   result.status = scanner.Init();
   if (!result.status.ok()) return result;
   wal::Record record;
-  while (scanner.Next(&record)) {
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) {
     result.lsns.push_back(record.lsn);
     result.payloads.emplace_back(reinterpret_cast<const char*>(record.payload.data()), record.payload.size());
   }
@@ -66,7 +67,8 @@ inline std::pair<std::string, uint64_t> LocateRecord(io::FileSystem* fs, const s
   wal::LogScanner scanner(fs, dir);
   EXPECT_TRUE(scanner.Init().ok());
   wal::Record record;
-  while (scanner.Next(&record)) {
+  bool has_record = false;
+  while (scanner.Next(&record, &has_record).ok() && has_record) {
     if (record.lsn == lsn) return {scanner.segments()[record.segment_index].path, record.offset};
   }
   ADD_FAILURE() << "LSN " << lsn << " not found in " << dir;

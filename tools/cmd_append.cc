@@ -103,8 +103,8 @@ struct AppendFlags {
   bool create = false;
   bool sync = false;
   bool print_lsn = false;
-  uint64_t segment_size_bytes = wal::LogOptions{}.segment_size_bytes;
-  uint64_t max_record_bytes = wal::LogOptions{}.max_record_bytes;
+  uint64_t segment_size_bytes = 0;  // 0: the log's own (a new log: wal::kDefaultSegmentSizeBytes)
+  uint64_t max_record_bytes = 0;    // 0: the log's default (what one of its segments holds, at most 1 MiB)
   std::string io_backend = "auto";
   // Generator mode (when count_records > 0): records are made up, not read.
   uint64_t count_records = 0;
@@ -295,28 +295,23 @@ uint64_t BufferSizeFor(uint64_t max_record_bytes) {
   return size;
 }
 
-// Small segments lower the default --max-record to what fits in one (a record
-// never spans segments); an explicit --max-record is checked as given.
-uint64_t EffectiveMaxRecord(const AppendFlags& flags, const wal::LogOptions& defaults) {
-  if (flags.max_record_given) return flags.max_record_bytes;
-  if (flags.segment_size_bytes <= uint64_t{defaults.sector_size_bytes} + wal::kRecordHeaderSize) {
-    return flags.max_record_bytes;  // ValidateOptions will name the bad segment size
-  }
-  return std::min(flags.max_record_bytes, wal::MaxPayloadBytesFor(flags.segment_size_bytes, defaults.sector_size_bytes));
+// --size must fit in a record: checked before the open against an explicit
+// --max-record, and after it against the log's own limit.
+bool SizeFits(const AppendFlags& flags) {
+  if (flags.count_records == 0 || flags.max_record_bytes == 0 || flags.size_bytes <= flags.max_record_bytes) return true;
+  PrintError(kCommand, "--size " + std::to_string(flags.size_bytes) + " is more than --max-record " +
+                           std::to_string(flags.max_record_bytes));
+  return false;
 }
 
 int RunAppend(AppendFlags flags) {
   wal::LogOptions options;
-  flags.max_record_bytes = EffectiveMaxRecord(flags, options);
+  if (!flags.max_record_given) flags.max_record_bytes = 0;  // the log's default for its segment size
   if (flags.count_records == 0 && flags.generator_flags_given) {
     PrintError(kCommand, "--threads and --size need --count (generated records)");
     return kExitUsage;
   }
-  if (flags.count_records > 0 && flags.size_bytes > flags.max_record_bytes) {
-    PrintError(kCommand, "--size " + std::to_string(flags.size_bytes) + " is more than --max-record " +
-                             std::to_string(flags.max_record_bytes));
-    return kExitUsage;
-  }
+  if (!SizeFits(flags)) return kExitUsage;
   std::error_code error;
   if (!flags.create && !std::filesystem::exists(flags.dir, error)) {
     PrintError(kCommand, "log directory " + flags.dir + " does not exist (use --create)");
@@ -361,6 +356,8 @@ int RunAppend(AppendFlags flags) {
     return ExitCodeFor(status);
   }
   if (report.torn_bytes_cut > 0) PrintError(kCommand, "note: opening cut a " + report.tail.Describe());
+  flags.max_record_bytes = log->max_record_bytes();
+  if (!SizeFits(flags)) return kExitUsage;
   const bool generated = flags.count_records > 0;
   Progress progress(::isatty(STDERR_FILENO) == 1 && (generated || ::isatty(STDIN_FILENO) != 1));
   const int code = flags.count_records > 0 ? AppendGenerated(log.get(), flags, &progress)
@@ -393,16 +390,18 @@ void AddAppendCommand(CLI::App* app, CommandRunner* run) {
                     "print each record's LSN on its own line, once the record is durable");
   command
       ->add_option("--segment-size", flags->segment_size_bytes,
-                   "size of new segment files in bytes (suffixes k, m, g: powers of 1024)")
+                   "size of a new log's segment files in bytes (suffixes k, m, g: powers of 1024); "
+                   "an existing log keeps its own and refuses another [default: the log's own, " +
+                       std::to_string(wal::kDefaultSegmentSizeBytes >> 20) + "m for a new log]")
       ->transform(CLI::AsSizeValue(false))
-      ->transform(SizeText())
-      ->capture_default_str();
+      ->transform(SizeText());
   CLI::Option* max_record =
-      command->add_option("--max-record", flags->max_record_bytes, "largest record payload in bytes (suffixes k, m)")
+      command->add_option("--max-record", flags->max_record_bytes,
+                          "largest record payload in bytes (suffixes k, m) [default: what one of the log's "
+                          "segments holds, at most 1m]")
       ->transform(CLI::AsSizeValue(false))
       ->transform(SizeText())
-      ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}))
-      ->capture_default_str();
+      ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}));
   command->add_option("--count", flags->count_records, "append this many generated records instead of stdin lines")
       ->check(WholeNumber(1, uint64_t{1} << 40));
   CLI::Option* threads = command->add_option("--threads", flags->threads, "threads appending generated records (with --count)")

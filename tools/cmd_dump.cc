@@ -378,7 +378,8 @@ void WaitForMore() {
 // --limit is reached.
 bool PrintScan(wal::LogScanner* scanner, const DumpFlags& flags, DumpStats* stats, uint64_t* printed) {
   wal::Record record;
-  while (*printed < flags.limit && scanner->Next(&record)) {
+  bool has_record = false;
+  while (*printed < flags.limit && scanner->Next(&record, &has_record).ok() && has_record) {
     if (!flags.Wanted(record)) continue;
     *printed += 1;
     if (flags.stats) {

@@ -9,6 +9,7 @@
 // `keel verify` reads the frames.
 #include <cinttypes>
 #include <cstdio>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -37,10 +38,28 @@ struct LogInfo {
   size_t segments = 0;
   ScanSummary summary;
   wal::Epoch epoch = 0;
+  // The footprint on disk: segments, ready spares, spares being made (or
+  // recycled segments waiting to be zero-filled). All are preallocated.
   uint64_t segment_bytes = 0;
   FileGroup spares;
+  FileGroup partial_spares;
+  uint64_t total_bytes() const { return segment_bytes + spares.bytes + partial_spares.bytes; }
   wal::ScanEnd tail;
 };
+
+// "32.0 MiB": the footprint for people (powers of 1024, as --segment-size takes them).
+std::string FootprintText(uint64_t bytes) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(units)) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof(text), unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return text;
+}
 
 LogInfo Collect(const wal::LogScanner& scanner, const ScanSummary& summary) {
   LogInfo info;
@@ -82,7 +101,9 @@ void PrintJson(const std::string& dir, const LogInfo& info, const EngineInfo* en
   out["segment_bytes"] = info.segment_bytes;
   out["spare_segments"] = info.spares.count;
   out["spare_bytes"] = info.spares.bytes;
-  out["total_bytes"] = info.segment_bytes + info.spares.bytes;
+  out["partial_spare_segments"] = info.partial_spares.count;
+  out["partial_spare_bytes"] = info.partial_spares.bytes;
+  out["total_bytes"] = info.total_bytes();
   out["tail"] = std::string(ScanEndWord(info.tail.kind));
   out["tail_detail"] = info.tail.Describe();
   if (engine != nullptr) {
@@ -181,7 +202,12 @@ void PrintText(const std::string& dir, const LogInfo& info) {
   std::printf("epoch:            %" PRIu32 "\n", info.epoch);
   std::printf("segment bytes:    %" PRIu64 "\n", info.segment_bytes);
   std::printf("spare segments:   %" PRIu64 " (%" PRIu64 " bytes)\n", info.spares.count, info.spares.bytes);
-  std::printf("total on disk:    %" PRIu64 " bytes\n", info.segment_bytes + info.spares.bytes);
+  if (info.partial_spares.count > 0) {
+    std::printf("partial spares:   %" PRIu64 " (%" PRIu64 " bytes; being zero-filled)\n", info.partial_spares.count,
+                info.partial_spares.bytes);
+  }
+  std::printf("total on disk:    %" PRIu64 " bytes (%s)\n", info.total_bytes(),
+              FootprintText(info.total_bytes()).c_str());
   std::printf("tail:             %s (%s)\n", std::string(ScanEndWord(info.tail.kind)).c_str(),
               info.tail.Describe().c_str());
 }
@@ -207,6 +233,9 @@ int RunInfo(const InfoFlags& flags) {
   LogInfo info = Collect(scanner, summary);
   Status status = SegmentFileBytes(fs.get(), scanner, &info.segment_bytes);
   if (status.ok()) status = MeasureFiles(fs.get(), engine.layout.wal_dir, wal::kSpareSuffix, &info.spares);
+  if (status.ok()) {
+    status = MeasureFiles(fs.get(), engine.layout.wal_dir, wal::kPartialSuffix, &info.partial_spares);
+  }
   if (status.ok() && is_engine) status = CollectEngine(fs.get(), &engine);
   if (!status.ok()) {
     PrintError(kCommand, status.message());

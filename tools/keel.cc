@@ -225,7 +225,8 @@ void ScanAll(std::string_view command, wal::LogScanner* scanner, ScanSummary* su
   Clock::time_point last_progress = Clock::now();
   *summary = ScanSummary{};
   wal::Record record;
-  while (scanner->Next(&record)) {
+  bool has_record = false;
+  while (scanner->Next(&record, &has_record).ok() && has_record) {
     if (summary->first_lsn == 0) summary->first_lsn = record.lsn;
     summary->last_lsn = record.lsn;
     summary->last_epoch = record.epoch;

@@ -34,6 +34,11 @@ inline constexpr uint64_t kSegmentMagic = 0x014C41574C45454BULL;  // bytes: K E 
 //   8  u32 format_version
 //  12  u32 sector_size_bytes      the flush granularity the writer used (P3)
 //  16  u64 segment_size_bytes     the file's preallocated size
+//                                 These two are the log's geometry, kept for its
+//                                 whole life and stored only here: a writer
+//                                 reopening the log takes them from the newest
+//                                 segment's header (Log::Open refuses options that
+//                                 ask for others; see docs/format.md).
 //  24  u64 first_lsn              the LSN of the segment's first record; also its file name
 //  32  u32 epoch                  the epoch when the segment was started
 //  36  u32 flags                  zero; a reader refuses unknown flags
@@ -80,6 +85,11 @@ inline constexpr bool IsKnownRecordKind(uint8_t kind) {
 static_assert(!IsKnownRecordKind(0), "a zero byte where a record would start is padding, never a kind");
 // "data" or "epoch" (what `keel dump` prints).
 std::string_view RecordKindName(RecordKind kind);
+
+// A text's characters as the bytes of a payload (a view: nothing is copied).
+inline std::span<const std::byte> TextBytes(std::string_view text) {
+  return std::as_bytes(std::span<const char>(text.data(), text.size()));
+}
 
 // The largest payload any keel log may hold, whatever its segment size: the
 // reader bounds a length field by it (and by the segment end) before reading.

@@ -81,7 +81,30 @@ struct Log::Slot {
   Epoch epoch = 0;                // the record's epoch: a segment it starts is headed by it
 };
 
-Status ValidateOptions(const LogOptions& o) {
+namespace {
+
+// What a new log gets: the options' sizes, or the defaults for those left unset.
+LogGeometry NewLogGeometry(const LogOptions& o) {
+  return {o.segment_size_bytes != 0 ? o.segment_size_bytes : kDefaultSegmentSizeBytes,
+          o.sector_size_bytes != 0 ? o.sector_size_bytes : kDefaultSectorSizeBytes};
+}
+
+// The options as a log of this geometry applies them: its sizes, and an unset
+// max_record_bytes at the default or at what one segment holds, if less.
+LogOptions Resolve(LogOptions o, LogGeometry geometry) {
+  o.segment_size_bytes = geometry.segment_size_bytes;
+  o.sector_size_bytes = geometry.sector_size_bytes;
+  if (o.max_record_bytes == 0) {
+    const uint64_t room = geometry.segment_size_bytes > uint64_t{geometry.sector_size_bytes} + kRecordHeaderSize
+                              ? MaxPayloadBytesFor(geometry.segment_size_bytes, geometry.sector_size_bytes)
+                              : 1;  // a segment too small for any record: CheckResolved names it
+    o.max_record_bytes = static_cast<uint32_t>(std::min<uint64_t>(kDefaultMaxRecordBytes, room));
+  }
+  return o;
+}
+
+// Checks options whose sizes are all resolved (none unset).
+Status CheckResolved(const LogOptions& o) {
   auto bad = [](std::string what) { return Status::InvalidArgument("invalid log option: " + what); };
   if (!IsPowerOfTwo(o.sector_size_bytes) || o.sector_size_bytes < kMinSectorSize ||
       o.sector_size_bytes > kMaxSectorSize) {
@@ -95,10 +118,10 @@ Status ValidateOptions(const LogOptions& o) {
   }
   const uint64_t payload_limit =
       std::min<uint64_t>(MaxPayloadBytesFor(o.segment_size_bytes, o.sector_size_bytes), kMaxPayloadBytes);
-  if (o.max_record_bytes > payload_limit) {
+  if (o.max_record_bytes == 0 || o.max_record_bytes > payload_limit) {
     return bad("max_record_bytes=" + std::to_string(o.max_record_bytes) + " must leave room for the " +
-               std::to_string(kRecordHeaderSize) + "-byte header in one segment after its header sector (at most " +
-               std::to_string(payload_limit) + ")");
+               std::to_string(kRecordHeaderSize) + "-byte header in one " + std::to_string(o.segment_size_bytes) +
+               "-byte segment after its header sector (at most " + std::to_string(payload_limit) + ")");
   }
   const uint64_t two_frames = 2 * (uint64_t{o.max_record_bytes} + kRecordHeaderSize);
   if (o.buffer_size_bytes < two_frames || o.buffer_size_bytes > (1ULL << 34)) {
@@ -115,12 +138,16 @@ Status ValidateOptions(const LogOptions& o) {
   return Status::Ok();
 }
 
+}  // namespace
+
+Status ValidateOptions(const LogOptions& o) { return CheckResolved(Resolve(o, NewLogGeometry(o))); }
+
 std::string OpenReport::Describe() const {
   std::string text = std::string(created ? "created" : "opened") + " log (" + backend + "): " +
                      std::to_string(segments) + " segment(s), LSN " + std::to_string(first_lsn) + ".." +
                      std::to_string(last_lsn) + ", epoch " + std::to_string(epoch);
   if (tail.kind == ScanEndKind::kTornTail) {
-    text += "; " + tail.Describe() + "; cut " + std::to_string(torn_bytes_cut) + " bytes";
+    text += "; " + tail.Describe() + "; those " + std::to_string(torn_bytes_cut) + " bytes were cut";
   }
   return text;
 }
@@ -147,6 +174,12 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   return Open(dir, options, log, report, nullptr);
 }
 
+// Nothing in the log directory is created, removed or rewritten until the log
+// has passed validation (Recover's scan and its checks of the options against
+// the log): a log that fails to open is left exactly as it was, for repair or
+// inspection. The one exception is dir/LOCK, created empty when missing,
+// because validation must run under the lock (and removing it again would let
+// a second writer in); every writer leaves it behind, so an existing log has one.
 Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_ptr<Log>* log, OpenReport* report,
                  const std::function<Status(const Record&)>& visit) {
   KEEL_RETURN_IF_ERROR(ValidateOptions(options));
@@ -162,20 +195,7 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   }
   report->backend = std::string(fs->backend_name());
   std::unique_ptr<Log> opened(new Log(dir, options, fs, std::move(owned)));
-
-  bool is_dir = false;
-  Status status = fs->Stat(dir, &is_dir);
-  if (status.IsNotFound()) {
-    if (!options.create_if_missing) {
-      return Status::NotFound("log directory " + dir + " does not exist (create it with create_if_missing)");
-    }
-    KEEL_RETURN_IF_ERROR(fs->CreateDir(dir));
-    KEEL_RETURN_IF_ERROR(fs->SyncDir(io::ParentDir(dir)));
-  } else if (!status.ok()) {
-    return status;
-  } else if (!is_dir) {
-    return Status::InvalidArgument(dir + " is not a directory");
-  }
+  KEEL_RETURN_IF_ERROR(OpenDir(dir, options, fs));
   std::vector<std::string> names;
   bool has_segments = false;
   auto list = [&]() -> Status {
@@ -194,8 +214,9 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   // lock is held, in case another writer created the log meanwhile.
   KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, kLockFileName), &opened->lock_));
   KEEL_RETURN_IF_ERROR(list());
-  KEEL_RETURN_IF_ERROR(opened->AdoptSpares(names));
+  opened->NoteSpareNames(names);
   if (!has_segments) {
+    opened->options_ = Resolve(opened->options_, NewLogGeometry(opened->options_));
     KEEL_RETURN_IF_ERROR(opened->Create());
     report->created = true;
   } else if (options.error_if_exists) {
@@ -203,6 +224,8 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   } else {
     KEEL_RETURN_IF_ERROR(opened->Recover(report, visit));
   }
+  // Validation passed: only now are leftover spares kept, reused or removed.
+  KEEL_RETURN_IF_ERROR(opened->AdoptSpares(names));
   KEEL_RETURN_IF_ERROR(opened->Start());
   report->segments = opened->segments_.size();
   report->first_lsn = opened->first_lsn();
@@ -212,13 +235,39 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   return Status::Ok();
 }
 
-// Sorts out leftover spare files: ready spares of the right size are kept,
-// half-made ones are zero-filled again by the allocator, the rest removed.
+// Checks that dir is a directory, creating it when it is missing and the
+// options allow (a directory that did not exist holds no log to protect).
+Status Log::OpenDir(const std::string& dir, const LogOptions& options, io::FileSystem* fs) {
+  bool is_dir = false;
+  Status status = fs->Stat(dir, &is_dir);
+  if (status.IsNotFound()) {
+    if (!options.create_if_missing) {
+      return Status::NotFound("log directory " + dir + " does not exist (create it with create_if_missing)");
+    }
+    KEEL_RETURN_IF_ERROR(fs->CreateDir(dir));
+    return fs->SyncDir(io::ParentDir(dir));
+  }
+  KEEL_RETURN_IF_ERROR(status);
+  if (!is_dir) return Status::InvalidArgument(dir + " is not a directory");
+  return Status::Ok();
+}
+
+// Numbers new spares past every leftover one, so that no name is reused
+// before the leftovers are sorted out. Reads and changes nothing on disk.
+void Log::NoteSpareNames(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    uint64_t number = 0;
+    if (ParseSpareName(name, &number)) spare_counter_ = std::max(spare_counter_, number + 1);
+  }
+}
+
+// Sorts out leftover spare files once the log is known good: ready spares of
+// the log's segment size are kept, half-made ones are zero-filled again by the
+// allocator, the rest (another size, or more than spare_segments) removed.
 Status Log::AdoptSpares(const std::vector<std::string>& names) {
   for (const std::string& name : names) {
     uint64_t number = 0;
     if (!ParseSpareName(name, &number)) continue;
-    spare_counter_ = std::max(spare_counter_, number + 1);
     const std::string path = io::JoinPath(dir_, name);
     if (EndsWith(name, kPartialSuffix)) {
       recyclable_.push_back(path);
@@ -255,8 +304,8 @@ Status Log::Create() {
 }
 
 // Validates the log and positions the writer after its last valid record.
-// A torn tail is zeroed from the next sector on, so that no bytes of an
-// earlier, unacknowledged write can be read as records once new ones follow.
+// Every check comes before the first write: a torn tail is cut only once the
+// scan, the epoch and the options have all passed.
 Status Log::Recover(OpenReport* report, const std::function<Status(const Record&)>& visit) {
   LogScanner scanner(fs_, dir_);
   KEEL_RETURN_IF_ERROR(scanner.Init());
@@ -275,9 +324,11 @@ Status Log::Recover(OpenReport* report, const std::function<Status(const Record&
     return Status::InvalidArgument("epoch " + std::to_string(options_.epoch) + " is lower than the log's epoch " +
                                    std::to_string(log_epoch));
   }
+  const SegmentInfo& tail = scanner.segments().back();
+  assert(tail.header_valid);
+  KEEL_RETURN_IF_ERROR(AdoptGeometry(tail.header));
   epoch_.store(options_.epoch == 0 ? log_epoch : options_.epoch);
   for (const SegmentInfo& info : scanner.segments()) segments_.push_back({info.header.first_lsn, info.path});
-  const SegmentInfo& tail = scanner.segments().back();
   KEEL_RETURN_IF_ERROR(fs_->Open(tail.path, io::OpenMode::kReadWrite, &segment_file_));
   segment_size_bytes_ = tail.header.segment_size_bytes;
   sector_size_bytes_ = tail.header.sector_size_bytes;
@@ -285,26 +336,7 @@ Status Log::Recover(OpenReport* report, const std::function<Status(const Record&
   if (end.kind == ScanEndKind::kTornTail && Planted(PlantedBug::kCutTooMuchTail)) {
     file_position_ = std::max<uint64_t>(tail.valid_end - tail.valid_end % sector_size_bytes_, sector_size_bytes_);
   }
-  if (end.kind == ScanEndKind::kTornTail) {
-    const uint64_t zero_end = std::min(RoundUp(end.torn_range_end, sector_size_bytes_), segment_size_bytes_);
-    if (zero_end > file_position_) {
-      KEEL_RETURN_IF_ERROR(WriteZeros(segment_file_.get(), file_position_, zero_end));
-    }
-    // Leftovers inside the last valid record's sector would read as garbage
-    // once this segment is no longer the last one (the reader skips them only
-    // before an exact continuation in the same segment). Rewrite that sector as
-    // its valid prefix followed by zeros: a torn rewrite can only mix identical
-    // copies of the prefix, so the acknowledged bytes in it cannot be damaged.
-    if (!Planted(PlantedBug::kCutTooMuchTail) && tail.valid_end % sector_size_bytes_ != 0) {
-      const uint64_t sector_start = tail.valid_end - tail.valid_end % sector_size_bytes_;
-      std::vector<std::byte> sector(sector_size_bytes_);
-      size_t got = 0;
-      KEEL_RETURN_IF_ERROR(segment_file_->ReadAt(sector_start, sector, &got));
-      std::fill(sector.begin() + static_cast<std::ptrdiff_t>(tail.valid_end - sector_start), sector.end(), std::byte{0});
-      KEEL_RETURN_IF_ERROR(segment_file_->WriteAt(sector_start, sector));
-    }
-    report->torn_bytes_cut = end.torn_bytes;
-  }
+  if (end.kind == ScanEndKind::kTornTail) KEEL_RETURN_IF_ERROR(CutTornTail(tail, end, report));
   // What the scan read may have been only in the page cache of a process that
   // died before syncing it. Make it durable, with the segment names, before
   // anything is acknowledged on top of it: durable_lsn_ below is a promise.
@@ -316,6 +348,57 @@ Status Log::Recover(OpenReport* report, const std::function<Status(const Record&
   durable_lsn_.store(written_lsn_);
   released_lsn_.store(written_lsn_);
   last_checksum_ = scanner.last_checksum();
+  return Status::Ok();
+}
+
+// Takes the log's own geometry from its newest segment header: new segments
+// and spares get the size the log was made with. A size the caller set that
+// differs is refused rather than applied, since a log that silently changed
+// its segment size would throw away its spares (and grow a thousandfold, or
+// shrink below its records) on a reopen with other defaults.
+Status Log::AdoptGeometry(const SegmentHeader& newest) {
+  auto conflict = [&](std::string_view option, uint64_t given, uint64_t own, std::string_view what) {
+    return Status::InvalidArgument(std::string(option) + "=" + std::to_string(given) + " conflicts with log " + dir_ +
+                                   ", whose " + std::string(what) + " " + std::to_string(own) +
+                                   " bytes (a log keeps the geometry it was made with; leave " + std::string(option) +
+                                   " unset to use it)");
+  };
+  if (options_.segment_size_bytes != 0 && options_.segment_size_bytes != newest.segment_size_bytes) {
+    return conflict("segment_size_bytes", options_.segment_size_bytes, newest.segment_size_bytes, "segments are");
+  }
+  if (options_.sector_size_bytes != 0 && options_.sector_size_bytes != newest.sector_size_bytes) {
+    return conflict("sector_size_bytes", options_.sector_size_bytes, newest.sector_size_bytes, "sector size is");
+  }
+  const LogOptions resolved = Resolve(options_, {newest.segment_size_bytes, newest.sector_size_bytes});
+  if (Status status = CheckResolved(resolved); !status.ok()) {
+    return Status::InvalidArgument("log " + dir_ + " has " + std::to_string(newest.segment_size_bytes) +
+                                   "-byte segments: " + status.message());
+  }
+  options_ = resolved;
+  return Status::Ok();
+}
+
+// Zeroes a torn tail from the next sector on, so that no bytes of the cut
+// write can be read as records once new ones follow.
+Status Log::CutTornTail(const SegmentInfo& tail, const ScanEnd& end, OpenReport* report) {
+  const uint64_t zero_end = std::min(RoundUp(end.torn_range_end, sector_size_bytes_), segment_size_bytes_);
+  if (zero_end > file_position_) {
+    KEEL_RETURN_IF_ERROR(WriteZeros(segment_file_.get(), file_position_, zero_end));
+  }
+  // Leftovers inside the last valid record's sector would read as garbage
+  // once this segment is no longer the last one (the reader skips them only
+  // before an exact continuation in the same segment). Rewrite that sector as
+  // its valid prefix followed by zeros: a torn rewrite can only mix identical
+  // copies of the prefix, so the acknowledged bytes in it cannot be damaged.
+  if (!Planted(PlantedBug::kCutTooMuchTail) && tail.valid_end % sector_size_bytes_ != 0) {
+    const uint64_t sector_start = tail.valid_end - tail.valid_end % sector_size_bytes_;
+    std::vector<std::byte> sector(sector_size_bytes_);
+    size_t got = 0;
+    KEEL_RETURN_IF_ERROR(segment_file_->ReadAt(sector_start, sector, &got));
+    std::fill(sector.begin() + static_cast<std::ptrdiff_t>(tail.valid_end - sector_start), sector.end(), std::byte{0});
+    KEEL_RETURN_IF_ERROR(segment_file_->WriteAt(sector_start, sector));
+  }
+  report->torn_bytes_cut = end.torn_bytes;
   return Status::Ok();
 }
 

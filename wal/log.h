@@ -41,21 +41,56 @@
 
 namespace keel::wal {
 
+// What a new log gets for the options left at 0 (see LogOptions). 16 MiB
+// segments with one spare: a new log takes 32 MiB on disk, and steady-state
+// durable throughput is what 64 MiB segments with two spares gave
+// (docs/operations.md, "Why these defaults", has the measurements).
+inline constexpr uint64_t kDefaultSegmentSizeBytes = 16ULL << 20;
+inline constexpr uint32_t kDefaultSectorSizeBytes = 4096;
+inline constexpr uint32_t kDefaultMaxRecordBytes = 1U << 20;
+static_assert(IsPowerOfTwo(kDefaultSectorSizeBytes) && kDefaultSectorSizeBytes >= kMinSectorSize &&
+                  kDefaultSectorSizeBytes <= kMaxSectorSize,
+              "the default sector size is a valid one");
+static_assert(kDefaultSegmentSizeBytes >= kMinSegmentSize && kDefaultSegmentSizeBytes <= kMaxSegmentSize &&
+                  kDefaultSegmentSizeBytes % kDefaultSectorSizeBytes == 0,
+              "the default segment size is a valid one for the default sector size");
+static_assert(kDefaultMaxRecordBytes <= MaxPayloadBytesFor(kDefaultSegmentSizeBytes, kDefaultSectorSizeBytes) &&
+                  kDefaultMaxRecordBytes <= kMaxPayloadBytes,
+              "a default-size record fits in a default-size segment");
+
+// The shape a log keeps for its whole life. It is written in every segment
+// header, and a reopen takes it from the newest one: a log made with 64 KiB
+// segments goes on with 64 KiB segments and spares whatever the caller's
+// defaults are.
+struct LogGeometry {
+  uint64_t segment_size_bytes = 0;
+  uint32_t sector_size_bytes = 0;
+};
+
 struct LogOptions {
-  // Size of every new segment file; a power of two multiple of the sector size.
-  uint64_t segment_size_bytes = 64ULL << 20;
-  // The flush granularity (P3): 4096 for buffered I/O, whose writeback rewrites whole pages.
-  uint32_t sector_size_bytes = 4096;
+  // Size of every segment file; a multiple of the sector size. 0 (unset): the
+  // log's own, or kDefaultSegmentSizeBytes for a new log. Set: what a new log
+  // gets; an existing log with another size is refused (InvalidArgument naming
+  // the option, the log's value and this one), never changed.
+  uint64_t segment_size_bytes = 0;
+  // The flush granularity (P3): 4096 for buffered I/O, whose writeback rewrites
+  // whole pages. 0 (unset): the log's own, or kDefaultSectorSizeBytes for a new
+  // log. Set: as segment_size_bytes.
+  uint32_t sector_size_bytes = 0;
   // Largest payload Append accepts. A record never spans segments, so it must fit
-  // in one segment after the header sector.
-  uint32_t max_record_bytes = 1U << 20;
+  // in one segment after the header sector. 0 (unset): kDefaultMaxRecordBytes, or
+  // the most one of the log's segments holds when that is less. Not part of the
+  // log's shape: each open may choose another.
+  uint32_t max_record_bytes = 0;
   // The appenders' ring; appends wait for room when it is full. At least
   // 2 x (max_record_bytes + header), so two maximal records always fit.
   uint64_t buffer_size_bytes = 16ULL << 20;
   // Most bytes one write request carries.
   uint64_t max_write_bytes = 4ULL << 20;
   // Zero-filled segments kept ready ahead of the writer (0: roll synchronously).
-  uint32_t spare_segments = 2;
+  // One is enough for steady state: zero-filling a segment takes a fraction of
+  // the time the writer takes to fill one (docs/operations.md).
+  uint32_t spare_segments = 1;
   io::Backend io_backend = io::Backend::kAuto;
   bool create_if_missing = false;
   bool error_if_exists = false;
@@ -80,7 +115,9 @@ struct LogOptions {
   io::FileSystem* file_system = nullptr;
 };
 
-// Checks every option; the message names the option and the allowed range.
+// Checks every option as a new log would apply it (unset ones at their
+// defaults); the message names the option and the allowed range. Open checks
+// again against an existing log's own geometry.
 Status ValidateOptions(const LogOptions& options);
 
 // What Open found and did, for the caller to log.
@@ -93,7 +130,7 @@ struct OpenReport {
   Lsn last_lsn = 0;               // last valid LSN (0: empty)
   Epoch epoch = 0;
   ScanEnd tail;                   // how the log ended on disk
-  uint64_t torn_bytes_cut = 0;    // unacknowledged bytes zeroed at the tail
+  uint64_t torn_bytes_cut = 0;    // bytes of the torn tail zeroed (see ScanEndKind::kTornTail)
   std::string Describe() const;   // one line
 };
 
@@ -137,6 +174,10 @@ class Log {
  public:
   // Opens (or creates) the log in dir, validating it: a torn tail is cut and
   // reported; corruption is an error naming segment, offset and expected LSN.
+  // An existing log keeps its own geometry (LogOptions::segment_size_bytes).
+  // Until validation has passed nothing in dir is created, removed or
+  // rewritten (spares included), except an empty LOCK file when it is missing:
+  // a failed open leaves the log as it found it.
   static Status Open(const std::string& dir, const LogOptions& options, std::unique_ptr<Log>* log,
                      OpenReport* report = nullptr);
   // The same, and the validation scan shows visit every valid record it reads,
@@ -158,11 +199,17 @@ class Log {
   Status Append(std::span<const std::byte> payload, Lsn* lsn);
   // Appends and waits until the record is durable (P1).
   Status AppendDurable(std::span<const std::byte> payload, Lsn* lsn);
+  // The same for text: the characters' bytes, framed without a copy.
+  Status Append(std::string_view payload, Lsn* lsn) { return Append(TextBytes(payload), lsn); }
+  Status AppendDurable(std::string_view payload, Lsn* lsn) { return AppendDurable(TextBytes(payload), lsn); }
   // The general append: kind, epoch, expected LSN and durability as spec says.
   // The LSN check and an epoch raise are decided together with the LSN
   // assignment, so records carry epochs that never go back in LSN order.
   // Append and AppendDurable are this with a default spec.
   Status AppendWith(const AppendSpec& spec, std::span<const std::byte> payload, Lsn* lsn);
+  Status AppendWith(const AppendSpec& spec, std::string_view payload, Lsn* lsn) {
+    return AppendWith(spec, TextBytes(payload), lsn);
+  }
   // Returns once every record up to lsn is durable, or the log failed.
   Status Sync(Lsn lsn);
   // Sync(last_lsn()).
@@ -177,6 +224,10 @@ class Log {
   Status status() const;
   LogStats stats() const;
   const std::string& dir() const { return dir_; }
+  // The log's segment and sector size: its own when it existed, else the options'.
+  LogGeometry geometry() const { return {options_.segment_size_bytes, options_.sector_size_bytes}; }
+  // The largest payload Append accepts in this open (max_record_bytes resolved).
+  uint32_t max_record_bytes() const { return options_.max_record_bytes; }
   std::string_view backend_name() const { return fs_->backend_name(); }
 
   // Removes whole segments all of whose records are below lsn (the tail segment
@@ -212,8 +263,12 @@ class Log {
   };
 
   Log(std::string dir, const LogOptions& options, io::FileSystem* fs, std::unique_ptr<io::FileSystem> owned_fs);
+  static Status OpenDir(const std::string& dir, const LogOptions& options, io::FileSystem* fs);
+  void NoteSpareNames(const std::vector<std::string>& names);
   Status AdoptSpares(const std::vector<std::string>& names);
   Status Recover(OpenReport* report, const std::function<Status(const Record&)>& visit);
+  Status AdoptGeometry(const SegmentHeader& newest);
+  Status CutTornTail(const SegmentInfo& tail, const ScanEnd& end, OpenReport* report);
   Status Create();
   Status Start();
 
@@ -248,7 +303,9 @@ class Log {
   Status TakeSpare(std::string* spare_path);
 
   const std::string dir_;
-  const LogOptions options_;
+  // The caller's options with the unset ones resolved (geometry from the log
+  // itself when it exists). Settled in Open before any thread starts; read-only after.
+  LogOptions options_;
   std::unique_ptr<io::FileSystem> owned_fs_;
   io::FileSystem* const fs_;
   std::unique_ptr<io::FileLock> lock_;   // on dir/LOCK while the log is open

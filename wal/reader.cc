@@ -90,9 +90,12 @@ std::string ScanEnd::Describe() const {
     case ScanEndKind::kLimit:
       return "stopped at the requested LSN";
     case ScanEndKind::kTornTail:
+      // Nothing durable follows these bytes, so they are a torn write or the
+      // newest write damaged, and no reader can tell which (docs/format.md,
+      // "Limits of the table"): say so, and do not call them unacknowledged.
       return "torn tail in " + segment + " at offset " + std::to_string(offset) + " (expected LSN " +
-             std::to_string(expected_lsn) + ": " + reason + "); " + std::to_string(torn_bytes) +
-             " unacknowledged bytes would be cut";
+             std::to_string(expected_lsn) + ": " + reason + "): " + std::to_string(torn_bytes) +
+             " bytes of the newest write, which cannot be told from a torn write";
     case ScanEndKind::kCorruption:
       return "corruption in " + segment + " at offset " + std::to_string(offset) + ", expected LSN " +
              std::to_string(expected_lsn) + ": " + reason;
@@ -201,7 +204,16 @@ bool LogScanner::OpenSegment(size_t index) {
   return true;
 }
 
-bool LogScanner::Next(Record* record) {
+Status LogScanner::Next(Record* record, bool* has_record) {
+  *has_record = NextValid(record);
+  if (*has_record) return Status::Ok();
+  if (!status_.ok()) return status_;
+  if (end_.kind == ScanEndKind::kCorruption) return Status::Corruption(end_.Describe());
+  return Status::Ok();
+}
+
+// Next's work: true with a record, false once the scan has ended.
+bool LogScanner::NextValid(Record* record) {
   if (end_.kind != ScanEndKind::kNotReached || !status_.ok() || !file_) return false;
   if (next_lsn_ > options_.to_lsn) {
     // Stop before reading on: the bytes after to_lsn may still be in flight.
@@ -220,7 +232,7 @@ bool LogScanner::Next(Record* record) {
 
 Status LogScanner::ScanToEnd(const std::function<Status(const Record&)>& visit) {
   Record record;
-  while (Next(&record)) {
+  while (NextValid(&record)) {
     if (visit) KEEL_RETURN_IF_ERROR(visit(record));
   }
   return status_;
@@ -360,8 +372,9 @@ bool LogScanner::SegmentFinished(uint64_t offset, std::string reason) {
 
 // The last segment's valid data ends at offset. Looks at every sector after it:
 // a valid record whose durable_lag says the expected LSN had been durable proves
-// acknowledged data was lost (corruption); otherwise any nonzero bytes are an
-// unacknowledged torn tail, and no bytes at all is a clean end.
+// acknowledged data was lost (corruption); otherwise any nonzero bytes are a
+// torn tail (a torn write, or damage to the newest write that nothing on disk
+// tells from one), and no bytes at all is a clean end.
 void LogScanner::ClassifyTail(uint64_t offset, std::string reason) {
   const SegmentInfo& segment = segments_[current_];
   const uint64_t sector = segment.header.sector_size_bytes;
@@ -395,7 +408,7 @@ void LogScanner::ClassifyTail(uint64_t offset, std::string reason) {
     EndAt(ScanEndKind::kClean, offset, "");
     return;
   }
-  EndAt(ScanEndKind::kTornTail, offset, reason.empty() ? "zeroed sector followed by unacknowledged bytes" : reason);
+  EndAt(ScanEndKind::kTornTail, offset, reason.empty() ? "zeroed sector followed by bytes that prove nothing durable" : reason);
   end_.torn_range_end = std::max(nonzero_end, offset);
   end_.torn_bytes = end_.torn_range_end - segment.valid_end;
 }

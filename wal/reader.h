@@ -43,7 +43,8 @@ enum class ScanEndKind : uint8_t {
   kNotReached,   // the scan has not ended yet
   kClean,        // the log ends in zeros where the next record would start
   kLimit,        // stopped at ScanOptions::to_lsn as asked
-  kTornTail,     // ends in unacknowledged bytes; opening the log cuts them
+  kTornTail,     // ends in bytes nothing durable follows: a torn write, or the newest
+                 // write damaged (no reader can tell which); opening the log cuts them
   kCorruption,   // durable data is damaged or missing (P4)
 };
 
@@ -87,11 +88,20 @@ class LogScanner {
   // Lists the directory. NotFound when dir does not exist, InvalidArgument when
   // it holds no segment file ("not a keel log").
   Status Init();
-  // The next valid record in LSN order. False at the end of the scan; end()
-  // then says how the log ends. An I/O error also ends the scan (status()).
-  bool Next(Record* record);
+  // Reads the next valid record in LSN order into *record and sets *has_record.
+  // At the end of the scan *has_record is false, and the result says how it
+  // ended: OK at a clean end, a torn tail or to_lsn (end() says which);
+  // Corruption, worded as end().Describe(), when durable data is damaged or
+  // missing (P4); or the I/O error that stopped it. Corruption is an error
+  // here so that no loop can take it for the end of the log:
+  //   bool has_record = false;
+  //   while ((status = scanner.Next(&record, &has_record)).ok() && has_record) { ... }
+  //   if (!status.ok()) ...  // corruption or an I/O error
+  [[nodiscard]] Status Next(Record* record, bool* has_record);
   // Runs the scan to its end. With visit, shows it every record Next would
-  // return, in LSN order; an error from visit stops the scan and is returned.
+  // return, in LSN order; an error from visit stops the scan and is returned,
+  // as is an I/O error. Corruption is not an error here: the caller (Log::Open,
+  // recovery, the tools) reads end() and words it for its own context.
   Status ScanToEnd(const std::function<Status(const Record&)>& visit = nullptr);
 
   const ScanEnd& end() const { return end_; }
@@ -106,6 +116,7 @@ class LogScanner {
  private:
   class Window;
 
+  bool NextValid(Record* record);
   bool OpenSegment(size_t index);
   bool ReadOne(Record* record);
   Status ParseAt(uint64_t offset, RecordHeader* header, const std::byte** payload, std::string* reason);

@@ -83,7 +83,7 @@ struct Flags {
   uint64_t checkpoint_interval_ms = 0;
   std::string recovery = "tolerate-torn-tail";
   std::string io_backend = "auto";
-  uint64_t segment_size_bytes = wal::LogOptions{}.segment_size_bytes;
+  uint64_t segment_size_bytes = 0;  // 0: the store's own (a new store: wal::kDefaultSegmentSizeBytes)
   // Replication (empty role: a standalone store).
   std::string role;
   std::string listen = "127.0.0.1:0";
@@ -388,9 +388,12 @@ bool Session::Flush() {
 Status MakeOptions(const Flags& flags, EngineOptions* options) {
   options->log.create_if_missing = flags.create;
   options->log.segment_size_bytes = flags.segment_size_bytes;
-  // A record never spans segments: keep the largest put well inside one.
-  options->log.max_record_bytes =
-      static_cast<uint32_t>(std::min<uint64_t>(kMaxRecordBytesCap, flags.segment_size_bytes / 4));
+  // A record never spans segments: keep the largest put well inside one. Left
+  // unset, the log picks what fits in its own segments (at most 1 MiB).
+  if (flags.segment_size_bytes != 0) {
+    options->log.max_record_bytes =
+        static_cast<uint32_t>(std::min<uint64_t>(kMaxRecordBytesCap, flags.segment_size_bytes / 4));
+  }
   KEEL_RETURN_IF_ERROR(io::ParseBackend(flags.io_backend, &options->log.io_backend));
   KEEL_RETURN_IF_ERROR(recovery::ParsePolicy(flags.recovery, &options->recovery_policy));
   options->checkpoint_log_bytes = flags.checkpoint_bytes;
@@ -442,6 +445,13 @@ void UndoCreated(const std::vector<std::filesystem::path>& created) {
   }
 }
 
+// The longest line worth reading: a put of the largest record (the log refuses
+// larger ones itself), with a little slack for the command word and separators.
+size_t LineLimitBytes(const EngineOptions& options) {
+  const uint32_t max_record = options.log.max_record_bytes != 0 ? options.log.max_record_bytes : kMaxRecordBytesCap;
+  return size_t{max_record} + 64;
+}
+
 volatile sig_atomic_t g_stop_signal = 0;
 void OnStopSignal(int signal_number) { g_stop_signal = signal_number; }
 
@@ -488,7 +498,7 @@ int MainNode(const replication::NodeOptions& options, const std::vector<std::fil
   // The port line lets scripts find an ephemeral port.
   std::fprintf(stderr, "keel-kv: listening on %s:%u\n", options.listen_host.c_str(), node->port());
   std::fflush(stderr);
-  Session session(nullptr, node.get(), &state, Durability::kDurable, engine_options.log.max_record_bytes + 64);
+  Session session(nullptr, node.get(), &state, Durability::kDurable, LineLimitBytes(engine_options));
   const bool session_ok = session.Run(isatty(STDIN_FILENO) == 1);
   // A node keeps serving its peers after stdin ends, until quit or a signal.
   while (!session.quit() && session_ok && g_stop_signal == 0) sigsuspend(&previous_mask);
@@ -529,7 +539,7 @@ int Main(const Flags& flags) {
   const Durability durability = flags.sync ? Durability::kDurable : Durability::kNone;
   // The longest useful line is a put of the largest record; a little slack
   // for the command word and separators.
-  Session session(engine.get(), nullptr, &state, durability, options.log.max_record_bytes + 64);
+  Session session(engine.get(), nullptr, &state, durability, LineLimitBytes(options));
   const bool session_ok = session.Run(isatty(STDIN_FILENO) == 1);
   if (isatty(STDIN_FILENO) == 1) std::fputc('\n', stdout);
 
@@ -572,9 +582,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "uring", "portable"}))
       ->capture_default_str();
   app.add_option("--segment-size", flags.segment_size_bytes,
-                 "size of new log segment files in bytes (suffixes k, m, g: powers of 1024)")
-      ->transform(CLI::AsSizeValue(false))
-      ->capture_default_str();
+                 "size of a new store's log segment files in bytes (suffixes k, m, g: powers of 1024); an "
+                 "existing store keeps its own and refuses another [default: the store's own, " +
+                     std::to_string(keel::wal::kDefaultSegmentSizeBytes >> 20) + "m for a new store]")
+      ->transform(CLI::AsSizeValue(false));
   app.add_option("--role", flags.role, "run as a replication node: primary or backup")
       ->check(CLI::IsMember({"primary", "backup"}));
   app.add_option("--listen", flags.listen, "with --role: where peers and keel status/promote connect (port 0: any)")

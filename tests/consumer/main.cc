@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   const std::string payloads[] = {"alpha", "beta", "gamma"};
   for (const std::string& payload : payloads) {
     keel::wal::Lsn lsn = 0;
-    status = log->AppendDurable(std::as_bytes(std::span(payload.data(), payload.size())), &lsn);
+    status = log->AppendDurable(payload, &lsn);  // text appends as its bytes, without a copy
     if (!status.ok()) {
       std::fprintf(stderr, "append: %s\n", status.ToString().c_str());
       return 1;
@@ -35,9 +35,14 @@ int main(int argc, char** argv) {
   if (!(status = log->NewReader(1, &reader)).ok()) return 1;
   keel::wal::Record record;
   int matched = 0;
-  while (reader->Next(&record)) {
+  bool has_record = false;
+  while ((status = reader->Next(&record, &has_record)).ok() && has_record) {
     const std::string got(reinterpret_cast<const char*>(record.payload.data()), record.payload.size());
     if (record.lsn >= 1 && record.lsn <= 3 && got == payloads[record.lsn - 1]) ++matched;
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "read: %s\n", status.ToString().c_str());
+    return 1;
   }
   std::printf("consumer read back %d of 3 records\n", matched);
   return matched == 3 ? 0 : 1;

@@ -188,7 +188,8 @@ Outcome Scan(keel::io::MemFileSystem* fs, size_t chunk_bytes, Lsn to_lsn, size_t
     Lsn expected = 0;
     FUZZ_CHECK(keel::wal::ParseSegmentFileName(scanner.segments().front().name, &expected));
     keel::wal::Epoch last_epoch = 0;
-    while (scanner.Next(&record)) {
+    bool has_record = false;
+    while (scanner.Next(&record, &has_record).ok() && has_record) {
       CheckRecord(scanner, record, expected, last_epoch);
       // Every record takes at least a header's worth of the input: a bound on the work.
       FUZZ_CHECK(outcome.records.size() < max_records);
