@@ -153,6 +153,18 @@ struct ProcessCampaignOptions {
 // timing; the seed fixes only the parent's choices.
 CampaignStats RunProcessCampaign(const ProcessCampaignOptions& options);
 
+// P3 from a SimFileSystem trace (the sim campaign checks every iteration's):
+// once a write sequence on a .wal or .spare file has ended, its next write
+// starts on a sector boundary; a write may start mid-sector only to continue
+// the write just before it in the same sequence. A write that starts inside a
+// synced sector rewrites acknowledged bytes, which a torn write can destroy on
+// a real device. Only an fdatasync of the file (whatever it returned), a
+// successful writable open of it, or a crash ends a sequence: reads, failed
+// opens and read-only opens (recovery's scan, the harness's own) do not.
+// Returns the violation (the write, and the trace line that ended the
+// sequence before it), or "" when there is none.
+std::string FindRewriteOfSyncedSector(const std::vector<std::string>& trace, uint64_t sector_bytes);
+
 // The one command that replays iteration of a sim campaign.
 std::string ReproduceCommand(uint64_t seed, uint64_t iteration, const FaultSet& faults, Workload workload,
                              std::string_view planted_bug);
