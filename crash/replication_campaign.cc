@@ -769,7 +769,8 @@ class Round {
     std::array<Move, 3> moves = {Move::kHeal, Move::kRepoint, Move::kRejoin};
     // Consecutive steps take consecutive orders (from a point the seed fixes),
     // so any two rounds of --step heal-order run all six.
-    const uint64_t order = (SplitMix(options_.seed) + index_ * static_cast<uint64_t>(kStepsPerRound) + static_cast<uint64_t>(step_)) % 6;
+    const uint64_t step_index = index_ * static_cast<uint64_t>(kStepsPerRound) + static_cast<uint64_t>(step_);
+    const uint64_t order = (SplitMix(options_.seed) + step_index) % 6;
     counts_->heal_order_seen[order]++;
     for (uint64_t n = order; n > 0; --n) std::next_permutation(moves.begin(), moves.end());
     std::string done;

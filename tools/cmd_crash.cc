@@ -121,8 +121,8 @@ int RunReplication(const CrashFlags& flags, uint64_t seed) {
     options.log_line = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   }
   std::printf("keel crash: seed %llu, mode replication%s%s%s%s\n", static_cast<unsigned long long>(seed),
-              flags.step.empty() ? "" : ", step ", flags.step.c_str(), flags.planted_bug.empty() ? "" : ", planted bug ",
-              flags.planted_bug.c_str());
+              flags.step.empty() ? "" : ", step ", flags.step.c_str(),
+              flags.planted_bug.empty() ? "" : ", planted bug ", flags.planted_bug.c_str());
   std::fflush(stdout);
   const bool tty = ::isatty(STDERR_FILENO) == 1 && !flags.verbose;
   if (tty) options.progress = ReplicationProgress;
@@ -134,9 +134,9 @@ int RunReplication(const CrashFlags& flags, uint64_t seed) {
     std::printf("VIOLATION %s at seed %llu round %llu: %s\n", v.promise.c_str(), static_cast<unsigned long long>(seed),
                 static_cast<unsigned long long>(v.iteration), v.detail.c_str());
   }
-  std::printf("reproduce (same fault schedule; thread timing and TCP vary): %s\n",
-              crash::ReplicationReproduceCommand(seed, stats.violations.front().iteration, flags.planted_bug, flags.step)
-                  .c_str());
+  const std::string reproduce =
+      crash::ReplicationReproduceCommand(seed, stats.violations.front().iteration, flags.planted_bug, flags.step);
+  std::printf("reproduce (same fault schedule; thread timing and TCP vary): %s\n", reproduce.c_str());
   return kExitCorruption;
 }
 
