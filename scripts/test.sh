@@ -43,8 +43,8 @@ step "crash campaign: fresh random seeds, ${crash_seconds}s on 2 cores"
 # core), every fault kind and the mixed workload, for ${crash_seconds} s each,
 # each with a new random seed printed with the command that replays the
 # campaign; a violation also prints the one command that replays its crash
-# point. At about 2,400 crash points/s per core on a loaded 2-core machine,
-# that is some 8*10^5 crash points per run, against about 2*10^4 with fixed
+# point. At 1,600-2,400 crash points/s per lane on a loaded 2-core machine,
+# that is some 6-9*10^5 crash points per run, against about 2*10^4 with fixed
 # seeds in the suites above (a false P3 alarm once needed 224,318).
 crash_logs="$(mktemp -d)"
 crash_pids=()
