@@ -153,6 +153,18 @@ struct ProcessCampaignOptions {
 // timing; the seed fixes only the parent's choices.
 CampaignStats RunProcessCampaign(const ProcessCampaignOptions& options);
 
+// P3 from a SimFileSystem trace (the sim campaign checks every iteration's):
+// once a write sequence on a .wal or .spare file has ended, its next write
+// starts on a sector boundary; a write may start mid-sector only to continue
+// the write just before it in the same sequence. A write that starts inside a
+// synced sector rewrites acknowledged bytes, which a torn write can destroy on
+// a real device. Only an fdatasync of the file (whatever it returned), a
+// successful writable open of it, or a crash ends a sequence: reads, failed
+// opens and read-only opens (recovery's scan, the harness's own) do not.
+// Returns the violation (the write, and the trace line that ended the
+// sequence before it), or "" when there is none.
+std::string FindRewriteOfSyncedSector(const std::vector<std::string>& trace, uint64_t sector_bytes);
+
 // The one command that replays iteration of a sim campaign.
 std::string ReproduceCommand(uint64_t seed, uint64_t iteration, const FaultSet& faults, Workload workload,
                              std::string_view planted_bug);
@@ -165,8 +177,9 @@ std::string ReproduceCommand(uint64_t seed, uint64_t iteration, const FaultSet& 
 // runs a few seeded steps: network noise (delay, stall, cut, corruption),
 // partitions, backup power losses, primary power losses with failover to the
 // most up-to-date backup, a lone acknowledging backup that loses power with
-// the primary, and a deposed primary kept running next to the new one. After
-// every failover and step it checks that every acknowledged write is on the
+// the primary, a deposed primary kept running next to the new one, and the
+// moves that end a manual failover (heal, re-point, rejoin) in every order.
+// After every failover, move and step it checks that every acknowledged write is on the
 // primary, that the new epoch is higher, and that live backups converge to
 // the primary's state. The seed fixes the fault schedule of each round; thread
 // timing and TCP do not repeat, so a replay re-runs the schedule, not the
@@ -185,6 +198,11 @@ struct ReplicationCounts {
   uint64_t backup_fsync_failures = 0;  // a lone acknowledging backup whose fsyncs failed before its power loss
   uint64_t partitions = 0;
   uint64_t deposed_primaries = 0;      // kept running after a failover, then met a backup of the new epoch
+  uint64_t heal_orders = 0;            // heal-order steps: heal, re-point and rejoin in a seeded order
+  // How many heal-order steps took each order, by its index in the
+  // lexicographic order of (heal, re-point, rejoin): 0 heal first, 5 rejoin,
+  // re-point, heal.
+  std::array<uint64_t, 6> heal_order_seen{};
   uint64_t fenced = 0;                 // ... and stopped acknowledging (was fenced)
   uint64_t convergence_checks = 0;
   uint64_t proxy_cuts = 0;
@@ -199,6 +217,9 @@ struct ReplicationCampaignOptions {
   uint64_t rounds = 20;        // 0 with duration_seconds > 0: run until the time is up
   double duration_seconds = 0;
   size_t stop_after_violations = 1;  // 0: never stop early
+  // Empty: each step drawn from the seeded mix. A step name (IsReplicationStep):
+  // every step of every round is that one.
+  std::string only_step;
   // Called after every round with the totals so far (for a progress line).
   std::function<void(const CampaignStats&)> progress;
   // The harness's step lines ("harness: round R step S ...") and the nodes'
@@ -208,7 +229,13 @@ struct ReplicationCampaignOptions {
 };
 CampaignStats RunReplicationCampaign(const ReplicationCampaignOptions& options);
 
+// The steps a round draws from: quiet, partition-backup, backup-power-loss,
+// primary-power-loss, lost-backup, deposed-primary, heal-order.
+bool IsReplicationStep(std::string_view name);
+std::string ReplicationStepNames();  // the names above, comma-separated
+
 // The one command that re-runs round's fault schedule.
-std::string ReplicationReproduceCommand(uint64_t seed, uint64_t round, std::string_view planted_bug);
+std::string ReplicationReproduceCommand(uint64_t seed, uint64_t round, std::string_view planted_bug,
+                                        std::string_view only_step = "");
 
 }  // namespace keel::crash

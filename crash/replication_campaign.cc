@@ -8,8 +8,12 @@
 // then runs kStepsPerRound seeded steps (see Step below): network noise,
 // partitions, backup power losses, primary power losses with failover, a
 // backup that alone acknowledges and then loses power with the primary, and
-// a deposed primary kept running next to the new one. After every failover
-// and at the end of every step it checks:
+// a deposed primary kept running next to the new one, and a failover whose
+// last moves (the partition healing, the other backup re-pointed, the old
+// primary rejoining) come in a seeded one of their six orders. A partition
+// cuts the proxied links only: nodes reach each other's listening ports
+// directly, as members outside the partition do. After every failover, every
+// move of a heal-order step and at the end of every step it checks:
 //
 //   P7  every acknowledged write is on the (new) primary with its value;
 //       the new primary's epoch is above the old one's;
@@ -97,6 +101,10 @@ enum class Step : uint8_t {
   kDeposedPrimary,    // the primary is partitioned away and a backup promoted while the old one
                       // keeps running and taking writes; a backup that saw the new epoch is
                       // pointed at it; then it rejoins as a backup
+  kHealOrder,         // the primary is partitioned away and keeps taking writes; the most
+                      // up-to-date backup is promoted and nobody re-pointed; then the partition
+                      // heals, the other backup is re-pointed and the old primary rejoins, in
+                      // one of the six orders (seeded), P7 checked after each move
 };
 struct StepWeight {
   Step step;
@@ -110,7 +118,11 @@ constexpr StepWeight kSteps[] = {
     {Step::kPrimaryPowerLoss, 3, "primary-power-loss"},
     {Step::kLostBackup, 4, "lost-backup"},
     {Step::kDeposedPrimary, 3, "deposed-primary"},
+    {Step::kHealOrder, 3, "heal-order"},
 };
+
+// The three moves that end a manual failover, in the order HealOrder draws.
+enum class Move : uint8_t { kHeal, kRepoint, kRejoin };
 
 // One acknowledged write: it must survive every failover (P7).
 struct AckedWrite {
@@ -265,6 +277,7 @@ class Round {
         case Step::kPrimaryPowerLoss: PrimaryPowerLoss(); break;
         case Step::kLostBackup: LostBackup(); break;
         case Step::kDeposedPrimary: DeposedPrimary(); break;
+        case Step::kHealOrder: HealOrder(); break;
       }
       if (violations_ > 0) break;
       WriteFor(milliseconds(50 + rng_() % 100));
@@ -393,6 +406,11 @@ class Round {
   // ---------------------------------------------------------------- helpers
 
   const StepWeight& ChooseStep() {
+    if (!options_.only_step.empty()) {
+      for (const StepWeight& s : kSteps) {
+        if (options_.only_step == s.name) return s;
+      }
+    }
     int total = 0;
     for (const StepWeight& s : kSteps) total += s.weight;
     int roll = static_cast<int>(rng_() % static_cast<uint64_t>(total));
@@ -468,7 +486,19 @@ class Round {
 
   void Heal() {
     SetNoise(0);
+    isolated_ = -1;
     for (Slot& slot : slots_) slot.proxy->Partition(false);
+  }
+
+  // Cuts every link of the node in slot isolated_ (listening on isolated_port_)
+  // and nothing else: its own link, and the links of the nodes whose proxy
+  // leads to it. Called again after every retarget, so that a node re-pointed
+  // away from it is reachable at once and one re-pointed at it is not.
+  void ApplyIsolation() {
+    for (int i = 0; i < kNodes; ++i) {
+      const bool cut = isolated_ >= 0 && (i == isolated_ || slots_[i].proxy_target == isolated_port_);
+      slots_[i].proxy->Partition(cut);
+    }
   }
 
   // Power loss of several machines at one moment (see the top of the file).
@@ -527,10 +557,20 @@ class Round {
                      std::to_string(member->node->last_lsn()) + ") " + when + "; first: " + example);
   }
 
+  // Promotes the most up-to-date running backup and re-points every other
+  // node at it at once. The caller has paused the writers.
+  bool Failover(int old, Epoch old_epoch) {
+    if (!Promote(old, old_epoch)) return false;
+    for (int i = 0; i < kNodes; ++i) {
+      if (i != primary_) Retarget(i, primary_);
+    }
+    return violations_ == 0;
+  }
+
   // Promotes the most up-to-date running backup (highest epoch, then highest
   // last LSN) in place of the primary in slot old, whose epoch was old_epoch,
-  // and checks P7 on it. The caller has paused the writers.
-  bool Failover(int old, Epoch old_epoch) {
+  // and checks P7 on it; re-points nobody. The caller has paused the writers.
+  bool Promote(int old, Epoch old_epoch) {
     int best = -1;
     std::pair<Epoch, Lsn> best_key{0, 0};
     for (int i = 0; i < kNodes; ++i) {
@@ -562,9 +602,6 @@ class Round {
                        std::to_string(old_epoch));
     }
     CheckAcked(best, writers_->Acked(), "right after the failover");
-    for (int i = 0; i < kNodes; ++i) {
-      if (i != best) Retarget(i, best);
-    }
     return violations_ == 0;
   }
 
@@ -700,6 +737,86 @@ class Round {
     writers_->Resume();
   }
 
+  // An operator cannot choose when a network heals. The primary is cut off
+  // and keeps running, written to by writer 0 (a client that missed the
+  // failover); the most up-to-date backup is promoted and nobody re-pointed;
+  // then the partition heals, the other backup is re-pointed at the new
+  // primary, and the deposed primary rejoins as a backup, in one of the six
+  // orders (drawn from the seed), with writes between the moves. After each
+  // move every acknowledged write, those the deposed primary acknowledged
+  // included, must be on the new primary (P7).
+  void HealOrder() {
+    const std::vector<int> backups = LiveBackups();
+    if (backups.size() != 2) return;
+    const int old = primary_;
+    const std::shared_ptr<Member> deposed = Primary();
+    counts_->partitions++;
+    counts_->deposed_primaries++;
+    counts_->heal_orders++;
+    isolated_ = old;
+    isolated_port_ = deposed->node->port();
+    ApplyIsolation();
+    Event("partitioning primary node " + std::to_string(slots_[old].node_id) + " away; it keeps running");
+    WriteFor(milliseconds(50 + rng_() % 150));
+    writers_->Pause();
+    if (!Promote(old, deposed->node->epoch())) {
+      writers_->Resume();
+      return;
+    }
+    const int other = backups[0] == primary_ ? backups[1] : backups[0];
+    writers_->SetTargets(Primary(), deposed);
+    writers_->Resume();
+    std::array<Move, 3> moves = {Move::kHeal, Move::kRepoint, Move::kRejoin};
+    // Consecutive steps take consecutive orders (from a point the seed fixes),
+    // so any two rounds of --step heal-order run all six.
+    const uint64_t step_index = index_ * static_cast<uint64_t>(kStepsPerRound) + static_cast<uint64_t>(step_);
+    const uint64_t order = (SplitMix(options_.seed) + step_index) % 6;
+    counts_->heal_order_seen[order]++;
+    for (uint64_t n = order; n > 0; --n) std::next_permutation(moves.begin(), moves.end());
+    std::string done;
+    for (const Move move : moves) {
+      done += done.empty() ? "" : ", ";
+      done += DoMove(move, old, other, deposed);
+      WriteFor(milliseconds(150 + rng_() % 250));
+      writers_->Pause();
+      CheckAcked(primary_, writers_->Acked(), "after: " + done);
+      writers_->Resume();
+      if (violations_ > 0) break;
+    }
+    // Whatever the order stopped at, leave one primary and its backups.
+    if (slots_[old].member == deposed) DoMove(Move::kRejoin, old, other, deposed);
+  }
+
+  // One move of HealOrder; returns what it did, for the violation's text.
+  std::string DoMove(Move move, int old, int other, const std::shared_ptr<Member>& deposed) {
+    const std::string old_name = "node " + std::to_string(slots_[old].node_id);
+    switch (move) {
+      case Move::kHeal:
+        Event("healing the partition of " + old_name);
+        isolated_ = -1;
+        ApplyIsolation();
+        return "heal the partition of " + old_name;
+      case Move::kRepoint:
+        Event("re-pointing node " + std::to_string(slots_[other].node_id) + " at the new primary");
+        Retarget(other, primary_);
+        ApplyIsolation();
+        return "re-point node " + std::to_string(slots_[other].node_id);
+      case Move::kRejoin:
+        break;
+    }
+    Event("restarting " + old_name + " as a backup of the new primary");
+    writers_->Pause();
+    writers_->SetTargets(Primary(), nullptr);
+    if (!deposed->node->is_primary()) counts_->fenced++;
+    (void)deposed->node->Stop();
+    slots_[old].member.reset();
+    Retarget(old, primary_);
+    ApplyIsolation();
+    StartNode(old, NodeRole::kBackup, "the deposed primary rejoining");
+    writers_->Resume();
+    return "restart " + old_name + " as a backup";
+  }
+
   // ---------------------------------------------------------------- convergence
 
   // With the faults healed and the writers paused, every live backup reaches
@@ -751,6 +868,8 @@ class Round {
   ReplicationCounts* const counts_;
   std::array<Slot, kNodes> slots_;
   int primary_ = 0;
+  int isolated_ = -1;           // HealOrder: the slot cut off, -1 for none
+  uint16_t isolated_port_ = 0;  // ... and the port it listens on
   int noise_ = 0;
   int step_ = -1;
   std::string step_name_ = "setup";
@@ -762,6 +881,19 @@ class Round {
 };
 
 }  // namespace
+
+bool IsReplicationStep(std::string_view name) {
+  for (const StepWeight& s : kSteps) {
+    if (name == s.name) return true;
+  }
+  return false;
+}
+
+std::string ReplicationStepNames() {
+  std::string names;
+  for (const StepWeight& s : kSteps) names += (names.empty() ? "" : ", ") + std::string(s.name);
+  return names;
+}
 
 CampaignStats RunReplicationCampaign(const ReplicationCampaignOptions& options) {
   CampaignStats stats;
@@ -787,9 +919,11 @@ CampaignStats RunReplicationCampaign(const ReplicationCampaignOptions& options) 
   return stats;
 }
 
-std::string ReplicationReproduceCommand(uint64_t seed, uint64_t round, std::string_view planted_bug) {
+std::string ReplicationReproduceCommand(uint64_t seed, uint64_t round, std::string_view planted_bug,
+                                        std::string_view only_step) {
   std::string command = "keel crash --mode replication --seed " + std::to_string(seed) + " --first-iteration " +
                         std::to_string(round) + " --rounds 1";
+  if (!only_step.empty()) command += " --step " + std::string(only_step);
   if (!planted_bug.empty()) command += " --planted-bug " + std::string(planted_bug);
   return command;
 }

@@ -179,47 +179,10 @@ class Iteration {
     if (active_.Has(FaultKind::kMisdirected)) sim_faults_.misdirected_write = rate();
   }
 
-  // P3 from the trace: after a file was synced (or opened, or the disk
-  // crashed), its next write starts on a sector boundary; a write may start
-  // mid-sector only to continue the unsynced write just before it. A write
-  // that starts inside a synced sector rewrites acknowledged bytes, which a
-  // torn write can destroy on a real device.
+  // P3 from the trace (FindRewriteOfSyncedSector, crash/harness.h).
   void CheckNoRewriteOfSyncedSectors() {
-    struct FileState {
-      bool continuable = false;
-      uint64_t end = 0;
-    };
-    std::map<std::string, FileState> files;
-    for (const std::string& line : fs_->trace()) {
-      if (line.starts_with("crash ")) {
-        files.clear();
-        continue;
-      }
-      const bool is_write = line.starts_with("write ");
-      if (!is_write && !line.starts_with("fdatasync ") && !line.starts_with("open ")) continue;
-      const size_t path_start = line.find(' ') + 1;
-      const size_t path_end = line.find(' ', path_start);
-      if (path_end == std::string::npos) continue;
-      const std::string path = line.substr(path_start, path_end - path_start);
-      if (!path.ends_with(".wal") && !path.ends_with(".spare")) continue;
-      FileState& state = files[path];
-      if (!is_write) {
-        // Readers (recovery's scan, this harness) do not end a write sequence.
-        if (line.find(" read inode") == std::string::npos) state.continuable = false;
-        continue;
-      }
-      unsigned long long offset = 0, length = 0;
-      if (std::sscanf(line.c_str() + path_end, " %llu %llu", &offset, &length) != 2) continue;
-      const bool ok = line.ends_with(" ok") || line.find(" misdirected") != std::string::npos;
-      if (!ok) continue;
-      if (offset % kSectorBytes != 0 && !(state.continuable && state.end == offset)) {
-        Violate("P3", "write to " + path + " at offset " + std::to_string(offset) +
-                          " starts inside a sector that a sync already made durable (" + line + ")");
-        return;
-      }
-      state.continuable = true;
-      state.end = offset + length;
-    }
+    std::string detail = FindRewriteOfSyncedSector(fs_->trace(), kSectorBytes);
+    if (!detail.empty()) Violate("P3", std::move(detail));
   }
 
   // --- P5 bookkeeping, shared by both workloads ---
@@ -344,6 +307,15 @@ class Iteration {
     const bool flip = active_.Has(FaultKind::kBitflip);
     const bool zero = active_.Has(FaultKind::kZeroSector);
     if (!flip && !zero) return;
+    // The harness's own reads are not the workload's: they draw no injected
+    // fault (an EIO here would be charged to nothing the log did), and the
+    // workload's faults are back on for the close or crash that follows.
+    fs_->SetFaults({});
+    PlantCorruption(wal_dir, floor, flip, zero);
+    fs_->SetFaults(sim_faults_);
+  }
+
+  void PlantCorruption(const std::string& wal_dir, Lsn floor, bool flip, bool zero) {
     if (floor == 0) floor = 1;
     // Find the records a later durable record witnesses on disk: one in a later
     // segment, or one at a sector start whose durable_lag says X was durable
@@ -838,6 +810,81 @@ CampaignStats RunSimCampaign(const SimCampaignOptions& options) {
   }
   stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return stats;
+}
+
+namespace {
+
+// One trace line of SimFileSystem split into its operation, path and the rest.
+struct TraceLine {
+  std::string_view op, path, rest;
+};
+
+bool SplitTraceLine(std::string_view line, TraceLine* out) {
+  const size_t op_end = line.find(' ');
+  if (op_end == std::string_view::npos) return false;
+  const size_t path_end = line.find(' ', op_end + 1);
+  if (path_end == std::string_view::npos) return false;
+  *out = {line.substr(0, op_end), line.substr(op_end + 1, path_end - op_end - 1), line.substr(path_end + 1)};
+  return true;
+}
+
+// Whether an "open" line ends a write sequence: only a successful writable
+// open does ("open PATH create|readwrite inode N"). A read-only open writes
+// nothing, and a failed open opened nothing.
+bool OpenEndsSequence(std::string_view rest) {
+  return !rest.starts_with("read ") && rest.find(" inode ") != std::string_view::npos;
+}
+
+}  // namespace
+
+std::string FindRewriteOfSyncedSector(const std::vector<std::string>& trace, uint64_t sector_bytes) {
+  struct FileState {
+    bool continuable = false;
+    uint64_t end = 0;
+    std::string ended_by = "nothing: no earlier write to this file in the trace";
+  };
+  std::map<std::string, FileState, std::less<>> files;
+  std::string last_crash;
+  for (const std::string& text : trace) {
+    if (text.starts_with("crash ")) {
+      // A power loss ends every sequence: handles from before it are dead.
+      if (!text.starts_with("crash dir ")) last_crash = text;
+      for (auto& [path, state] : files) state = {false, 0, "`" + last_crash + "`"};
+      continue;
+    }
+    TraceLine line;
+    if (!SplitTraceLine(text, &line)) continue;
+    const bool is_write = line.op == "write";
+    if (!is_write && line.op != "fdatasync" && line.op != "open") continue;
+    if (!line.path.ends_with(".wal") && !line.path.ends_with(".spare")) continue;
+    auto found = files.find(line.path);
+    if (found == files.end()) {
+      found = files.emplace(std::string(line.path), FileState{}).first;
+      if (!last_crash.empty()) found->second.ended_by = "`" + last_crash + "`";
+    }
+    FileState& state = found->second;
+    if (!is_write) {
+      // A sync (whatever it returned) makes the sequence's sectors durable or
+      // fails the log; a writable open starts anew. Nothing else ends it.
+      if (line.op == "fdatasync" || OpenEndsSequence(line.rest)) {
+        state.continuable = false;
+        state.ended_by = "`" + text + "`";
+      }
+      continue;
+    }
+    unsigned long long offset = 0, length = 0;
+    if (std::sscanf(std::string(line.rest).c_str(), "%llu %llu", &offset, &length) != 2) continue;
+    const bool ok = text.ends_with(" ok") || text.find(" misdirected") != std::string::npos;
+    if (!ok) continue;
+    if (offset % sector_bytes != 0 && !(state.continuable && state.end == offset)) {
+      return "write to " + std::string(line.path) + " at offset " + std::to_string(offset) +
+             " starts inside a sector that a sync already made durable (`" + text +
+             "`); the write sequence before it was ended by " + state.ended_by;
+    }
+    state.continuable = true;
+    state.end = offset + length;
+  }
+  return "";
 }
 
 std::string ReproduceCommand(uint64_t seed, uint64_t iteration, const FaultSet& faults, Workload workload,

@@ -4,7 +4,7 @@
 //              [--faults LIST] [--workload log|engine|mixed] [--first-iteration I]
 //              [--planted-bug NAME]
 //   keel crash --mode replication [--seed S] [--rounds N | --duration SECONDS]
-//              [--first-iteration ROUND] [--planted-bug NAME] [--verbose]
+//              [--first-iteration ROUND] [--step NAME] [--planted-bug NAME] [--verbose]
 //
 // The logic lives in crash/harness.h; this file parses, prints a progress line
 // on a terminal, and prints the summary. Exit 0: no violation; 1: a violation
@@ -38,6 +38,7 @@ struct CrashFlags {
   std::string planted_bug;
   uint64_t rounds = 0;    // replication: 0 means the default
   bool verbose = false;   // replication: print the harness's steps and the nodes' log lines
+  std::string step;       // replication: run only this step (empty: the seeded mix)
 };
 
 void Progress(const crash::CampaignStats& stats) {
@@ -92,6 +93,7 @@ void PrintReplicationSummary(const crash::CampaignStats& stats, const crash::Rep
   row("  after backup fsync errors", c.backup_fsync_failures);
   row("failovers", c.failovers);
   row("deposed primaries kept up", c.deposed_primaries);
+  row("  heal/re-point orders", c.heal_orders);
   row("  fenced", c.fenced);
   row("partitions", c.partitions);
   std::printf("%-28s %llu cuts, %llu stalls, %llu delays, %llu corruptions\n", "network faults",
@@ -111,13 +113,15 @@ int RunReplication(const CrashFlags& flags, uint64_t seed) {
   options.first_round = flags.first_iteration;
   options.rounds = flags.rounds > 0 ? flags.rounds : flags.iterations;
   options.duration_seconds = flags.duration_seconds;
+  options.only_step = flags.step;
   if (options.rounds == 0 && options.duration_seconds <= 0) options.rounds = 20;
   crash::ReplicationCounts counts;
   options.counts = &counts;
   if (flags.verbose) {
     options.log_line = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   }
-  std::printf("keel crash: seed %llu, mode replication%s%s\n", static_cast<unsigned long long>(seed),
+  std::printf("keel crash: seed %llu, mode replication%s%s%s%s\n", static_cast<unsigned long long>(seed),
+              flags.step.empty() ? "" : ", step ", flags.step.c_str(),
               flags.planted_bug.empty() ? "" : ", planted bug ", flags.planted_bug.c_str());
   std::fflush(stdout);
   const bool tty = ::isatty(STDERR_FILENO) == 1 && !flags.verbose;
@@ -130,8 +134,9 @@ int RunReplication(const CrashFlags& flags, uint64_t seed) {
     std::printf("VIOLATION %s at seed %llu round %llu: %s\n", v.promise.c_str(), static_cast<unsigned long long>(seed),
                 static_cast<unsigned long long>(v.iteration), v.detail.c_str());
   }
-  std::printf("reproduce (same fault schedule; thread timing and TCP vary): %s\n",
-              crash::ReplicationReproduceCommand(seed, stats.violations.front().iteration, flags.planted_bug).c_str());
+  const std::string reproduce =
+      crash::ReplicationReproduceCommand(seed, stats.violations.front().iteration, flags.planted_bug, flags.step);
+  std::printf("reproduce (same fault schedule; thread timing and TCP vary): %s\n", reproduce.c_str());
   return kExitCorruption;
 }
 
@@ -152,6 +157,14 @@ int Run(const CrashFlags& flags) {
   }
   if (flags.rounds > 0 && flags.mode != "replication") {
     PrintError(kCommand, "--rounds is for --mode replication (use --iterations)");
+    return kExitUsage;
+  }
+  if (!flags.step.empty() && flags.mode != "replication") {
+    PrintError(kCommand, "--step is for --mode replication");
+    return kExitUsage;
+  }
+  if (!flags.step.empty() && !crash::IsReplicationStep(flags.step)) {
+    PrintError(kCommand, "--step: unknown step '" + flags.step + "' (steps: " + crash::ReplicationStepNames() + ")");
     return kExitUsage;
   }
   if (flags.rounds > 0 && (flags.iterations > 0 || flags.duration_seconds > 0)) {
@@ -261,6 +274,9 @@ void AddCrashCommand(CLI::App* app, CommandRunner* run) {
                       "Switch on a planted bug (builds with -DKEEL_PLANTED_BUGS=ON only): ack-before-fsync, "
                       "skip-checksum, cut-too-much-tail, overwrite-acked-sector, ignore-fsync-error; replication: "
                       "backup-ack-before-fsync, accept-lower-epoch");
+  command->add_option("--step", flags->step,
+                      "replication: run only this step in every round (quiet, partition-backup, backup-power-loss, "
+                      "primary-power-loss, lost-backup, deposed-primary, heal-order)");
   command->add_flag("--verbose", flags->verbose,
                     "replication: print the harness's steps and the nodes' log lines to stderr");
   *run = [flags] { return Run(*flags); };
