@@ -689,6 +689,9 @@ TEST_F(CliTest, P8EveryNumericFlagRefusesNegativeOverflowingAndNonNumericValues)
       {"probe " + tmp.path(), "--rate", " --record-bytes 100"},
       {"probe " + tmp.path() + " --rate 10", "--record-bytes", ""},
       {"probe " + tmp.path() + " --rate 10 --record-bytes 100", "--retention-days", ""},
+      {"crash", "--iterations", ""},         {"crash", "--rounds", ""},
+      {"crash", "--duration", ""},           {"crash", "--first-iteration", ""},
+      {"follow " + other + " --primary 127.0.0.1:1", "--node-id", ""},
   };
   for (const auto& f : flags) {
     for (const std::string value : {"-1", "18446744073709551616", "abc", "nan"}) {

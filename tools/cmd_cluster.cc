@@ -133,7 +133,7 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   follow_command->add_option("--listen", follow_flags->listen, "where keel status can reach this mirror")
       ->capture_default_str();
   follow_command->add_option("--node-id", follow_flags->node_id, "this mirror's node id (default: from the pid)")
-      ->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+      ->check(WholeNumber(1, UINT64_MAX));
   AddClusterFlags(follow_command, &follow_flags->cluster);
   AddIoBackendOption(follow_command, &follow_flags->io_backend);
   *follow = [follow_flags] { return RunFollow(*follow_flags); };

@@ -251,12 +251,16 @@ void AddCrashCommand(CLI::App* app, CommandRunner* run) {
       "crash", "Crash and corrupt keel many times (simulated disk, SIGKILLed processes, or a replicated cluster) and "
       "check every promise");
   command->add_option("--seed", flags->seed_text, "Campaign seed (default: random, printed)");
-  command->add_option("--iterations", flags->iterations, "Crash points to run (default 1000)");
+  command->add_option("--iterations", flags->iterations, "Crash points to run (default 1000)")
+      ->check(WholeNumber(1, uint64_t{1} << 40));
   command->add_option("--rounds", flags->rounds,
-                      "replication: rounds to run, each a fresh 3-node cluster and a few fault steps (default 20)");
-  command->add_option("--duration", flags->duration_seconds, "Run for this many seconds instead");
+                      "replication: rounds to run, each a fresh 3-node cluster and a few fault steps (default 20)")
+      ->check(WholeNumber(1, uint64_t{1} << 32));
+  command->add_option("--duration", flags->duration_seconds, "Run for this many seconds instead")
+      ->check(DecimalNumber(0.001, 365.0 * 24 * 3600));
   command->add_option("--first-iteration", flags->first_iteration,
-                      "Index of the first crash point (to replay one); replication: of the first round");
+                      "Index of the first crash point (to replay one); replication: of the first round")
+      ->check(WholeNumber(0, uint64_t{1} << 40));
   command->add_option("--mode", flags->mode,
                       "sim (in-process simulated disk), process (real io_uring, SIGKILL) or replication (a 3-node "
                       "cluster on simulated disks behind fault-injecting proxies: power losses, partitions, "
