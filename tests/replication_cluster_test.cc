@@ -726,6 +726,87 @@ TEST(ReplicationClusterTest, ToolsExitTwoWithAClearMessageOnADeadPortOrBadAddres
   }
 }
 
+// keel promote refuses a keel follow mirror (with --force too) and a backup
+// that still streams from its primary unless --force, saying why and what to
+// check; a SIGKILLed primary is reported down on its backup, which is then
+// promoted without --force.
+TEST(ReplicationClusterTest, PromoteRefusesAMirrorAndALiveStreamingPrimaryAndAKilledPrimaryIsDown) {
+  TempDir temp;
+  const std::vector<std::string> common = {"--create", "--segment-size", "1m", "--listen", "127.0.0.1:0"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> flags = common;
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    return flags;
+  };
+  KvProcess primary(temp.Join("p"), with({"--role", "primary", "--node-id", "1"}), temp.Join("p"));
+  ASSERT_TRUE(primary.WaitListening());
+  KvProcess backup(temp.Join("b"), with({"--role", "backup", "--primary", primary.address(), "--node-id", "2"}),
+                   temp.Join("b"));
+  ASSERT_TRUE(backup.WaitListening());
+  const std::string mirror_listen = "127.0.0.1:" + std::to_string(DeadPort());
+  const pid_t mirror = fork();
+  if (mirror == 0) {
+    const int err = open(temp.Join("follow.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (err < 0 || dup2(err, STDERR_FILENO) < 0) _exit(120);
+    execl(KeelBinary().c_str(), "keel", "follow", temp.Join("mirror").c_str(), "--primary",
+          primary.address().c_str(), "--listen", mirror_listen.c_str(), static_cast<char*>(nullptr));
+    _exit(121);
+  }
+  ASSERT_GT(mirror, 0);
+  ASSERT_TRUE(WaitUntil([&] { return Status(mirror_listen).Get("primary").rfind("streaming", 0) == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return Status(backup.address()).Get("primary").rfind("streaming", 0) == 0; }));
+
+  for (const std::string& force : {std::string(""), std::string(" --force")}) {
+    const CommandResult refused = RunCommand(KeelBinary() + " promote " + mirror_listen + force);
+    EXPECT_EQ(refused.exit_code, 2) << refused.out;
+    EXPECT_NE(refused.err.find("keel follow mirror"), std::string::npos) << refused.err;
+  }
+  const CommandResult alive = RunCommand(KeelBinary() + " promote " + backup.address());
+  EXPECT_EQ(alive.exit_code, 2) << alive.out;
+  for (const std::string& says : {"still streams from its primary " + primary.address(),
+                                  "keel status " + primary.address(), std::string("--force")}) {
+    EXPECT_NE(alive.err.find(says), std::string::npos) << alive.err;
+  }
+  EXPECT_EQ(Status(primary.address()).Get("role"), "primary");
+  EXPECT_EQ(Status(backup.address()).Get("role"), "backup");
+  ASSERT_EQ(primary.Ask("put k v", "", 1), std::vector<std::string>{"OK 1"});
+
+  // Killed: the backup sees its primary go down on its own clock.
+  EXPECT_TRUE(primary.Kill());
+  EXPECT_TRUE(WaitUntil([&] { return Status(backup.address()).Get("primary").rfind("down ", 0) == 0; }))
+      << Status(backup.address()).text;
+  const CommandResult promoted = RunCommand(KeelBinary() + " promote " + backup.address());
+  EXPECT_EQ(promoted.exit_code, 0) << promoted.err;
+  EXPECT_NE(promoted.out.find("promoted to primary at epoch 2"), std::string::npos) << promoted.out;
+  kill(mirror, SIGTERM);
+  int status = 0;
+  EXPECT_EQ(waitpid(mirror, &status, 0), mirror);
+  EXPECT_EQ(backup.Quit(), 0) << backup.Err();
+}
+
+// A second backup promoted with --force while its primary lives: the old
+// primary is fenced at once and acknowledges nothing more.
+TEST(ReplicationClusterTest, PromoteForceFencesTheLivePrimary) {
+  TempDir temp;
+  KvProcess primary(temp.Join("p"), {"--create", "--segment-size", "1m", "--listen", "127.0.0.1:0", "--role",
+                                     "primary", "--node-id", "1"},
+                    temp.Join("p"));
+  ASSERT_TRUE(primary.WaitListening());
+  KvProcess backup(temp.Join("b"), {"--create", "--segment-size", "1m", "--listen", "127.0.0.1:0", "--role",
+                                    "backup", "--primary", primary.address(), "--node-id", "2"},
+                   temp.Join("b"));
+  ASSERT_TRUE(backup.WaitListening());
+  ASSERT_TRUE(WaitUntil([&] { return Status(backup.address()).Get("primary").rfind("streaming", 0) == 0; }));
+  const CommandResult forced = RunCommand(KeelBinary() + " promote --force " + backup.address());
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(forced.out.find("fenced node 1 at " + primary.address()), std::string::npos) << forced.out;
+  EXPECT_EQ(Status(primary.address()).Get("role"), "deposed");
+  const std::vector<std::string> reply = primary.Ask("put k v", "", 1);
+  ASSERT_EQ(reply.size(), 1u);
+  EXPECT_NE(reply[0].find("fenced: node at epoch 2 exists"), std::string::npos) << reply[0];
+  for (KvProcess* node : {&primary, &backup}) EXPECT_EQ(node->Quit(), 0) << node->Err();
+}
+
 // The records of `keel dump DIR --json`, reduced to what a mirror must keep:
 // "lsn epoch kind payload_hex" per record.
 std::vector<std::string> DumpRecords(const std::string& dir) {
