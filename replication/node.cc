@@ -1459,8 +1459,7 @@ Status Node::FollowOnce(bool* connected) {
     // Whatever changes the log or the history waits for a fence or a
     // promotion in progress, and stops once either happened.
     std::unique_lock work(follow_work_mu_, std::defer_lock);
-    if (frame.type == MessageType::kRecords || frame.type == MessageType::kCheckpointChunk ||
-        frame.type == MessageType::kMembers) {
+    if (frame.type == MessageType::kRecords || frame.type == MessageType::kCheckpointChunk) {
       work.lock();
       if (FollowingStopped()) break;
     }
