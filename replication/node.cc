@@ -549,7 +549,7 @@ Status Node::FenceOne(const std::string& address, std::string* outcome) {
 
 // Fences every target at once: each gets its own thread, which keeps trying
 // in the background (backing off, until this node stops or is deposed) if
-// the first attempt fails. Waits at most suspect_after for the first answers:
+// the first attempt fails. Waits at most fence_wait for the first answers:
 // a member that can be reached answers within milliseconds, and one that
 // cannot must not hold the promotion up for a connect timeout.
 void Node::FenceMembers(const std::vector<std::string>& targets, PromoteResult* result) {
@@ -574,7 +574,7 @@ void Node::FenceMembers(const std::vector<std::string>& targets, PromoteResult* 
     fencers_.push_back(std::move(fencer));
   }
   std::unique_lock lock(round->mu);
-  round->cv.wait_for(lock, options_.suspect_after, [&] { return round->first.size() == targets.size(); });
+  round->cv.wait_for(lock, options_.fence_wait, [&] { return round->first.size() == targets.size(); });
   for (const std::string& address : targets) {
     auto it = round->first.find(address);
     if (it != round->first.end() && it->second.first) {

@@ -82,9 +82,7 @@ struct NodeOptions {
   uint32_t sync_backups = 0;             // k; 0 means local only
   // Failure detection: a Heartbeat goes out on a connection idle this long; a
   // peer silent for suspect_after is suspect, for down_after down (its
-  // connection is closed and, on a backup, the primary is reconnected). A
-  // promotion waits at most suspect_after for the members it fences to
-  // answer; those that do not are fenced in the background once they do.
+  // connection is closed and, on a backup, the primary is reconnected).
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds suspect_after{400};
   std::chrono::milliseconds down_after{1500};
@@ -92,6 +90,10 @@ struct NodeOptions {
   std::chrono::milliseconds reconnect_min{50};
   std::chrono::milliseconds reconnect_max{2000};
   std::chrono::milliseconds connect_timeout{1000};
+  // How long Promote waits for the members it fences to answer (a reachable
+  // one answers in a round trip and an fsync); those that do not are listed
+  // as not reached and fenced in the background once they answer.
+  std::chrono::milliseconds fence_wait{500};
   // How long Append waits for backups' acknowledgements (0: forever, as
   // PostgreSQL does). On timeout the append is NOT acknowledged; it stays in
   // the log and reaches backups later.

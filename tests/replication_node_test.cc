@@ -636,7 +636,8 @@ TEST_F(NodeTest, P7PromotionFencesEveryMemberAndAFencedBackupNeverAcknowledgesTh
   Member b1 = NewMember("b1", 2);
   Member b2 = NewMember("b2", 3);
   StartPrimary(&p, [](NodeOptions* o) { o->ack_timeout = 30s; });
-  StartBackup(&b1, p.node->port());
+  // Reachable members must answer before Promote returns, however slow this machine's fsync.
+  StartBackup(&b1, p.node->port(), [](NodeOptions* o) { o->fence_wait = 30s; });
   StartBackup(&b2, p.node->port());
   Lsn lsn = 0;
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put(&p, Key(0, i), "x", AckMode::kDurable, 2, &lsn).ok());
