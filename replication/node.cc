@@ -650,14 +650,30 @@ Members Node::MembersToSend() const {
   return members;
 }
 
+namespace {
+// Where a wildcard host (0.0.0.0) listens: at the address its connection comes from.
+std::string MemberHostPort(const MemberAddress& member, const std::string& peer) {
+  const std::string host = member.host == "0.0.0.0" ? peer.substr(0, peer.rfind(':')) : member.host;
+  return host + ":" + std::to_string(member.port);
+}
+}  // namespace
+
+// The primary's list replaces what this backup knew of the others.
+void Node::OnMembersFromPrimary(const std::string& peer, const Members& members) {
+  std::lock_guard lock(backups_mu_);
+  members_.clear();
+  for (const MemberAddress& member : members.members) {
+    if (member.node_id != options_.node_id) members_[member.node_id] = MemberHostPort(member, peer);
+  }
+}
+
 // A backup said where it listens (a wildcard host: where it connects from);
 // every backup then hears the new list.
 void Node::OnMembersFromBackup(uint64_t node_id, const std::string& peer, const Members& members) {
   for (const MemberAddress& member : members.members) {
     if (member.node_id != node_id) continue;
-    const std::string host = member.host == "0.0.0.0" ? peer.substr(0, peer.rfind(':')) : member.host;
     std::lock_guard lock(backups_mu_);
-    known_backups_[node_id].listen = host + ":" + std::to_string(member.port);
+    known_backups_[node_id].listen = MemberHostPort(member, peer);
   }
   std::vector<std::byte> body;
   EncodeMembers(MembersToSend(), &body);
@@ -1473,15 +1489,7 @@ Status Node::FollowOnce(bool* connected) {
       case MessageType::kMembers: {
         Members members;
         result = DecodeMembers(frame.body, &members);
-        if (!result.ok()) break;
-        std::lock_guard lock(backups_mu_);
-        members_.clear();
-        const std::string peer = connection->peer();
-        for (const MemberAddress& member : members.members) {
-          if (member.node_id == options_.node_id) continue;
-          const std::string host = member.host == "0.0.0.0" ? peer.substr(0, peer.rfind(':')) : member.host;
-          members_[member.node_id] = host + ":" + std::to_string(member.port);
-        }
+        if (result.ok()) OnMembersFromPrimary(connection->peer(), members);
         break;
       }
       case MessageType::kCheckpointChunk: {

@@ -241,6 +241,7 @@ class Node {
   void StopFollowing();
   Members MembersToSend() const;
   void OnMembersFromBackup(uint64_t node_id, const std::string& peer, const Members& members);
+  void OnMembersFromPrimary(const std::string& peer, const Members& members);
   void NotifyAckWaiters();
   Status StartEpoch(Epoch* epoch = nullptr, Lsn* lsn = nullptr);
 
