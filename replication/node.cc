@@ -207,6 +207,14 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
   KEEL_RETURN_IF_ERROR(LoadFencedEpoch(started->fs_, options.dir, &fenced));
   started->fenced_epoch_.store(fenced);
   KEEL_RETURN_IF_ERROR(started->OpenEngine());
+  if (options.role == NodeRole::kPrimary && fenced > started->history_.current()) {
+    // A deposed primary restarted as primary would start an epoch above the
+    // real primary's and depose it, cutting what it acknowledged.
+    return Status::InvalidArgument(
+        options.dir + ": this node learned that epoch " + std::to_string(fenced) + " exists (" +
+        std::string(kFencedEpochFileName) + ") and was deposed; start it as a backup of the current primary " +
+        "(keel promote makes a backup primary when needed)");
+  }
   if (options.role == NodeRole::kPrimary && had_log) {
     // A primary that restarts begins a new epoch: records it shipped before
     // a crash and then lost (written, not yet durable here) may live on a

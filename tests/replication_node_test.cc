@@ -687,8 +687,15 @@ TEST_F(NodeTest, P7PromotionFencesEveryMemberAndAFencedBackupNeverAcknowledgesTh
   ASSERT_TRUE(CaughtUp(b2, b1));
   EXPECT_EQ(b2.node->epoch(), 2u);
   EXPECT_EQ(State(b2), State(b1));
-  // A later promotion of B2 would start above every epoch it knows of.
   EXPECT_EQ(b2.node->status().epoch_history, b1.node->status().epoch_history);
+
+  // The deposed primary restarted as primary is refused: it would start an
+  // epoch above B1's and depose it.
+  StopMember(&p);
+  p.sm = std::make_unique<kv::KvStateMachine>();
+  const Status restarted = Node::Start(Options(p, NodeRole::kPrimary, 0), p.sm.get(), &p.node);
+  EXPECT_TRUE(restarted.IsInvalidArgument()) << restarted.ToString();
+  EXPECT_NE(restarted.message().find("epoch 2 exists"), std::string::npos) << restarted.ToString();
 }
 
 // A member the promotion cannot reach is fenced in the background as soon
@@ -710,7 +717,7 @@ TEST_F(NodeTest, P7AnUnreachableOldPrimaryIsFencedOnceItAnswers) {
   // one): the background fencing reaches it and it takes up epoch 2.
   StartBackup(&p, DeadPort(), [&](NodeOptions* o) { o->listen_port = p_port; });
   ASSERT_TRUE(WaitFor([&] { return p.node->status().fenced_epoch == 2; }));
-  EXPECT_TRUE(Logged("more attempts"));
+  EXPECT_TRUE(WaitFor([&] { return Logged("more attempts"); }));
 }
 
 // A keel follow mirror is never promoted; a backup that still streams from
