@@ -1121,7 +1121,11 @@ void RunPartitionRound(const TempDir& temp, int round, HealOrder order) {
   // The old primary, reachable again, knows it was deposed.
   EXPECT_TRUE(WaitUntil([&] { return state(1).Get("role") == "deposed"; })) << state(1).text << nodes[1]->Err();
 
-  // Every node stops promptly: the deposed primary on SIGTERM, the others on quit.
+  // Every node stops promptly: the deposed primary on SIGTERM (in the second
+  // order cut off again first, isolated and deposed), the others on quit.
+  if (order == HealOrder::kRepointThenHeal) {
+    ASSERT_TRUE(net.SetLink(1, false)) << net.error();
+  }
   nodes[1]->Signal(SIGTERM);
   EXPECT_EQ(nodes[1]->WaitExit(), 0) << nodes[1]->Err();
   for (int id : {best, other}) EXPECT_EQ(nodes[id]->Quit(), 0) << nodes[id]->Err();
