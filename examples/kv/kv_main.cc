@@ -617,10 +617,9 @@ bool ServeStdin(Session* session, const sigset_t& stop_signals, bool keep_servin
     interrupted = !events.session_done;
     events.exiting = true;
   }
-  if (interrupted) {
-    interrupt();
-    input.Close();
-  }
+  if (interrupted) interrupt();
+  // Lines not handled are dropped; a reader waiting for room in the queue is released.
+  input.Close();
   (void)!write(stop_pipe[1], "x", 1);
   if (interrupted) {
     // The last replies may be stuck on a stdout nobody reads: the node is
