@@ -530,7 +530,9 @@ Status Node::FenceOne(const std::string& address, std::string* outcome) {
     KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &reply));
     return Status::Failed("refused: " + reply.text);
   }
-  if (frame.type != MessageType::kHello) return Status::Corruption("expected Hello, got " + std::string(MessageTypeName(frame.type)));
+  if (frame.type != MessageType::kHello) {
+    return Status::Corruption("expected Hello, got " + std::string(MessageTypeName(frame.type)));
+  }
   Hello theirs;
   KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, &theirs));
   std::string why;
@@ -539,11 +541,13 @@ Status Node::FenceOne(const std::string& address, std::string* outcome) {
   const std::string who = "node " + std::to_string(theirs.node_id) + " at " + address;
   if (theirs.epoch > mine.epoch) {
     KEEL_RETURN_IF_ERROR(LearnEpoch(theirs.epoch, who + " is at epoch " + std::to_string(theirs.epoch)));
-    return Status::Failed(who + " is at epoch " + std::to_string(theirs.epoch) + ", above this node's: this node was deposed");
+    return Status::Failed(who + " is at epoch " + std::to_string(theirs.epoch) +
+                          ", above this node's: this node was deposed");
   }
   if (theirs.role == NodeRole::kPrimary && theirs.epoch == mine.epoch) {
     Fence(mine.epoch, who + " is a primary at this node's epoch too");
-    return Status::Failed(who + " is a primary at epoch " + std::to_string(mine.epoch) + " too: both stop acknowledging");
+    return Status::Failed(who + " is a primary at epoch " + std::to_string(mine.epoch) +
+                          " too: both stop acknowledging");
   }
   KEEL_RETURN_IF_ERROR(connection->Receive(&frame, options_.connect_timeout));
   if (frame.type != MessageType::kHelloReply) return Status::Corruption("expected HelloReply");
@@ -1254,7 +1258,8 @@ NodeStatus Node::status() const {
   now.committed_lsn = primary ? CommittedLsn(options_.ack_mode, options_.sync_backups) : now.durable_lsn;
   if (!primary) {
     std::lock_guard lock(follow_mu_);
-    now.primary_state = PrimaryStateLocked() + " " + options_.primary_host + ":" + std::to_string(options_.primary_port);
+    now.primary_state =
+        PrimaryStateLocked() + " " + options_.primary_host + ":" + std::to_string(options_.primary_port);
     if (primary_heard_ != Clock::time_point{}) {
       char heard[48];
       std::snprintf(heard, sizeof(heard), " last_heartbeat_s=%.3f", SecondsSince(primary_heard_));
@@ -1441,7 +1446,9 @@ Status Node::FollowOnce(bool* connected) {
     std::lock_guard lock(follow_mu_);
     if (stop_following_) return Status::Ok();
     // A fence that arrived during the handshake: this primary is below it.
-    if (primary.epoch < fenced_epoch_.load()) return Status::Failed("the primary's epoch is below one this node learned of");
+    if (primary.epoch < fenced_epoch_.load()) {
+      return Status::Failed("the primary's epoch is below one this node learned of");
+    }
     primary_connection_ = connection.get();
     session_epoch_ = primary.epoch;
     primary_heard_ = Clock::now();

@@ -18,6 +18,8 @@
 //   syncer        on a backup: makes received records durable, acknowledges
 //   heartbeat     sends Heartbeats on idle connections and marks silent
 //                 peers suspect, then down
+//   fencers       after a promotion, one per member being fenced, until it
+//                 answers (backing off) or the node stops or is deposed
 //
 // Epochs and fencing: promotion durably starts a new epoch (an epoch history
 // entry, then an epoch record in the log), then fences every member it knows
@@ -26,7 +28,8 @@
 // epoch records it durably (DIR/epoch-fence) before it acts on it. A node
 // refuses records and handshakes from an epoch below the highest it knows of,
 // a backup drops a session with such a primary, and a primary that meets a
-// higher epoch stops acknowledging (it was deposed). A node whose log runs
+// higher epoch stops acknowledging (it was deposed) and will not start as
+// primary again. A node whose log runs
 // past the point where its history stops agreeing with its primary's cuts that
 // tail into DIR/quarantine before it follows (recovery::CutTail).
 #pragma once

@@ -508,14 +508,18 @@ Status DecodeMembers(std::span<const std::byte> body, Members* message) {
                               std::to_string(kMembersFixedSize));
   }
   const uint16_t count = Get<uint16_t>(body.data(), 0);
-  if (count == 0 || count > kMaxMembers) return Refuse("Members", "count " + std::to_string(count) + " out of range", 0);
+  if (count == 0 || count > kMaxMembers) {
+    return Refuse("Members", "count " + std::to_string(count) + " out of range", 0);
+  }
   if (Get<uint16_t>(body.data(), 2) != 0 || Get<uint32_t>(body.data(), 4) != 0) {
     return Refuse("Members", "reserved bytes are not zero", 2);
   }
   message->members.clear();
   size_t at = kMembersFixedSize;
   for (uint16_t i = 0; i < count; ++i) {
-    if (body.size() - at < kMemberEntryFixedSize) return Refuse("Members", "entry " + std::to_string(i) + " is cut short", at);
+    if (body.size() - at < kMemberEntryFixedSize) {
+      return Refuse("Members", "entry " + std::to_string(i) + " is cut short", at);
+    }
     MemberAddress member;
     member.node_id = Get<uint64_t>(body.data(), at);
     member.port = Get<uint16_t>(body.data(), at + 8);
@@ -530,7 +534,9 @@ Status DecodeMembers(std::span<const std::byte> body, Members* message) {
     if (body.size() - at < host_length) return Refuse("Members", "host runs past the body", at);
     member.host.assign(reinterpret_cast<const char*>(body.data() + at), host_length);
     for (size_t j = 0; j < member.host.size(); ++j) {
-      if (member.host[j] < 0x20 || member.host[j] > 0x7E) return Refuse("Members", "host byte is not printable ASCII", at + j);
+      if (member.host[j] < 0x20 || member.host[j] > 0x7E) {
+        return Refuse("Members", "host byte is not printable ASCII", at + j);
+      }
     }
     at += host_length;
     message->members.push_back(std::move(member));

@@ -170,7 +170,8 @@ Status Connection::Connect(const std::string& host, uint16_t port, std::chrono::
     int ready = 0;
     while (ready == 0 && Clock::now() < deadline) {
       if (cancel != nullptr && cancel->load()) return fail(Status::IoError("connect to " + peer + ": cancelled"));
-      ready = PollUntil(fd, POLLOUT, cancel == nullptr ? deadline : std::min(deadline, Clock::now() + kCancelCheckInterval));
+      const Clock::time_point slice_end = Clock::now() + kCancelCheckInterval;
+      ready = PollUntil(fd, POLLOUT, cancel == nullptr ? deadline : std::min(deadline, slice_end));
     }
     if (ready < 0) return fail(SocketError("connect to " + peer + ": poll", errno));
     if (ready == 0) return fail(Status::IoError("connect to " + peer + ": no answer within " + Milliseconds(timeout)));

@@ -1056,8 +1056,12 @@ void RunPartitionRound(const TempDir& temp, int round, HealOrder order) {
                                             base + std::to_string(id), false, net.Exec(id));
     ASSERT_TRUE(nodes[id]->WaitListening());
   }
-  ASSERT_TRUE(WaitUntil([&] { return state(1).text.find("state=streaming", state(1).text.find("node_id=3")) != std::string::npos; }))
-      << state(1).text;
+  // Both backups stream: two "state=streaming" lines.
+  ASSERT_TRUE(WaitUntil([&] {
+    const std::string text = state(1).text;
+    const size_t first = text.find("state=streaming");
+    return first != std::string::npos && text.find("state=streaming", first + 1) != std::string::npos;
+  })) << state(1).text;
   PutStream puts(nodes[1].get(), round);
   ASSERT_TRUE(WaitUntil([&] { return puts.Acknowledged().size() >= 500; })) << nodes[1]->Err();
 

@@ -670,7 +670,8 @@ TEST_F(NodeTest, P7PromotionFencesEveryMemberAndAFencedBackupNeverAcknowledgesTh
   EXPECT_TRUE(p.node->Append(kv::AsBytes(kv::EncodePut("late", "x")), &refused).IsFailed());
   const auto until = Clock::now() + 300ms;
   while (Clock::now() < until) {
-    EXPECT_EQ(b2.node->status().primary_state.rfind("streaming", 0), std::string::npos) << b2.node->status().primary_state;
+    const std::string primary_state = b2.node->status().primary_state;
+    EXPECT_EQ(primary_state.rfind("streaming", 0), std::string::npos) << primary_state;
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_EQ(b2.node->last_lsn(), b2_last);
