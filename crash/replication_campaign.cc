@@ -585,9 +585,14 @@ class Round {
       Report("P7", "no backup runs to fail over to");  // the steps never leave none; say so if they do
       return false;
     }
-    Epoch epoch = 0;
-    Lsn lsn = 0;
-    const Status promoted = slots_[best].member->node->Promote(&epoch, &lsn);
+    // Forced: the campaign promotes whenever it chooses, the old primary
+    // maybe still heard from (partitioned a moment ago); it checks P7 either way.
+    replication::PromoteOptions force;
+    force.force = true;
+    replication::PromoteResult result;
+    const Status promoted = slots_[best].member->node->Promote(force, &result);
+    const Epoch epoch = result.epoch;
+    const Lsn lsn = result.lsn;
     if (!promoted.ok()) {
       Report("P7", "promoting node " + std::to_string(slots_[best].node_id) + " failed: " + promoted.ToString());
       return false;

@@ -13,7 +13,45 @@ namespace keel::replication {
 namespace {
 
 constexpr std::string_view kHeaderLine = "keel epoch history v1";
+constexpr std::string_view kFenceHeaderLine = "keel epoch fence v1";
 constexpr size_t kMaxFileBytes = 64 * 1024;
+
+std::string ChecksumLine(std::string_view text) {
+  char line[40];
+  std::snprintf(line, sizeof(line), "checksum %016" PRIx64 "\n", static_cast<uint64_t>(XXH3_64bits(text.data(), text.size())));
+  return line;
+}
+
+// Reads a small text file whole; NotFound passes through.
+Status ReadSmallFile(io::FileSystem* fs, const std::string& path, std::string* text) {
+  std::unique_ptr<io::File> file;
+  KEEL_RETURN_IF_ERROR(fs->Open(path, io::OpenMode::kRead, &file));
+  uint64_t size = 0;
+  KEEL_RETURN_IF_ERROR(file->Size(&size));
+  if (size > kMaxFileBytes) return Status::Corruption(path + ": " + std::to_string(size) + " bytes is too large");
+  text->assign(size, '\0');
+  size_t read = 0;
+  KEEL_RETURN_IF_ERROR(file->ReadAt(0, std::as_writable_bytes(std::span(*text)), &read));
+  if (read != size) return Status::Corruption(path + ": short read");
+  return Status::Ok();
+}
+
+// Replaces dir/name with text: a temporary file, synced, renamed, the
+// directory synced.
+Status ReplaceFile(io::FileSystem* fs, const std::string& dir, std::string_view name, const std::string& text) {
+  const std::string path = io::JoinPath(dir, name);
+  const std::string temporary = path + ".tmp";
+  {
+    // A leftover from a crash mid-save is garbage: the rename never happened.
+    if (Status removed = fs->Remove(temporary); !removed.ok() && !removed.IsNotFound()) return removed;
+    std::unique_ptr<io::File> file;
+    KEEL_RETURN_IF_ERROR(fs->Open(temporary, io::OpenMode::kCreate, &file));
+    KEEL_RETURN_IF_ERROR(file->WriteAt(0, std::as_bytes(std::span(text))));
+    KEEL_RETURN_IF_ERROR(file->Sync());
+  }
+  KEEL_RETURN_IF_ERROR(fs->Rename(temporary, path));
+  return fs->SyncDir(dir);
+}
 
 std::string Render(const std::vector<EpochHistoryEntry>& entries) {
   std::string text(kHeaderLine);
@@ -62,6 +100,40 @@ Status Parse(const std::string& path, const std::string& text, std::vector<Epoch
 
 }  // namespace
 
+Status LoadFencedEpoch(io::FileSystem* fs, const std::string& dir, Epoch* epoch) {
+  const std::string path = io::JoinPath(dir, kFencedEpochFileName);
+  std::string text;
+  if (Status read = ReadSmallFile(fs, path, &text); read.IsNotFound()) {
+    *epoch = 0;
+    return Status::Ok();
+  } else if (!read.ok()) {
+    return read;
+  }
+  const size_t checksum_at = text.rfind("checksum ");
+  if (checksum_at == std::string::npos ||
+      text.compare(checksum_at, std::string::npos, ChecksumLine(std::string_view(text).substr(0, checksum_at))) != 0) {
+    return Status::Corruption(path + ": checksum mismatch");
+  }
+  const std::string body = text.substr(0, checksum_at);
+  const std::string header = std::string(kFenceHeaderLine) + "\n";
+  unsigned long value = 0;
+  char newline = 0;
+  char extra = 0;
+  if (!body.starts_with(header) ||
+      std::sscanf(body.c_str() + header.size(), "%lu%c%c", &value, &newline, &extra) != 2 || newline != '\n' ||
+      value == 0 || value > UINT32_MAX) {
+    return Status::Corruption(path + ": not an epoch fence");
+  }
+  *epoch = static_cast<Epoch>(value);
+  return Status::Ok();
+}
+
+Status SaveFencedEpoch(io::FileSystem* fs, const std::string& dir, Epoch epoch) {
+  assert(epoch > 0);
+  const std::string body = std::string(kFenceHeaderLine) + "\n" + std::to_string(epoch) + "\n";
+  return ReplaceFile(fs, dir, kFencedEpochFileName, body + ChecksumLine(body));
+}
+
 EpochHistory::EpochHistory() : entries_{{1, 1}} {}
 
 EpochHistory::EpochHistory(std::vector<EpochHistoryEntry> entries) : entries_(std::move(entries)) {
@@ -91,19 +163,7 @@ Status EpochHistory::Load(io::FileSystem* fs, const std::string& dir, EpochHisto
 }
 
 Status EpochHistory::Save(io::FileSystem* fs, const std::string& dir) const {
-  const std::string path = io::JoinPath(dir, kFileName);
-  const std::string temporary = path + ".tmp";
-  const std::string text = Render(entries_);
-  {
-    // A leftover from a crash mid-save is garbage: the rename never happened.
-    if (Status removed = fs->Remove(temporary); !removed.ok() && !removed.IsNotFound()) return removed;
-    std::unique_ptr<io::File> file;
-    KEEL_RETURN_IF_ERROR(fs->Open(temporary, io::OpenMode::kCreate, &file));
-    KEEL_RETURN_IF_ERROR(file->WriteAt(0, std::as_bytes(std::span(text))));
-    KEEL_RETURN_IF_ERROR(file->Sync());
-  }
-  KEEL_RETURN_IF_ERROR(fs->Rename(temporary, path));
-  return fs->SyncDir(dir);
+  return ReplaceFile(fs, dir, kFileName, Render(entries_));
 }
 
 Status EpochHistory::Reconcile(Lsn last_lsn, Epoch log_epoch) {

@@ -53,6 +53,18 @@ class EpochHistory {
   std::vector<EpochHistoryEntry> entries_;
 };
 
+// The fence: the highest epoch this node has learned exists, from a peer's
+// Hello or Heartbeat, kept in DIR/epoch-fence (text "keel epoch fence v1",
+// the epoch, a checksum line), replaced atomically as the history is. It is
+// written and synced BEFORE the node acts on what it learned (drops its
+// session with a lower-epoch primary, answers the node that told it), so a
+// node that restarts never again acknowledges, applies or stores a record
+// from a lower epoch (P7); its next promotion starts above it. A missing file
+// is epoch 0 (nothing learned).
+inline constexpr std::string_view kFencedEpochFileName = "epoch-fence";
+Status LoadFencedEpoch(io::FileSystem* fs, const std::string& dir, Epoch* epoch);
+Status SaveFencedEpoch(io::FileSystem* fs, const std::string& dir, Epoch epoch);
+
 // How much of a log ("ours", ending at our_last) agrees with another node's
 // history ("theirs", ending at their_last): the highest LSN through which every
 // record of ours was written in the same epoch as theirs, so that the records

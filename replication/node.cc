@@ -91,6 +91,7 @@ std::string NodeStatus::Describe() const {
   line("node_id", std::to_string(node_id));
   line("listen", listen);
   line("epoch", std::to_string(epoch));
+  if (fenced_epoch > epoch) line("fenced_epoch", std::to_string(fenced_epoch));
   line("epoch_history", epoch_history);
   line("last_lsn", std::to_string(last_lsn));
   line("durable_lsn", std::to_string(durable_lsn));
@@ -106,6 +107,15 @@ std::string NodeStatus::Describe() const {
                        " durable_lsn=" + std::to_string(peer.durable_lsn) + " lag_records=" +
                        std::to_string(peer.lag_records) + " lag_bytes=" + std::to_string(peer.lag_bytes) +
                        " lag_seconds=" + lag_seconds + " last_heartbeat_s=" + heard);
+  }
+  return text;
+}
+
+std::string PromoteResult::Describe() const {
+  std::string text = "promoted to primary at epoch " + std::to_string(epoch) + ", LSN " + std::to_string(lsn);
+  for (const std::string& member : fenced) text += "\nfenced " + member;
+  for (const std::string& member : unreached) {
+    text += "\nnot reached yet (fenced in the background once it answers): " + member;
   }
   return text;
 }
@@ -196,7 +206,18 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
       }
     }
   }
+  Epoch fenced = 0;
+  KEEL_RETURN_IF_ERROR(LoadFencedEpoch(started->fs_, options.dir, &fenced));
+  started->fenced_epoch_.store(fenced);
   KEEL_RETURN_IF_ERROR(started->OpenEngine());
+  if (options.role == NodeRole::kPrimary && fenced > started->history_.current()) {
+    // A deposed primary restarted as primary would start an epoch above the
+    // real primary's and depose it, cutting what it acknowledged.
+    return Status::InvalidArgument(
+        options.dir + ": this node learned that epoch " + std::to_string(fenced) + " exists (" +
+        std::string(kFencedEpochFileName) + ") and was deposed; start it as a backup of the current primary " +
+        "(keel promote makes a backup primary when needed)");
+  }
   if (options.role == NodeRole::kPrimary && had_log) {
     // A primary that restarts begins a new epoch: records it shipped before
     // a crash and then lost (written, not yet durable here) may live on a
@@ -214,6 +235,7 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
                  std::to_string(started->engine_->log()->last_lsn()));
   }
   Node* self = started.get();
+  started->follow_started_ = Clock::now();
   if (options.role == NodeRole::kBackup) {
     started->follow_thread_ = std::thread([self] { self->FollowLoop(); });
     started->sync_thread_ = std::thread([self] { self->SyncLoop(); });
@@ -259,6 +281,7 @@ Status Node::Stop() {
   {
     std::lock_guard lock(follow_mu_);
     stop_following_ = true;
+    follow_cancel_.store(true);
     if (primary_connection_ != nullptr) primary_connection_->Shutdown();
   }
   sync_cv_.notify_all();
@@ -279,6 +302,12 @@ Status Node::Stop() {
       if (thread->joinable()) thread->join();
     }
   }
+  std::vector<std::thread> fencers;
+  {
+    std::lock_guard lock(fencers_mu_);
+    fencers.swap(fencers_);
+  }
+  for (std::thread& fencer : fencers) fencer.join();
   std::vector<Session> sessions;
   {
     std::lock_guard lock(sessions_mu_);
@@ -326,7 +355,8 @@ Hello Node::MakeHello(NodeRole role) const {
   hello.role = role;
   {
     std::lock_guard lock(state_mu_);
-    hello.epoch = history_.current();
+    // The highest epoch known: a peer below it learns it was deposed.
+    hello.epoch = std::max(history_.current(), fenced_epoch_.load());
     hello.epoch_history = history_.entries();
   }
   hello.nonce = RandomNonce();
@@ -424,6 +454,251 @@ void Node::Fence(Epoch seen, const std::string& why) {
   NotifyAckWaiters();
 }
 
+// ------------------------------------------------------------------ fencing
+
+Epoch Node::KnownEpoch() const {
+  std::lock_guard lock(state_mu_);
+  return std::max(history_.current(), fenced_epoch_.load());
+}
+
+// A peer showed that epoch `seen` exists. The fence file is synced first, so
+// that the knowledge survives a crash the moment anything acts on it; then a
+// backup stops taking records from a lower epoch and drops such a session,
+// and a primary is deposed. When this returns, the follower is not in the
+// middle of writing anything it received before.
+Status Node::LearnEpoch(Epoch seen, const std::string& why) {
+  {
+    std::lock_guard file_lock(fence_file_mu_);
+    if (seen <= KnownEpoch()) return Status::Ok();
+    KEEL_RETURN_IF_ERROR(SaveFencedEpoch(fs_, options_.dir, seen));
+    fenced_epoch_.store(seen);
+  }
+  Log("learned of epoch " + std::to_string(seen) + " (" + why + "); nothing from a lower epoch is taken any more");
+  {
+    std::lock_guard lock(follow_mu_);
+    if (primary_connection_ != nullptr && session_epoch_ < seen) {
+      // The session is over from here on: no Ack, no Heartbeat, not "streaming".
+      primary_connection_->Shutdown();
+      primary_connection_ = nullptr;
+    }
+  }
+  { std::lock_guard work(follow_work_mu_); }
+  Fence(seen, why);
+  return Status::Ok();
+}
+
+// Where to tell the new epoch: the old primary and every member the primary
+// listed, never this node itself.
+std::vector<std::string> Node::FenceTargets() const {
+  std::vector<std::string> targets;
+  if (!options_.primary_host.empty() && options_.primary_port != 0) {
+    targets.push_back(options_.primary_host + ":" + std::to_string(options_.primary_port));
+  }
+  {
+    std::lock_guard lock(backups_mu_);
+    for (const auto& [id, address] : members_) {
+      if (id != options_.node_id) targets.push_back(address);
+    }
+    for (const auto& [id, known] : known_backups_) {
+      if (id != options_.node_id && !known.listen.empty()) targets.push_back(known.listen);
+    }
+  }
+  const std::string self = options_.listen_host + ":" + std::to_string(port_);
+  std::sort(targets.begin(), targets.end());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+  targets.erase(std::remove(targets.begin(), targets.end(), self), targets.end());
+  if (targets.size() > kMaxMembers + 1) targets.resize(kMaxMembers + 1);
+  return targets;
+}
+
+// Introduces this node, as primary at its epoch, to the member at address: a
+// member below the epoch takes it up (LearnEpoch) and answers. OK when the
+// member's answer shows it at this epoch or above.
+Status Node::FenceOne(const std::string& address, std::string* outcome) {
+  std::string host;
+  uint16_t port = 0;
+  KEEL_RETURN_IF_ERROR(ParseHostPort(address, &host, &port));
+  std::unique_ptr<Connection> connection;
+  KEEL_RETURN_IF_ERROR(Connection::Connect(host, port, options_.connect_timeout, &connection, &stopping_));
+  connection->set_max_body_bytes(kHandshakeMaxBodyBytes);
+  const Hello mine = MakeHello(NodeRole::kPrimary);
+  std::vector<std::byte> body;
+  EncodeHello(mine, &body);
+  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kHello, Bytes(body)));
+  Frame frame;
+  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, options_.connect_timeout));
+  HelloReply reply;
+  if (frame.type == MessageType::kHelloReply) {
+    KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &reply));
+    return Status::Failed("refused: " + reply.text);
+  }
+  if (frame.type != MessageType::kHello) {
+    return Status::Corruption("expected Hello, got " + std::string(MessageTypeName(frame.type)));
+  }
+  Hello theirs;
+  KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, &theirs));
+  std::string why;
+  RejectReason reason = RejectReason::kNone;
+  if (!CheckPeerHello(theirs, &why, &reason).ok()) return Status::Failed(why);
+  const std::string who = "node " + std::to_string(theirs.node_id) + " at " + address;
+  if (theirs.epoch > mine.epoch) {
+    KEEL_RETURN_IF_ERROR(LearnEpoch(theirs.epoch, who + " is at epoch " + std::to_string(theirs.epoch)));
+    return Status::Failed(who + " is at epoch " + std::to_string(theirs.epoch) +
+                          ", above this node's: this node was deposed");
+  }
+  if (theirs.role == NodeRole::kPrimary && theirs.epoch == mine.epoch) {
+    Fence(mine.epoch, who + " is a primary at this node's epoch too");
+    return Status::Failed(who + " is a primary at epoch " + std::to_string(mine.epoch) +
+                          " too: both stop acknowledging");
+  }
+  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, options_.connect_timeout));
+  if (frame.type != MessageType::kHelloReply) return Status::Corruption("expected HelloReply");
+  KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &reply));
+  if (reply.epoch < mine.epoch) {
+    return Status::Failed(who + " did not take up epoch " + std::to_string(mine.epoch) + ": " + reply.text);
+  }
+  *outcome = who + " (last LSN " + std::to_string(theirs.last_lsn) + ")";
+  return Status::Ok();
+}
+
+// Fences every target at once: each gets its own thread, which keeps trying
+// in the background (backing off, until this node stops or is deposed) if
+// the first attempt fails. Waits at most fence_wait for the first answers:
+// a member that can be reached answers within milliseconds, and one that
+// cannot must not hold the promotion up for a connect timeout.
+void Node::FenceMembers(const std::vector<std::string>& targets, PromoteResult* result) {
+  struct Round {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<std::string, std::pair<bool, std::string>> first;  // address -> (fenced, what happened)
+  };
+  auto round = std::make_shared<Round>();
+  for (const std::string& address : targets) {
+    std::thread fencer([this, round, address] {
+      std::string outcome;
+      Status fenced = FenceOne(address, &outcome);
+      {
+        std::lock_guard lock(round->mu);
+        round->first[address] = {fenced.ok(), fenced.ok() ? outcome : address + " (" + fenced.message() + ")"};
+      }
+      round->cv.notify_all();
+      if (!fenced.ok()) FenceInBackground(address);
+    });
+    std::lock_guard lock(fencers_mu_);
+    fencers_.push_back(std::move(fencer));
+  }
+  std::unique_lock lock(round->mu);
+  round->cv.wait_for(lock, options_.fence_wait, [&] { return round->first.size() == targets.size(); });
+  for (const std::string& address : targets) {
+    auto it = round->first.find(address);
+    if (it != round->first.end() && it->second.first) {
+      result->fenced.push_back(it->second.second);
+    } else {
+      result->unreached.push_back(it != round->first.end() ? it->second.second : address + " (no answer yet)");
+    }
+  }
+}
+
+// Retries fencing address until it answers, this node stops, or it is no
+// longer the primary. The delay doubles from reconnect_min to reconnect_max.
+void Node::FenceInBackground(const std::string& address) {
+  milliseconds delay = options_.reconnect_min;
+  for (uint64_t attempt = 1; !stopping_.load() && is_primary(); ++attempt) {
+    for (auto until = Clock::now() + delay; Clock::now() < until && !stopping_.load();) {
+      std::this_thread::sleep_for(std::min<milliseconds>(delay, Connection::kCancelCheckInterval));
+    }
+    if (stopping_.load() || !is_primary()) return;
+    std::string outcome;
+    if (FenceOne(address, &outcome).ok()) {
+      Log("fenced " + outcome + " after " + std::to_string(attempt) + " more attempts");
+      return;
+    }
+    delay = std::min(delay * 2, options_.reconnect_max);
+  }
+}
+
+// Why this node must not be promoted now, if it must not.
+Status Node::RefusePromotion(const PromoteOptions& options) const {
+  if (options_.mirror) {
+    return Status::InvalidArgument(
+        "this node is a keel follow mirror: it applies nothing and must never be promoted; promote one of the "
+        "cluster's backups instead (keel status on the primary lists them)");
+  }
+  if (options.force) return Status::Ok();
+  std::lock_guard lock(follow_mu_);
+  if (PrimaryStateLocked() != "streaming") return Status::Ok();
+  const std::string primary = options_.primary_host + ":" + std::to_string(options_.primary_port);
+  char heard[32];
+  std::snprintf(heard, sizeof(heard), "%.3f", SecondsSince(primary_heard_));
+  return Status::Failed("refusing to promote: this backup still streams from its primary " + primary +
+                        " (last heard " + heard + " s ago), and two primaries would then run. Check the primary "
+                        "with keel status " + primary + "; stop it or cut it off first, or promote with --force");
+}
+
+// Stops following without waiting for the follower thread (it may be stuck
+// in a connect to an unreachable primary): once follow_work_mu_ is taken, the
+// follower has finished whatever it was writing and changes nothing more.
+void Node::StopFollowing() {
+  {
+    std::lock_guard lock(follow_mu_);
+    stop_following_ = true;
+    follow_cancel_.store(true);
+    if (primary_connection_ != nullptr) primary_connection_->Shutdown();
+  }
+  sync_cv_.notify_all();
+  { std::lock_guard work(follow_work_mu_); }
+  if (sync_thread_.joinable()) sync_thread_.join();
+}
+
+// What a primary tells its backups: itself and every backup that said where it listens.
+Members Node::MembersToSend() const {
+  Members members;
+  members.members.push_back({options_.node_id, options_.listen_host, port_});
+  std::lock_guard lock(backups_mu_);
+  for (const auto& [id, known] : known_backups_) {
+    std::string host;
+    uint16_t port = 0;
+    if (members.members.size() == kMaxMembers || known.listen.empty()) continue;
+    if (ParseHostPort(known.listen, &host, &port).ok()) members.members.push_back({id, host, port});
+  }
+  return members;
+}
+
+namespace {
+// Where a wildcard host (0.0.0.0) listens: at the address its connection comes from.
+std::string MemberHostPort(const MemberAddress& member, const std::string& peer) {
+  const std::string host = member.host == "0.0.0.0" ? peer.substr(0, peer.rfind(':')) : member.host;
+  return host + ":" + std::to_string(member.port);
+}
+}  // namespace
+
+// The primary's list replaces what this backup knew of the others.
+void Node::OnMembersFromPrimary(const std::string& peer, const Members& members) {
+  std::lock_guard lock(backups_mu_);
+  members_.clear();
+  for (const MemberAddress& member : members.members) {
+    if (member.node_id != options_.node_id) members_[member.node_id] = MemberHostPort(member, peer);
+  }
+}
+
+// A backup said where it listens (a wildcard host: where it connects from);
+// every backup then hears the new list.
+void Node::OnMembersFromBackup(uint64_t node_id, const std::string& peer, const Members& members) {
+  for (const MemberAddress& member : members.members) {
+    if (member.node_id != node_id) continue;
+    std::lock_guard lock(backups_mu_);
+    known_backups_[node_id].listen = MemberHostPort(member, peer);
+  }
+  std::vector<std::byte> body;
+  EncodeMembers(MembersToSend(), &body);
+  std::vector<std::shared_ptr<Backup>> backups;
+  {
+    std::lock_guard lock(backups_mu_);
+    backups = backups_;
+  }
+  for (const auto& backup : backups) (void)backup->connection->Send(MessageType::kMembers, Bytes(body));
+}
+
 void Node::ListenLoop() {
   while (!stopping_.load()) {
     std::unique_ptr<Connection> connection;
@@ -505,15 +780,25 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
     forget();
     return;
   }
-  // A backup (or a node that thinks it is a primary) wants to follow us.
+  // A backup wants to follow us, or a newly promoted primary fences us.
+  Epoch reply_epoch = mine.epoch;
   if (hello.epoch > mine.epoch && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
-    Fence(hello.epoch, "node " + std::to_string(hello.node_id) + " is at epoch " + std::to_string(hello.epoch) +
-                           ", above this node's " + std::to_string(mine.epoch));
+    const Status learned = LearnEpoch(hello.epoch, "node " + std::to_string(hello.node_id) + " is at epoch " +
+                                                       std::to_string(hello.epoch) + ", above this node's " +
+                                                       std::to_string(mine.epoch));
+    if (learned.ok()) reply_epoch = hello.epoch;
     reason = RejectReason::kStaleEpoch;
-    why = "this node's epoch " + std::to_string(mine.epoch) + " is stale";
+    why = learned.ok() ? "this node's epoch " + std::to_string(mine.epoch) + " is stale; it takes up epoch " +
+                             std::to_string(hello.epoch) + " and follows nothing below it"
+                       : "this node could not record epoch " + std::to_string(hello.epoch) + ": " + learned.message();
   } else if (hello.role != NodeRole::kBackup || mine.role != NodeRole::kPrimary) {
     reason = RejectReason::kRoleConflict;
     why = mine.role == NodeRole::kPrimary ? "two primaries" : "this node is not a primary";
+    if (hello.role == NodeRole::kPrimary && mine.role == NodeRole::kPrimary && hello.epoch == mine.epoch) {
+      // Two histories of one epoch: neither may acknowledge (safety first).
+      Fence(hello.epoch, "node " + std::to_string(hello.node_id) + " is a primary at this node's epoch too");
+      why = "two primaries at epoch " + std::to_string(mine.epoch) + "; both stop acknowledging";
+    }
   } else {
     bool ahead = false;
     const Lsn agreed = AgreedThrough(hello.epoch_history, hello.last_lsn, mine.epoch_history, mine.last_lsn, &ahead);
@@ -527,7 +812,7 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
     }
   }
   if (reason != RejectReason::kNone) {
-    EncodeHelloReply({false, reason, mine.epoch, mine.last_lsn, why.substr(0, kMaxTextBytes)}, &body);
+    EncodeHelloReply({false, reason, reply_epoch, mine.last_lsn, why.substr(0, kMaxTextBytes)}, &body);
     (void)connection->Send(MessageType::kHelloReply, Bytes(body));
     LogLimited("refused node " + std::to_string(hello.node_id) + " " + why,
                "refused node " + std::to_string(hello.node_id) + " at " + connection->peer() + ": " + why);
@@ -558,12 +843,12 @@ void Node::ServeAdmin(Connection* connection) {
       const std::string text = request.command == AdminCommand::kStatus ? now.Describe() : now.ToJson();
       reply = {true, now.epoch, now.last_lsn, text.substr(0, kMaxAdminTextBytes)};
     } else {
-      Epoch epoch = 0;
-      Lsn lsn = 0;
-      const Status promoted = Promote(&epoch, &lsn);
-      reply = {promoted.ok(), promoted.ok() ? epoch : this->epoch(), lsn,
-               promoted.ok() ? "promoted to primary at epoch " + std::to_string(epoch) + ", LSN " + std::to_string(lsn)
-                             : promoted.ToString().substr(0, 1024)};
+      PromoteOptions promote;
+      promote.force = (request.flags & kAdminFlagForce) != 0;
+      PromoteResult result;
+      const Status promoted = Promote(promote, &result);
+      reply = {promoted.ok(), promoted.ok() ? result.epoch : this->epoch(), result.lsn,
+               (promoted.ok() ? result.Describe() : promoted.message()).substr(0, kMaxAdminTextBytes)};
       for (char& c : reply.text) {
         if ((c < 0x20 || c > 0x7E) && c != '\n') c = '?';
       }
@@ -627,6 +912,26 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
       why = DescribeForPeer(status, backup->address);
       break;
     }
+    if (frame.type == MessageType::kHeartbeat) {
+      Heartbeat heartbeat;
+      if (Status decoded = DecodeHeartbeat(frame.body, &heartbeat); !decoded.ok()) {
+        why = decoded.ToString();
+        break;
+      }
+      // A backup that learned of a newer epoch says so in its heartbeats.
+      if (heartbeat.epoch > KnownEpoch() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
+        why = "it is at epoch " + std::to_string(heartbeat.epoch) + ", above this node's";
+        (void)LearnEpoch(heartbeat.epoch, "backup " + std::to_string(backup->node_id) + " " + why);
+        break;
+      }
+    } else if (frame.type == MessageType::kMembers) {
+      Members members;
+      if (Status decoded = DecodeMembers(frame.body, &members); !decoded.ok()) {
+        why = decoded.ToString();
+        break;
+      }
+      OnMembersFromBackup(backup->node_id, link->peer(), members);
+    }
     std::lock_guard lock(backups_mu_);
     backup->heard = Clock::now();
     known_backups_[backup->node_id].heard = backup->heard;
@@ -653,12 +958,8 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
       if (backup->durable_lsn > known.durable_lsn) durable_cv_.notify_all();
       known.received_lsn = backup->received_lsn;
       known.durable_lsn = backup->durable_lsn;
-    } else if (frame.type == MessageType::kHeartbeat) {
-      Heartbeat heartbeat;
-      if (Status decoded = DecodeHeartbeat(frame.body, &heartbeat); !decoded.ok()) {
-        why = decoded.message();
-        break;
-      }
+    } else if (frame.type == MessageType::kHeartbeat || frame.type == MessageType::kMembers) {
+      // Handled above, outside backups_mu_.
     } else if (frame.type == MessageType::kError) {
       Error error;
       why = DecodeError(frame.body, &error).ok() ? "it closed: " + error.text : "it sent a bad Error";
@@ -956,6 +1257,7 @@ NodeStatus Node::status() const {
     primary = role_ == NodeRole::kPrimary;
     now.role = deposed_.load() ? "deposed" : primary ? "primary" : "backup";
     now.epoch = history_.current();
+    now.fenced_epoch = fenced_epoch_.load();
     now.epoch_history = history_.Describe();
   }
   {
@@ -968,7 +1270,8 @@ NodeStatus Node::status() const {
   now.committed_lsn = primary ? CommittedLsn(options_.ack_mode, options_.sync_backups) : now.durable_lsn;
   if (!primary) {
     std::lock_guard lock(follow_mu_);
-    now.primary_state = primary_state_ + " " + options_.primary_host + ":" + std::to_string(options_.primary_port);
+    now.primary_state =
+        PrimaryStateLocked() + " " + options_.primary_host + ":" + std::to_string(options_.primary_port);
     if (primary_heard_ != Clock::time_point{}) {
       char heard[48];
       std::snprintf(heard, sizeof(heard), " last_heartbeat_s=%.3f", SecondsSince(primary_heard_));
@@ -1022,7 +1325,7 @@ PeerStatus Node::BackupsViewOfPrimary(const NodeStatus& now) const {
 
 // ------------------------------------------------------------------ promotion
 
-Status Node::Promote(Epoch* epoch, Lsn* lsn) {
+Status Node::Promote(const PromoteOptions& options, PromoteResult* result) {
   std::lock_guard one_at_a_time(promote_mu_);
   if (stopping_.load()) return Status::Failed("the node is stopping");
   {
@@ -1032,21 +1335,18 @@ Status Node::Promote(Epoch* epoch, Lsn* lsn) {
                                      " at epoch " + std::to_string(history_.current()) + "; only a backup is promoted");
     }
   }
+  KEEL_RETURN_IF_ERROR(RefusePromotion(options));
   // Stop following first: nothing from the old primary may land after the epoch record.
-  {
-    std::lock_guard lock(follow_mu_);
-    stop_following_ = true;
-    if (primary_connection_ != nullptr) primary_connection_->Shutdown();
-  }
-  sync_cv_.notify_all();
-  if (follow_thread_.joinable()) follow_thread_.join();
-  if (sync_thread_.joinable()) sync_thread_.join();
-  KEEL_RETURN_IF_ERROR(StartEpoch(epoch, lsn));
+  StopFollowing();
+  KEEL_RETURN_IF_ERROR(StartEpoch(&result->epoch, &result->lsn));
   {
     std::lock_guard lock(state_mu_);
     role_ = NodeRole::kPrimary;
   }
-  Log("promoted to primary: epoch " + std::to_string(*epoch) + " begins at LSN " + std::to_string(*lsn));
+  Log("promoted to primary: epoch " + std::to_string(result->epoch) + " begins at LSN " + std::to_string(result->lsn));
+  FenceMembers(FenceTargets(), result);
+  for (const std::string& member : result->fenced) Log("fenced " + member);
+  for (const std::string& member : result->unreached) Log("not fenced yet, trying in the background: " + member);
   return Status::Ok();
 }
 
@@ -1060,7 +1360,8 @@ Status Node::StartEpoch(Epoch* epoch, Lsn* lsn) {
   Epoch next = 0;
   {
     std::lock_guard lock(state_mu_);
-    next = history_.current() + 1;
+    // Above every epoch this node knows of, including one it only heard of.
+    next = std::max(history_.current(), fenced_epoch_.load()) + 1;
     EpochHistory updated = history_;
     KEEL_RETURN_IF_ERROR(updated.Add(next, first));
     KEEL_RETURN_IF_ERROR(updated.Save(fs_, options_.dir));
@@ -1091,7 +1392,6 @@ void Node::FollowLoop() {
     {
       std::lock_guard lock(follow_mu_);
       if (stop_following_) return;
-      if (primary_state_ != "down") primary_state_ = "disconnected";
     }
     if (connected) attempt = 0;
     // Exponential backoff with full jitter, bounded.
@@ -1121,8 +1421,8 @@ Status Node::FollowOnce(bool* connected) {
     }
   }
   std::unique_ptr<Connection> connection;
-  KEEL_RETURN_IF_ERROR(
-      Connection::Connect(options_.primary_host, options_.primary_port, options_.connect_timeout, &connection));
+  KEEL_RETURN_IF_ERROR(Connection::Connect(options_.primary_host, options_.primary_port, options_.connect_timeout,
+                                           &connection, &follow_cancel_));
   connection->set_max_body_bytes(kHandshakeMaxBodyBytes);
   std::vector<std::byte> body;
   const Hello mine = MakeHello(NodeRole::kBackup);
@@ -1160,6 +1460,8 @@ Status Node::FollowOnce(bool* connected) {
       const Lsn agreed = AgreedThrough(mine.epoch_history, mine.last_lsn, primary.epoch_history, primary.last_lsn, &ahead);
       if (!ahead && agreed < mine.last_lsn) {
         connection.reset();
+        std::lock_guard work(follow_work_mu_);
+        if (FollowingStopped()) return Status::Ok();
         KEEL_RETURN_IF_ERROR(CutDivergentTail(agreed));
         *connected = true;  // reconnect at once
         return Status::Ok();
@@ -1172,13 +1474,25 @@ Status Node::FollowOnce(bool* connected) {
   {
     std::lock_guard lock(follow_mu_);
     if (stop_following_) return Status::Ok();
+    // A fence that arrived during the handshake: this primary is below it.
+    if (primary.epoch < fenced_epoch_.load()) {
+      return Status::Failed("the primary's epoch is below one this node learned of");
+    }
     primary_connection_ = connection.get();
-    primary_state_ = "streaming";
+    session_epoch_ = primary.epoch;
     primary_heard_ = Clock::now();
     primary_node_id_ = primary.node_id;
     primary_last_lsn_ = primary.last_lsn;
     received_lsn_ = mine.last_lsn;
     acked_durable_lsn_ = mine.durable_lsn;
+  }
+  {
+    // Where this node listens, so that a promoted peer can fence it.
+    Members self;
+    self.members.push_back({options_.node_id, options_.listen_host, port_});
+    body.clear();
+    EncodeMembers(self, &body);
+    (void)connection->Send(MessageType::kMembers, Bytes(body));
   }
   Log("following primary " + std::to_string(primary.node_id) + " at " + connection->peer() + " (epoch " +
       std::to_string(primary.epoch) + ", last LSN " + std::to_string(primary.last_lsn) + ") from LSN " +
@@ -1189,12 +1503,10 @@ Status Node::FollowOnce(bool* connected) {
     if (IsTimeout(received)) {
       std::lock_guard lock(follow_mu_);
       if (stop_following_) break;
+      // Suspect, then down: PrimaryStateLocked() reads the same clock.
       const double silent_ms = SecondsSince(primary_heard_) * 1000;
       if (silent_ms >= static_cast<double>(options_.down_after.count())) {
-        primary_state_ = "down";
         result = Status::Failed("the primary is down: silent for " + std::to_string(static_cast<int64_t>(silent_ms)) + " ms");
-      } else if (silent_ms >= static_cast<double>(options_.suspect_after.count())) {
-        primary_state_ = "suspect";
       }
       continue;
     }
@@ -1205,13 +1517,25 @@ Status Node::FollowOnce(bool* connected) {
     {
       std::lock_guard lock(follow_mu_);
       primary_heard_ = Clock::now();
-      if (primary_state_ == "suspect") primary_state_ = "streaming";
+    }
+    // Whatever changes the log or the history waits for a fence or a
+    // promotion in progress, and stops once either happened.
+    std::unique_lock work(follow_work_mu_, std::defer_lock);
+    if (frame.type == MessageType::kRecords || frame.type == MessageType::kCheckpointChunk) {
+      work.lock();
+      if (FollowingStopped()) break;
     }
     switch (frame.type) {
       case MessageType::kRecords: {
         Records records;
         result = DecodeRecords(frame.body, &records);
         if (result.ok()) result = ReceiveRecords(connection.get(), records);
+        break;
+      }
+      case MessageType::kMembers: {
+        Members members;
+        result = DecodeMembers(frame.body, &members);
+        if (result.ok()) OnMembersFromPrimary(connection->peer(), members);
         break;
       }
       case MessageType::kCheckpointChunk: {
@@ -1228,7 +1552,7 @@ Status Node::FollowOnce(bool* connected) {
       case MessageType::kHeartbeat: {
         Heartbeat heartbeat;
         result = DecodeHeartbeat(frame.body, &heartbeat);
-        if (result.ok() && heartbeat.epoch < epoch() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
+        if (result.ok() && heartbeat.epoch < KnownEpoch() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
           result = Status::Failed("the primary's heartbeat carries epoch " + std::to_string(heartbeat.epoch) +
                                   ", below this node's: it was deposed");
         }
@@ -1251,14 +1575,42 @@ Status Node::FollowOnce(bool* connected) {
   {
     std::lock_guard lock(follow_mu_);
     primary_connection_ = nullptr;
+    session_epoch_ = 0;
   }
   return result;
+}
+
+bool Node::FollowingStopped() const {
+  std::lock_guard lock(follow_mu_);
+  return stop_following_;
+}
+
+// From the time the primary was last heard (or the follower started): one
+// rule for status, for promotion's refusal and for the follower's timeout.
+std::string Node::PrimaryStateLocked() const {
+  const bool heard = primary_heard_ != Clock::time_point{};
+  const double silent_ms = SecondsSince(heard ? primary_heard_ : follow_started_) * 1000;
+  if (silent_ms >= static_cast<double>(options_.down_after.count())) return "down";
+  if (primary_connection_ != nullptr && silent_ms < static_cast<double>(options_.suspect_after.count())) {
+    return "streaming";
+  }
+  return heard ? "suspect" : "connecting";
+}
+
+// Acknowledges to the current primary, unless its epoch is below one this
+// node learned of since the session began (fencing, P7).
+bool Node::SendAckLocked(const Ack& ack) {
+  if (primary_connection_ == nullptr) return false;
+  if (session_epoch_ < fenced_epoch_.load() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) return false;
+  std::vector<std::byte> body;
+  EncodeAck(ack, &body);
+  return primary_connection_->Send(MessageType::kAck, Bytes(body)).ok();
 }
 
 // Writes one Records message into the log with the primary's LSNs and epochs
 // and applies it; acknowledges it as received. The syncer makes it durable.
 Status Node::ReceiveRecords(Connection* connection, const Records& records) {
-  const Epoch current = epoch();
+  const Epoch current = KnownEpoch();
   if (records.epoch < current && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
     std::vector<std::byte> body;
     EncodeError({ErrorCode::kFenced, "Records of epoch " + std::to_string(records.epoch) + " below " +
@@ -1272,7 +1624,8 @@ Status Node::ReceiveRecords(Connection* connection, const Records& records) {
     wal::RecordHeader header;
     KEEL_RETURN_IF_ERROR(wal::DecodeRecordHeader(std::span(p, wal::kRecordHeaderSize), &header));
     const std::span<const std::byte> payload(p + wal::kRecordHeaderSize, header.payload_length);
-    if (header.epoch < epoch() && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
+    if ((header.epoch < epoch() || records.epoch < fenced_epoch_.load()) &&
+        !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
       return Status::Failed("refused LSN " + std::to_string(header.lsn) + " of epoch " + std::to_string(header.epoch) +
                             ", below this node's " + std::to_string(epoch()) + " (fencing)");
     }
@@ -1291,17 +1644,13 @@ Status Node::ReceiveRecords(Connection* connection, const Records& records) {
     }
     p += wal::kRecordHeaderSize + header.payload_length;
   }
-  Ack ack;
-  {
-    std::lock_guard lock(follow_mu_);
-    received_lsn_ = records.last_lsn();
-    ack = {received_lsn_, std::min(acked_durable_lsn_, received_lsn_)};
-  }
+  std::lock_guard lock(follow_mu_);
+  received_lsn_ = records.last_lsn();
+  Ack ack = {received_lsn_, std::min(acked_durable_lsn_, received_lsn_)};
   sync_cv_.notify_all();
   if (wal::Planted(wal::PlantedBug::kBackupAckBeforeFsync)) ack.durable_lsn = ack.received_lsn;
-  std::vector<std::byte> body;
-  EncodeAck(ack, &body);
-  return connection->Send(MessageType::kAck, Bytes(body));
+  if (!SendAckLocked(ack)) return Status::Failed("stopped acknowledging this primary (fenced, or the session ended)");
+  return Status::Ok();
 }
 
 Status Node::ReceiveCheckpoint(Connection* connection, const CheckpointChunk& first, const Hello& primary) {
@@ -1500,11 +1849,7 @@ void Node::SyncLoop() {
     std::lock_guard lock(follow_mu_);
     if (target > received_lsn_) continue;  // a cut or a reseed moved the log back meanwhile
     acked_durable_lsn_ = std::max(acked_durable_lsn_, target);
-    if (primary_connection_ != nullptr) {
-      std::vector<std::byte> body;
-      EncodeAck({received_lsn_, acked_durable_lsn_}, &body);
-      (void)primary_connection_->Send(MessageType::kAck, Bytes(body));
-    }
+    (void)SendAckLocked({received_lsn_, acked_durable_lsn_});
   }
 }
 
@@ -1520,7 +1865,8 @@ void Node::HeartbeatLoop() {
       heartbeat.last_lsn = engine_->log()->last_lsn();
       heartbeat.durable_lsn = std::min(engine_->durable_lsn(), heartbeat.last_lsn);
     }
-    heartbeat.epoch = epoch();
+    // The highest epoch known: a primary below it learns it was deposed.
+    heartbeat.epoch = KnownEpoch();
     std::vector<std::byte> body;
     EncodeHeartbeat(heartbeat, &body);
     std::vector<std::shared_ptr<Backup>> backups;
@@ -1538,7 +1884,7 @@ void Node::HeartbeatLoop() {
 
 namespace keel::replication {
 
-Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminReply* reply) {
+Status RunAdminCommand(const AdminTarget& target, const AdminRequest& request, AdminReply* reply) {
   std::unique_ptr<Connection> connection;
   KEEL_RETURN_IF_ERROR(Connection::Connect(target.host, target.port, target.timeout, &connection));
   connection->set_max_body_bytes(kAdminReplyFixedSize + kMaxAdminTextBytes);
@@ -1569,7 +1915,7 @@ Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminRep
   KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &hello_reply));
   if (!hello_reply.accepted) return Status::Failed(connection->peer() + " refused: " + hello_reply.text);
   body.clear();
-  EncodeAdminRequest({command}, &body);
+  EncodeAdminRequest(request, &body);
   KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kAdminRequest, Bytes(body)));
   KEEL_RETURN_IF_ERROR(connection->Receive(&frame, target.timeout));
   if (frame.type != MessageType::kAdminReply) {

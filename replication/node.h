@@ -18,11 +18,18 @@
 //   syncer        on a backup: makes received records durable, acknowledges
 //   heartbeat     sends Heartbeats on idle connections and marks silent
 //                 peers suspect, then down
+//   fencers       after a promotion, one per member being fenced, until it
+//                 answers (backing off) or the node stops or is deposed
 //
 // Epochs and fencing: promotion durably starts a new epoch (an epoch history
-// entry, then an epoch record in the log). A node refuses records and
-// handshakes from a lower epoch than its own, and a primary that meets a
-// higher epoch stops acknowledging (it was deposed). A node whose log runs
+// entry, then an epoch record in the log), then fences every member it knows
+// of (its old primary, and the members the primary listed in Members): it
+// introduces itself with its Hello, and a member that learns of a higher
+// epoch records it durably (DIR/epoch-fence) before it acts on it. A node
+// refuses records and handshakes from an epoch below the highest it knows of,
+// a backup drops a session with such a primary, and a primary that meets a
+// higher epoch stops acknowledging (it was deposed) and will not start as
+// primary again. A node whose log runs
 // past the point where its history stops agreeing with its primary's cuts that
 // tail into DIR/quarantine before it follows (recovery::CutTail).
 #pragma once
@@ -70,6 +77,8 @@ struct NodeOptions {
   std::string secret;                    // shared by every node and tool of the cluster; required to
                                          // listen on a non-loopback address (replication/secret.h)
   uint64_t node_id = 0;                  // nonzero, unique in the cluster
+  // A mirror (keel follow) copies the log and applies nothing: it is never promoted.
+  bool mirror = false;
   NodeRole role = NodeRole::kPrimary;    // the role to start in
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 0;              // 0: an ephemeral port (see Node::port())
@@ -88,6 +97,10 @@ struct NodeOptions {
   std::chrono::milliseconds reconnect_min{50};
   std::chrono::milliseconds reconnect_max{2000};
   std::chrono::milliseconds connect_timeout{1000};
+  // How long Promote waits for the members it fences to answer (a reachable
+  // one answers in a round trip and an fsync); those that do not are listed
+  // as not reached and fenced in the background once they answer.
+  std::chrono::milliseconds fence_wait{500};
   // How long Append waits for backups' acknowledgements (0: forever, as
   // PostgreSQL does). On timeout the append is NOT acknowledged; it stays in
   // the log and reaches backups later.
@@ -122,16 +135,34 @@ struct NodeStatus {
   std::string role;                      // "primary", "backup", "deposed"
   uint64_t node_id = 0;
   Epoch epoch = 0;
+  Epoch fenced_epoch = 0;                // the highest epoch learned from a peer (0: none above epoch)
   std::string epoch_history;
   Lsn last_lsn = 0;
   Lsn durable_lsn = 0;
   Lsn committed_lsn = 0;                 // acknowledged under the configured mode
   std::string listen;
   std::vector<PeerStatus> peers;
-  std::string primary_state;             // a backup's view of its primary: "streaming", "suspect", "down", ...
+  // A backup's view of its primary, from the time it last heard from it:
+  // "connecting" (never heard yet), "streaming", "suspect" (silent, or the
+  // connection ended, for less than down_after), "down".
+  std::string primary_state;
   std::optional<PeerStatus> primary;     // the same, per field (a backup only)
   std::string Describe() const;          // lines of "key value", for keel status
   std::string ToJson() const;            // one JSON object, for keel status --json (docs/operations.md)
+};
+
+struct PromoteOptions {
+  // Promote even though this backup still hears from its primary (streaming,
+  // heartbeat fresh): two primaries then run until the old one is fenced.
+  bool force = false;
+};
+
+struct PromoteResult {
+  Epoch epoch = 0;
+  Lsn lsn = 0;                           // the new epoch's epoch record
+  std::vector<std::string> fenced;       // members that took up the new epoch before Promote returned
+  std::vector<std::string> unreached;    // members still being fenced in the background
+  std::string Describe() const;          // "promoted to primary at epoch E, LSN L; fenced ...; not reached ..."
 };
 
 class Node {
@@ -160,9 +191,21 @@ class Node {
   Status Checkpoint(checkpoint::CheckpointInfo* info);
   // Runs f with the state quiescent (reads on a primary or a hot standby).
   void Read(const std::function<void()>& f) const;
-  // Backup -> primary: durably starts a new epoch above every epoch seen. A
-  // node that starts as primary on an existing log does the same.
-  Status Promote(Epoch* epoch, Lsn* lsn);
+  // Backup -> primary: durably starts a new epoch above every epoch seen,
+  // then fences every member it knows of (see PromoteResult). Refused on a
+  // mirror, and on a backup that still hears from its primary unless
+  // options.force. A node that starts as primary on an existing log starts a
+  // new epoch too. Promote never waits for the follower's connect attempt.
+  Status Promote(const PromoteOptions& options, PromoteResult* result);
+  Status Promote(Epoch* epoch, Lsn* lsn) {
+    PromoteResult result;
+    const Status status = Promote(PromoteOptions{}, &result);
+    if (status.ok()) {
+      *epoch = result.epoch;
+      *lsn = result.lsn;
+    }
+    return status;
+  }
 
   NodeStatus status() const;
   uint16_t port() const { return port_; }
@@ -201,6 +244,18 @@ class Node {
   void OnWrite(const wal::WriteEvent& event);
   Lsn RetentionFloor() const;
   void Fence(Epoch seen, const std::string& why);
+  // Fencing: what this node learns of a higher epoch, and what it tells others.
+  Epoch KnownEpoch() const;
+  Status LearnEpoch(Epoch seen, const std::string& why);
+  std::vector<std::string> FenceTargets() const;
+  void FenceMembers(const std::vector<std::string>& targets, PromoteResult* result);
+  Status FenceOne(const std::string& address, std::string* outcome);
+  void FenceInBackground(const std::string& address);
+  Status RefusePromotion(const PromoteOptions& options) const;
+  void StopFollowing();
+  Members MembersToSend() const;
+  void OnMembersFromBackup(uint64_t node_id, const std::string& peer, const Members& members);
+  void OnMembersFromPrimary(const std::string& peer, const Members& members);
   void NotifyAckWaiters();
   Status StartEpoch(Epoch* epoch = nullptr, Lsn* lsn = nullptr);
 
@@ -214,7 +269,9 @@ class Node {
   Status QuarantineEverything(Lsn keep_through);
   Status Reseed(const std::string& checkpoint_path, Lsn checkpoint_lsn, const std::vector<EpochHistoryEntry>& history);
   void SyncLoop();
-
+  bool FollowingStopped() const;
+  std::string PrimaryStateLocked() const;  // follow_mu_ held
+  bool SendAckLocked(const Ack& ack);      // follow_mu_ held
   void HeartbeatLoop();
   Lsn CommittedLsn(AckMode mode, uint32_t k) const;
   PeerStatus BackupsViewOfPrimary(const NodeStatus& now) const;  // follow_mu_ held
@@ -237,6 +294,12 @@ class Node {
   Epoch fenced_by_ = 0;
   std::mutex promote_mu_;                // one promotion at a time
   EpochHistory history_;
+  // The highest epoch learned from a peer (DIR/epoch-fence); KnownEpoch() is
+  // the higher of it and the history's. Saved under fence_file_mu_.
+  std::atomic<Epoch> fenced_epoch_{0};
+  std::mutex fence_file_mu_;
+  std::mutex fencers_mu_;                // guards fencers_
+  std::vector<std::thread> fencers_;     // background fencing of unreached members, joined by Stop
 
   std::unique_ptr<Listener> listener_;
   uint16_t port_ = 0;
@@ -264,8 +327,11 @@ class Node {
     Lsn durable_lsn = 0;
     std::chrono::steady_clock::time_point heard{};
     bool connected = false;
+    std::string listen;                  // where it listens ("host:port"), from its Members
   };
   std::map<uint64_t, KnownBackup> known_backups_;
+  // Backup: the members its primary listed (node id -> "host:port"), self excluded.
+  std::map<uint64_t, std::string> members_;
 
   // Primary: frames of recent writes, and the durable LSN they reached.
   mutable std::mutex cache_mu_;
@@ -279,16 +345,23 @@ class Node {
   // Backup: the connection to the primary and the syncer.
   std::thread follow_thread_;
   std::thread sync_thread_;
-  mutable std::mutex follow_mu_;         // guards the next eight
+  // Held by the follower while it changes the log or history (receiving
+  // records, cutting, reseeding) and by fencing and promotion to wait that
+  // out: after they release it, the follower checks FollowingStopped() and
+  // the fenced epoch before it changes anything more. Taken before follow_mu_.
+  std::mutex follow_work_mu_;
+  mutable std::mutex follow_mu_;         // guards the next nine
   std::condition_variable sync_cv_;
   Connection* primary_connection_ = nullptr;
+  Epoch session_epoch_ = 0;              // the primary's epoch in the current session
   Lsn received_lsn_ = 0;
   Lsn acked_durable_lsn_ = 0;
-  std::string primary_state_ = "connecting";
+  std::chrono::steady_clock::time_point follow_started_{};
   std::chrono::steady_clock::time_point primary_heard_{};
   uint64_t primary_node_id_ = 0;         // from its Hello
   Lsn primary_last_lsn_ = 0;             // from its Hello and Heartbeats
   bool stop_following_ = false;
+  std::atomic<bool> follow_cancel_{false};  // stop_following_, for a connect attempt to see
 };
 
 }  // namespace keel::replication
@@ -306,6 +379,9 @@ struct AdminTarget {
   std::string secret;
   std::chrono::milliseconds timeout{5000};
 };
-Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminReply* reply);
+Status RunAdminCommand(const AdminTarget& target, const AdminRequest& request, AdminReply* reply);
+inline Status RunAdminCommand(const AdminTarget& target, AdminCommand command, AdminReply* reply) {
+  return RunAdminCommand(target, AdminRequest{command}, reply);
+}
 
 }  // namespace keel::replication

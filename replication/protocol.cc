@@ -92,6 +92,7 @@ std::string_view MessageTypeName(uint16_t type) {
     case static_cast<uint16_t>(MessageType::kHeartbeat): return "Heartbeat";
     case static_cast<uint16_t>(MessageType::kError): return "Error";
     case static_cast<uint16_t>(MessageType::kAdminRequest): return "AdminRequest";
+    case static_cast<uint16_t>(MessageType::kMembers): return "Members";
     case static_cast<uint16_t>(MessageType::kAdminReply): return "AdminReply";
     case static_cast<uint16_t>(MessageType::kCheckpointChunk): return "CheckpointChunk";
     default: return "unknown";
@@ -380,6 +381,8 @@ Status DecodeError(std::span<const std::byte> body, Error* message) {
 void EncodeAdminRequest(const AdminRequest& message, std::vector<std::byte>* out) {
   std::byte* p = Grow(out, kAdminRequestSize);
   Put<uint16_t>(p, 0, static_cast<uint16_t>(message.command));
+  assert((message.flags & ~kAdminFlagForce) == 0);
+  Put<uint16_t>(p, 2, message.flags);
 }
 
 Status DecodeAdminRequest(std::span<const std::byte> body, AdminRequest* message) {
@@ -388,10 +391,14 @@ Status DecodeAdminRequest(std::span<const std::byte> body, AdminRequest* message
   if (command < 1 || command > kMaxAdminCommand) {
     return Refuse("AdminRequest", "unknown command " + std::to_string(command), 0);
   }
-  if (Get<uint16_t>(body.data(), 2) != 0 || Get<uint32_t>(body.data(), 4) != 0) {
-    return Refuse("AdminRequest", "reserved bytes are not zero", 2);
+  const uint16_t flags = Get<uint16_t>(body.data(), 2);
+  if ((flags & ~kAdminFlagForce) != 0) return Refuse("AdminRequest", "unknown flags " + std::to_string(flags), 2);
+  if (flags != 0 && command != static_cast<uint16_t>(AdminCommand::kPromote)) {
+    return Refuse("AdminRequest", "flags on a command that takes none", 2);
   }
+  if (Get<uint32_t>(body.data(), 4) != 0) return Refuse("AdminRequest", "reserved bytes are not zero", 4);
   message->command = static_cast<AdminCommand>(command);
+  message->flags = flags;
   return Status::Ok();
 }
 
@@ -478,6 +485,66 @@ Status DecodeCheckpointChunk(std::span<const std::byte> body, CheckpointChunk* m
   return Status::Ok();
 }
 
+// ---------------------------------------------------------------- Members
+
+void EncodeMembers(const Members& message, std::vector<std::byte>* out) {
+  assert(!message.members.empty() && message.members.size() <= kMaxMembers);
+  std::byte* p = Grow(out, kMembersFixedSize);
+  Put<uint16_t>(p, 0, static_cast<uint16_t>(message.members.size()));
+  for (const MemberAddress& member : message.members) {
+    assert(member.node_id != 0 && member.port != 0);
+    assert(!member.host.empty() && member.host.size() <= kMaxHostBytes && IsPrintable(member.host));
+    std::byte* entry = Grow(out, kMemberEntryFixedSize + member.host.size());
+    Put<uint64_t>(entry, 0, member.node_id);
+    Put<uint16_t>(entry, 8, member.port);
+    Put<uint16_t>(entry, 10, static_cast<uint16_t>(member.host.size()));
+    std::memcpy(entry + kMemberEntryFixedSize, member.host.data(), member.host.size());
+  }
+}
+
+Status DecodeMembers(std::span<const std::byte> body, Members* message) {
+  if (body.size() < kMembersFixedSize) {
+    return Status::Corruption("Members: body is " + std::to_string(body.size()) + " bytes, short of " +
+                              std::to_string(kMembersFixedSize));
+  }
+  const uint16_t count = Get<uint16_t>(body.data(), 0);
+  if (count == 0 || count > kMaxMembers) {
+    return Refuse("Members", "count " + std::to_string(count) + " out of range", 0);
+  }
+  if (Get<uint16_t>(body.data(), 2) != 0 || Get<uint32_t>(body.data(), 4) != 0) {
+    return Refuse("Members", "reserved bytes are not zero", 2);
+  }
+  message->members.clear();
+  size_t at = kMembersFixedSize;
+  for (uint16_t i = 0; i < count; ++i) {
+    if (body.size() - at < kMemberEntryFixedSize) {
+      return Refuse("Members", "entry " + std::to_string(i) + " is cut short", at);
+    }
+    MemberAddress member;
+    member.node_id = Get<uint64_t>(body.data(), at);
+    member.port = Get<uint16_t>(body.data(), at + 8);
+    const uint16_t host_length = Get<uint16_t>(body.data(), at + 10);
+    if (member.node_id == 0) return Refuse("Members", "node id 0", at);
+    if (member.port == 0) return Refuse("Members", "port 0", at + 8);
+    if (host_length == 0 || host_length > kMaxHostBytes) {
+      return Refuse("Members", "host length " + std::to_string(host_length) + " out of range", at + 10);
+    }
+    if (Get<uint32_t>(body.data(), at + 12) != 0) return Refuse("Members", "reserved bytes are not zero", at + 12);
+    at += kMemberEntryFixedSize;
+    if (body.size() - at < host_length) return Refuse("Members", "host runs past the body", at);
+    member.host.assign(reinterpret_cast<const char*>(body.data() + at), host_length);
+    for (size_t j = 0; j < member.host.size(); ++j) {
+      if (member.host[j] < 0x20 || member.host[j] > 0x7E) {
+        return Refuse("Members", "host byte is not printable ASCII", at + j);
+      }
+    }
+    at += host_length;
+    message->members.push_back(std::move(member));
+  }
+  if (at != body.size()) return Refuse("Members", std::to_string(body.size() - at) + " trailing bytes", at);
+  return Status::Ok();
+}
+
 Status ValidateBody(MessageType type, std::span<const std::byte> body) {
   switch (type) {
     case MessageType::kHello: { Hello m; return DecodeHello(body, &m); }
@@ -489,6 +556,7 @@ Status ValidateBody(MessageType type, std::span<const std::byte> body) {
     case MessageType::kAdminRequest: { AdminRequest m; return DecodeAdminRequest(body, &m); }
     case MessageType::kAdminReply: { AdminReply m; return DecodeAdminReply(body, &m); }
     case MessageType::kCheckpointChunk: { CheckpointChunk m; return DecodeCheckpointChunk(body, &m); }
+    case MessageType::kMembers: { Members m; return DecodeMembers(body, &m); }
   }
   return Status::Corruption("unknown message type " + std::to_string(static_cast<uint16_t>(type)));
 }

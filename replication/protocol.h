@@ -71,10 +71,11 @@ enum class MessageType : uint16_t {
   kAdminRequest = 7,    // admin tool -> node: status or promote
   kAdminReply = 8,      // node -> admin tool
   kCheckpointChunk = 9, // primary -> backup: part of a checkpoint file, to seed a backup
+  kMembers = 10,        // both directions: where members listen (a backup: itself; a primary: everyone)
 };
 inline constexpr uint16_t kMinMessageType = 1;
-inline constexpr uint16_t kMaxMessageType = 9;
-static_assert(static_cast<uint16_t>(MessageType::kCheckpointChunk) == kMaxMessageType,
+inline constexpr uint16_t kMaxMessageType = 10;
+static_assert(static_cast<uint16_t>(MessageType::kMembers) == kMaxMessageType,
               "kMaxMessageType names the last type");
 // "Hello", "Records", ...; "unknown" for any other value.
 std::string_view MessageTypeName(uint16_t type);
@@ -158,9 +159,11 @@ inline constexpr size_t kErrorFixedSize = 8;
 
 // AdminRequest body.
 //   0  u16 command                AdminCommand
-//   2  u16 reserved, zero
+//   2  u16 flags                  kAdminFlagForce (promote only); other bits zero
 //   4  u32 reserved, zero
 inline constexpr size_t kAdminRequestSize = 8;
+// Promote even though the node still hears from its primary (keel promote --force).
+inline constexpr uint16_t kAdminFlagForce = 1;
 
 // AdminReply body.
 //   0  u8  ok                     0 or 1
@@ -186,6 +189,28 @@ inline constexpr size_t kMaxAdminTextBytes = 64 * 1024;
 inline constexpr size_t kCheckpointChunkFixedSize = 32;
 inline constexpr uint32_t kMaxCheckpointChunkBytes = 1U << 20;
 inline constexpr uint64_t kMaxCheckpointFileBytes = 1ULL << 40;
+
+// Members body: where members of the cluster listen, so that a promoted
+// backup can fence every member it knows of (docs/protocol.md, "Fencing").
+// A backup sends its own entry after the handshake; a primary sends itself
+// and every backup that announced itself, whenever that list changes.
+//   0  u16 count                  entries that follow, 1 to kMaxMembers
+//   2  u16 reserved, zero
+//   4  u32 reserved, zero
+//   8  count entries, back to back:
+//        0  u64 node_id           nonzero
+//        8  u16 port              nonzero
+//       10  u16 host_length       1 to kMaxHostBytes
+//       12  u32 reserved, zero
+//       16  host                  printable ASCII (an IPv4 address or a name); a
+//                                 wildcard (0.0.0.0) means the address the
+//                                 connection comes from
+inline constexpr size_t kMembersFixedSize = 8;
+inline constexpr size_t kMemberEntryFixedSize = 16;
+inline constexpr size_t kMaxMembers = 64;
+inline constexpr size_t kMaxHostBytes = 255;
+static_assert(kMembersFixedSize + kMaxMembers * (kMemberEntryFixedSize + kMaxHostBytes) <= 64 * 1024,
+              "a full Members message fits in a handshake-sized frame");
 
 // The largest body any message may have: a Records message of a full batch
 // plus one maximal record. Checked against the header before buffering.
@@ -297,6 +322,7 @@ struct Error {
 
 struct AdminRequest {
   AdminCommand command = AdminCommand::kStatus;
+  uint16_t flags = 0;  // kAdminFlagForce
   bool operator==(const AdminRequest&) const = default;
 };
 
@@ -317,6 +343,18 @@ struct CheckpointChunk {
   std::span<const std::byte> data;
 };
 
+struct MemberAddress {
+  uint64_t node_id = 0;
+  std::string host;
+  uint16_t port = 0;
+  bool operator==(const MemberAddress&) const = default;
+};
+
+struct Members {
+  std::vector<MemberAddress> members;
+  bool operator==(const Members&) const = default;
+};
+
 // Encoders append a body to *out. The caller keeps the fields in range (text
 // printable and at most kMaxTextBytes, history bounded and ordered); they
 // are asserted, and the decoders refuse what an encoder would not write.
@@ -329,6 +367,7 @@ void EncodeError(const Error& message, std::vector<std::byte>* out);
 void EncodeAdminRequest(const AdminRequest& message, std::vector<std::byte>* out);
 void EncodeAdminReply(const AdminReply& message, std::vector<std::byte>* out);
 void EncodeCheckpointChunk(const CheckpointChunk& message, std::vector<std::byte>* out);
+void EncodeMembers(const Members& message, std::vector<std::byte>* out);
 
 // Strict decoders of a whole body. On failure the message says which check
 // failed and at which body offset; *message is then unspecified.
@@ -342,6 +381,7 @@ Status DecodeError(std::span<const std::byte> body, Error* message);
 Status DecodeAdminRequest(std::span<const std::byte> body, AdminRequest* message);
 Status DecodeAdminReply(std::span<const std::byte> body, AdminReply* message);
 Status DecodeCheckpointChunk(std::span<const std::byte> body, CheckpointChunk* message);
+Status DecodeMembers(std::span<const std::byte> body, Members* message);
 
 // ------------------------------------------------------------- the Hello proof
 //

@@ -150,7 +150,7 @@ Connection::Connection(int fd, std::string peer)
 Connection::~Connection() { ::close(fd_); }
 
 Status Connection::Connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
-                           std::unique_ptr<Connection>* out) {
+                           std::unique_ptr<Connection>* out, const std::atomic<bool>* cancel) {
   sockaddr_in address{};
   if (!ResolveIpv4(host, port, &address)) {
     return Status::InvalidArgument("connect: host \"" + host + "\" is not an IPv4 address (a.b.c.d) or localhost");
@@ -167,7 +167,12 @@ Status Connection::Connect(const std::string& host, uint16_t port, std::chrono::
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
     // EINTR leaves the connection being made in the background, like EINPROGRESS.
     if (errno != EINPROGRESS && errno != EINTR) return fail(SocketError("connect to " + peer, errno));
-    const int ready = PollUntil(fd, POLLOUT, deadline);
+    int ready = 0;
+    while (ready == 0 && Clock::now() < deadline) {
+      if (cancel != nullptr && cancel->load()) return fail(Status::IoError("connect to " + peer + ": cancelled"));
+      const Clock::time_point slice_end = Clock::now() + kCancelCheckInterval;
+      ready = PollUntil(fd, POLLOUT, cancel == nullptr ? deadline : std::min(deadline, slice_end));
+    }
     if (ready < 0) return fail(SocketError("connect to " + peer + ": poll", errno));
     if (ready == 0) return fail(Status::IoError("connect to " + peer + ": no answer within " + Milliseconds(timeout)));
     int error = 0;

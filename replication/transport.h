@@ -62,8 +62,11 @@ class Connection {
   // Connects to host:port within timeout, with TCP_NODELAY on and
   // SO_KEEPALIVE off (keel's heartbeats detect a dead peer). A refusal and a
   // timeout are both IoError (not IsTimeout): either way, try again later.
+  // When *cancel becomes true the attempt ends within about kCancelCheckInterval
+  // (so that stopping or promoting a node never waits out a connect timeout).
   static Status Connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
-                        std::unique_ptr<Connection>* out);
+                        std::unique_ptr<Connection>* out, const std::atomic<bool>* cancel = nullptr);
+  static constexpr std::chrono::milliseconds kCancelCheckInterval{20};
 
   ~Connection();  // closes the socket
   Connection(const Connection&) = delete;

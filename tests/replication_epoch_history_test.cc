@@ -4,7 +4,8 @@
 // cut tail, entries out of order under a valid checksum) is Corruption naming
 // the file and is never mistaken for a shorter history (P8); Reconcile drops
 // an entry whose epoch record never reached the log; Add refuses an epoch that
-// does not go up. And AgreedThrough, which decides how much of a rejoining
+// does not go up; the fence file (the highest epoch a node learned of) round
+// trips and is Corruption when damaged. And AgreedThrough, which decides how much of a rejoining
 // node's log it may keep, row by row: identical histories, a backup behind or
 // ahead in the primary's current epoch, a deposed primary that wrote past the
 // new epoch's first LSN, an epoch the primary never had, several epochs, and
@@ -146,6 +147,32 @@ TEST_F(EpochHistoryFileTest, P8EntriesOutOfOrderAreCorruption) {
   EpochHistory loaded;
   ASSERT_TRUE(EpochHistory::Load(fs_.get(), dir_.path(), &loaded).ok());
   EXPECT_EQ(loaded.Describe(), "1@1 2@50");
+}
+
+// The fence (DIR/epoch-fence): the epoch a node learned of survives a round
+// trip and a replacement, a missing file is epoch 0, and a damaged one is
+// Corruption naming the file, never a lower epoch.
+TEST_F(EpochHistoryFileTest, P7FencedEpochRoundTripAndDamage) {
+  Epoch epoch = 7;
+  ASSERT_TRUE(LoadFencedEpoch(fs_.get(), dir_.path(), &epoch).ok());
+  EXPECT_EQ(epoch, 0u);
+  ASSERT_TRUE(SaveFencedEpoch(fs_.get(), dir_.path(), 2).ok());
+  ASSERT_TRUE(SaveFencedEpoch(fs_.get(), dir_.path(), 4000000000U).ok());
+  ASSERT_TRUE(LoadFencedEpoch(fs_.get(), dir_.path(), &epoch).ok());
+  EXPECT_EQ(epoch, 4000000000U);
+
+  const std::string path = io::JoinPath(dir_.path(), kFencedEpochFileName);
+  const std::string text = testing::ReadFileOrDie(path);
+  const size_t digit = text.find("4000000000");
+  ASSERT_NE(digit, std::string::npos);
+  std::string lower = text;
+  lower[digit] = '1';  // a lower epoch under the old checksum
+  for (const std::string& damaged : {text.substr(0, text.size() - 3), lower}) {
+    testing::WriteFileOrDie(path, damaged);
+    const Status status = LoadFencedEpoch(fs_.get(), dir_.path(), &epoch);
+    EXPECT_TRUE(status.IsCorruption()) << status.ToString();
+    EXPECT_NE(status.message().find(path), std::string::npos) << status.ToString();
+  }
 }
 
 TEST(EpochHistoryTest, P7ReconcileDropsAnEntryWhoseEpochRecordNeverReachedTheLog) {

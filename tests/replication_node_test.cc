@@ -576,22 +576,30 @@ TEST_F(NodeTest, P7DeposedPrimaryIsFencedAndAHigherEpochRefusesToFollowIt) {
   StartBackup(&b, p.node->port());
   Lsn lsn = 0;
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(&p, Key(0, i), "x", AckMode::kDurable, 1, &lsn).ok());
-
-  // B is promoted while P still runs and believes it is the primary.
-  Epoch epoch = 0;
-  Lsn epoch_lsn = 0;
-  ASSERT_TRUE(b.node->Promote(&epoch, &epoch_lsn).ok());
-  ASSERT_EQ(epoch, 2u);
+  // A Commit that waits (for two backups; there is one) when P is deposed.
   Lsn stale = 0;
   ASSERT_TRUE(p.node->Append(kv::AsBytes(kv::EncodePut("stale", "x")), &stale).ok());
-  auto waiting = std::async(std::launch::async, [&] { return p.node->Commit(stale, AckMode::kDurable, 1); });
-  EXPECT_EQ(waiting.wait_for(200ms), std::future_status::timeout);  // nobody acknowledges it
+  auto waiting = std::async(std::launch::async, [&] { return p.node->Commit(stale, AckMode::kDurable, 2); });
+  EXPECT_EQ(waiting.wait_for(100ms), std::future_status::timeout);
 
-  // B, now at epoch 2, is pointed at P: P learns it was deposed.
+  // B is promoted (forced: it still streams from P) while P runs and believes
+  // it is the primary: the promotion fences P before it returns.
+  PromoteOptions force;
+  force.force = true;
+  PromoteResult result;
+  ASSERT_TRUE(b.node->Promote(force, &result).ok());
+  Epoch epoch = result.epoch;
+  Lsn epoch_lsn = result.lsn;
+  ASSERT_EQ(epoch, 2u);
+  ASSERT_EQ(result.fenced.size(), 1u) << result.Describe();
+  EXPECT_NE(result.fenced[0].find("node 1 at"), std::string::npos) << result.Describe();
+  EXPECT_EQ(p.node->status().role, "deposed");
+  EXPECT_EQ(p.node->status().fenced_epoch, 2u);
+  ASSERT_EQ(waiting.wait_for(5s), std::future_status::ready);
+
+  // B, now at epoch 2, is pointed at P: it never follows it.
   StopMember(&b);
   StartBackup(&b, p.node->port());
-  ASSERT_TRUE(WaitFor([&] { return p.node->status().role == "deposed"; }));
-  ASSERT_EQ(waiting.wait_for(5s), std::future_status::ready);
   const Status fenced = waiting.get();
   EXPECT_TRUE(fenced.IsFailed()) << fenced.ToString();
   EXPECT_FALSE(p.node->is_primary());
@@ -616,11 +624,196 @@ TEST_F(NodeTest, P7DeposedPrimaryIsFencedAndAHigherEpochRefusesToFollowIt) {
   }
   EXPECT_EQ(b.node->status().role, "backup");
   EXPECT_EQ(b.node->epoch(), 2u);
-  EXPECT_EQ(b.node->last_lsn(), epoch_lsn);  // nothing of P's stale record reached it
+  EXPECT_EQ(b.node->last_lsn(), epoch_lsn);  // nothing P wrote after the promotion reached it
   EXPECT_EQ(c.node->last_lsn(), 0u);
   for (const PeerStatus& peer : p.node->status().peers) EXPECT_NE(peer.node_id, 3u);
   EXPECT_TRUE(Logged("deposed"));
-  EXPECT_TRUE(Logged("refusing it"));
+  EXPECT_TRUE(Logged("this node is not a primary"));
+}
+
+// The fix for a lost-acknowledgement order (a backup fenced by the promotion
+// must not acknowledge the old primary when it reaches it again): promotion
+// fences the old primary and every backup the primary listed (Members); a
+// fenced backup never takes or acknowledges a record of the lower epoch, keeps
+// that knowledge across a restart, and then follows the new primary.
+TEST_F(NodeTest, P7PromotionFencesEveryMemberAndAFencedBackupNeverAcknowledgesTheOldEpoch) {
+  Member p = NewMember("p", 1);
+  Member b1 = NewMember("b1", 2);
+  Member b2 = NewMember("b2", 3);
+  StartPrimary(&p, [](NodeOptions* o) { o->ack_timeout = 30s; });
+  // Reachable members must answer before Promote returns, however slow this machine's fsync.
+  StartBackup(&b1, p.node->port(), [](NodeOptions* o) { o->fence_wait = 30s; });
+  StartBackup(&b2, p.node->port());
+  Lsn lsn = 0;
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put(&p, Key(0, i), "x", AckMode::kDurable, 2, &lsn).ok());
+  // B1 learns where B2 listens from P's Members list.
+  ASSERT_TRUE(WaitFor([&] {
+    const NodeStatus status = p.node->status();
+    return status.peers.size() == 2;
+  }));
+
+  PromoteOptions force;
+  force.force = true;
+  PromoteResult result;
+  ASSERT_TRUE(b1.node->Promote(force, &result).ok());
+  ASSERT_EQ(result.epoch, 2u);
+  EXPECT_TRUE(result.unreached.empty()) << result.Describe();
+  ASSERT_EQ(result.fenced.size(), 2u) << result.Describe();
+  const std::string described = result.Describe();
+  EXPECT_NE(described.find("node 1 at"), std::string::npos) << described;
+  EXPECT_NE(described.find("node 3 at"), std::string::npos) << described;
+
+  // When Promote returned, B2 knew of epoch 2 (durably) and P was deposed.
+  EXPECT_EQ(b2.node->status().fenced_epoch, 2u);
+  EXPECT_EQ(p.node->status().role, "deposed");
+  Epoch on_disk = 0;
+  ASSERT_TRUE(LoadFencedEpoch(fs_.get(), b2.dir, &on_disk).ok());
+  EXPECT_EQ(on_disk, 2u);
+  const Lsn b2_last = b2.node->last_lsn();
+  // P takes no more writes; B2, still configured with P, takes nothing from it.
+  Lsn refused = 0;
+  EXPECT_TRUE(p.node->Append(kv::AsBytes(kv::EncodePut("late", "x")), &refused).IsFailed());
+  const auto until = Clock::now() + 300ms;
+  while (Clock::now() < until) {
+    const std::string primary_state = b2.node->status().primary_state;
+    EXPECT_EQ(primary_state.rfind("streaming", 0), std::string::npos) << primary_state;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(b2.node->last_lsn(), b2_last);
+
+  // Restarted, still pointed at P: it remembers the fence and refuses P.
+  StopMember(&b2);
+  StartBackup(&b2, p.node->port());
+  EXPECT_EQ(b2.node->status().fenced_epoch, 2u);
+  EXPECT_FALSE(WaitFor([&] { return b2.node->status().primary_state.rfind("streaming", 0) == 0; }, 300ms));
+  // Re-pointed at B1, it follows epoch 2.
+  StopMember(&b2);
+  StartBackup(&b2, b1.node->port());
+  ASSERT_TRUE(Put(&b1, "after", "y", AckMode::kDurable, 1, &lsn).ok());
+  ASSERT_TRUE(CaughtUp(b2, b1));
+  EXPECT_EQ(b2.node->epoch(), 2u);
+  EXPECT_EQ(State(b2), State(b1));
+  EXPECT_EQ(b2.node->status().epoch_history, b1.node->status().epoch_history);
+
+  // The deposed primary restarted as primary is refused: it would start an
+  // epoch above B1's and depose it.
+  StopMember(&p);
+  p.sm = std::make_unique<kv::KvStateMachine>();
+  const Status restarted = Node::Start(Options(p, NodeRole::kPrimary, 0), p.sm.get(), &p.node);
+  EXPECT_TRUE(restarted.IsInvalidArgument()) << restarted.ToString();
+  EXPECT_NE(restarted.message().find("epoch 2 exists"), std::string::npos) << restarted.ToString();
+}
+
+// A member the promotion cannot reach is fenced in the background as soon
+// as it answers; Promote does not wait for it.
+TEST_F(NodeTest, P7AnUnreachableOldPrimaryIsFencedOnceItAnswers) {
+  Member p = NewMember("p", 1);
+  Member b = NewMember("b", 2);
+  StartPrimary(&p);
+  StartBackup(&b, p.node->port());
+  Lsn lsn = 0;
+  ASSERT_TRUE(Put(&p, "k", "v", AckMode::kDurable, 1, &lsn).ok());
+  const uint16_t p_port = p.node->port();
+  StopMember(&p);
+  PromoteResult result;
+  ASSERT_TRUE(b.node->Promote(PromoteOptions{}, &result).ok());
+  ASSERT_EQ(result.unreached.size(), 1u) << result.Describe();
+  EXPECT_NE(result.unreached[0].find(std::to_string(p_port)), std::string::npos) << result.Describe();
+  // The old primary's directory comes back on its port (as a backup of no
+  // one): the background fencing reaches it and it takes up epoch 2.
+  StartBackup(&p, DeadPort(), [&](NodeOptions* o) { o->listen_port = p_port; });
+  ASSERT_TRUE(WaitFor([&] { return p.node->status().fenced_epoch == 2; }));
+  EXPECT_TRUE(WaitFor([&] { return Logged("more attempts"); }));
+}
+
+// A keel follow mirror is never promoted; a backup that still streams from
+// its primary is promoted only when forced; the refusals say why.
+TEST_F(NodeTest, P7PromotionRefusesAMirrorAndABackupThatStillHearsItsPrimary) {
+  Member p = NewMember("p", 1);
+  Member m = NewMember("m", 2);
+  Member b = NewMember("b", 3);
+  StartPrimary(&p);
+  StartBackup(&m, p.node->port(), [](NodeOptions* o) { o->mirror = true; });
+  StartBackup(&b, p.node->port());
+  Lsn lsn = 0;
+  ASSERT_TRUE(Put(&p, "k", "v", AckMode::kDurable, 2, &lsn).ok());
+
+  PromoteResult result;
+  PromoteOptions force;
+  force.force = true;
+  const Status mirror = m.node->Promote(force, &result);
+  EXPECT_TRUE(mirror.IsInvalidArgument()) << mirror.ToString();
+  EXPECT_NE(mirror.message().find("mirror"), std::string::npos) << mirror.ToString();
+  EXPECT_EQ(m.node->status().role, "backup");
+
+  ASSERT_TRUE(WaitFor([&] { return b.node->status().primary_state.rfind("streaming", 0) == 0; }));
+  const Status alive = b.node->Promote(PromoteOptions{}, &result);
+  EXPECT_TRUE(alive.IsFailed()) << alive.ToString();
+  for (const char* says : {"still streams from its primary", "keel status", "--force"}) {
+    EXPECT_NE(alive.message().find(says), std::string::npos) << alive.ToString();
+  }
+  EXPECT_EQ(b.node->status().role, "backup");
+  EXPECT_TRUE(p.node->is_primary());
+  // Nothing changed: it still follows.
+  ASSERT_TRUE(Put(&p, "k2", "v", AckMode::kDurable, 2, &lsn).ok());
+
+  ASSERT_TRUE(b.node->Promote(force, &result).ok());
+  EXPECT_TRUE(b.node->is_primary());
+  EXPECT_EQ(p.node->status().role, "deposed");
+}
+
+// A SIGKILLed primary (here: stopped, its sockets closed) is suspect and
+// then down on the backup's clock, never stuck at "disconnected".
+TEST_F(NodeTest, P7ASilentPrimaryIsReportedDown) {
+  Member p = NewMember("p", 1);
+  Member b = NewMember("b", 2);
+  StartPrimary(&p);
+  StartBackup(&b, p.node->port());
+  ASSERT_TRUE(WaitFor([&] { return b.node->status().primary_state.rfind("streaming", 0) == 0; }));
+  StopMember(&p);
+  ASSERT_TRUE(WaitFor([&] { return b.node->status().primary_state.rfind("down", 0) == 0; }, 5s))
+      << b.node->status().primary_state;
+  EXPECT_NE(b.node->status().Describe().find("primary down 127.0.0.1:"), std::string::npos);
+}
+
+// A promotion does not wait for the follower's connect attempt to a primary
+// that does not answer, and Stop does not either.
+TEST_F(NodeTest, P7PromotionAndStopDoNotWaitOutAConnectTimeout) {
+  // A port whose accept queue is full: the kernel drops further SYNs, so a
+  // connect to it hangs until its timeout.
+  const int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(silent, 0), 0);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 3; ++i) {
+    const int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    (void)connect(filler, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    fillers.push_back(filler);
+  }
+  Member b = NewMember("b", 2);
+  Member c = NewMember("c", 3);
+  auto slow_connect = [](NodeOptions* o) { o->connect_timeout = 60s; };
+  StartBackup(&b, ntohs(address.sin_port), slow_connect);
+  StartBackup(&c, ntohs(address.sin_port), slow_connect);
+  std::this_thread::sleep_for(100ms);  // both are inside their first connect
+  PromoteResult result;
+  auto promoted = std::async(std::launch::async, [&] { return b.node->Promote(PromoteOptions{}, &result); });
+  ASSERT_EQ(promoted.wait_for(20s), std::future_status::ready) << "Promote waited for the connect";
+  EXPECT_TRUE(promoted.get().ok());
+  EXPECT_TRUE(b.node->is_primary());
+  auto stopped = std::async(std::launch::async, [&] { return c.node->Stop(); });
+  ASSERT_EQ(stopped.wait_for(20s), std::future_status::ready) << "Stop waited for the connect";
+  EXPECT_TRUE(stopped.get().ok());
+  auto stopped_b = std::async(std::launch::async, [&] { return b.node->Stop(); });
+  ASSERT_EQ(stopped_b.wait_for(20s), std::future_status::ready) << "Stop waited for the background fencing";
+  for (const int fd : fillers) close(fd);
+  close(silent);
 }
 
 // ---------------------------------------------------------------- P7: seeding

@@ -96,7 +96,7 @@ std::vector<Sample> Samples(const Bytes& log_frames) {
   EncodeError({ErrorCode::kFenced, "stale epoch"}, &body);
   samples.push_back({MessageType::kError, body});
   body.clear();
-  EncodeAdminRequest({AdminCommand::kPromote}, &body);
+  EncodeAdminRequest({AdminCommand::kPromote, kAdminFlagForce}, &body);
   samples.push_back({MessageType::kAdminRequest, body});
   body.clear();
   EncodeAdminReply({true, 4, 281, "role primary\nepoch 4\n"}, &body);
@@ -105,6 +105,9 @@ std::vector<Sample> Samples(const Bytes& log_frames) {
   static const Bytes kPiece = SecretBytes("a piece of a checkpoint file");
   EncodeCheckpointChunk({250, 3, 100, 40, kPiece}, &body);
   samples.push_back({MessageType::kCheckpointChunk, body});
+  body.clear();
+  EncodeMembers({{{1, "10.0.0.1", 7001}, {3, "0.0.0.0", 7003}}}, &body);
+  samples.push_back({MessageType::kMembers, body});
   return samples;
 }
 
@@ -122,6 +125,7 @@ Status DecodeAndReencode(MessageType type, std::span<const std::byte> body, Byte
     case MessageType::kAdminRequest: { AdminRequest m; KEEL_RETURN_IF_ERROR(DecodeAdminRequest(body, &m)); EncodeAdminRequest(m, again); break; }
     case MessageType::kAdminReply: { AdminReply m; KEEL_RETURN_IF_ERROR(DecodeAdminReply(body, &m)); EncodeAdminReply(m, again); break; }
     case MessageType::kCheckpointChunk: { CheckpointChunk m; KEEL_RETURN_IF_ERROR(DecodeCheckpointChunk(body, &m)); EncodeCheckpointChunk(m, again); break; }
+    case MessageType::kMembers: { Members m; KEEL_RETURN_IF_ERROR(DecodeMembers(body, &m)); EncodeMembers(m, again); break; }
   }
   return Status::Ok();
 }

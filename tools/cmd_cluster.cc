@@ -24,13 +24,13 @@ void AddClusterFlags(CLI::App* command, ClusterFlags* flags) {
 
 // Runs one admin command against HOST:PORT and prints the node's answer.
 int RunAdmin(std::string_view name, const std::string& address, const ClusterFlags& flags,
-             replication::AdminCommand command) {
+             const replication::AdminRequest& request) {
   replication::AdminTarget target;
   target.cluster_name = flags.cluster;
   Status status = replication::ParseHostPort(address, &target.host, &target.port);
   if (status.ok()) status = replication::ReadSecretFile(flags.secret_file, &target.secret);
   replication::AdminReply reply;
-  if (status.ok()) status = replication::RunAdminCommand(target, command, &reply);
+  if (status.ok()) status = replication::RunAdminCommand(target, request, &reply);
   if (!status.ok()) {
     PrintError(name, address + ": " + status.ToString());
     return kExitUsage;
@@ -76,6 +76,7 @@ int RunFollow(const FollowFlags& flags) {
   options.cluster_name = flags.cluster.cluster;
   options.engine.log.create_if_missing = true;
   options.engine.checkpoint_log_bytes = 0;  // a mirror keeps every record it receives
+  options.mirror = true;                    // and is never promoted: it applies nothing
   Status status = io::ParseBackend(flags.io_backend, &options.engine.log.io_backend);
   if (status.ok()) status = replication::ReadSecretFile(flags.cluster.secret_file, &options.secret);
   if (status.ok()) status = replication::ParseHostPort(flags.primary, &options.primary_host, &options.primary_port);
@@ -149,18 +150,25 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   AddClusterFlags(status_command, status_flags.get());
   *status = [status_address, status_flags, status_json] {
     return RunAdmin("status", *status_address, *status_flags,
-                    *status_json ? replication::AdminCommand::kStatusJson : replication::AdminCommand::kStatus);
+                    replication::AdminRequest{*status_json ? replication::AdminCommand::kStatusJson
+                                                           : replication::AdminCommand::kStatus});
   };
 
   auto promote_address = std::make_shared<std::string>();
   auto promote_flags = std::make_shared<ClusterFlags>();
+  auto promote_force = std::make_shared<bool>(false);
   CLI::App* promote_command = app->add_subcommand(
-      "promote", "make a backup the primary: it stops following and durably starts a new epoch (fencing the old "
-                 "primary)");
+      "promote", "make a backup the primary: it stops following, durably starts a new epoch and fences every member "
+                 "it knows of (the old primary, the other backups); refused on a keel follow mirror");
   promote_command->add_option("ADDRESS", *promote_address, "the backup's HOST:PORT")->required();
+  promote_command->add_flag("--force", *promote_force,
+                            "promote even though the backup still streams from a live primary (two primaries run "
+                            "until the old one is fenced)");
   AddClusterFlags(promote_command, promote_flags.get());
-  *promote = [promote_address, promote_flags] {
-    return RunAdmin("promote", *promote_address, *promote_flags, replication::AdminCommand::kPromote);
+  *promote = [promote_address, promote_flags, promote_force] {
+    replication::AdminRequest request{replication::AdminCommand::kPromote};
+    if (*promote_force) request.flags = replication::kAdminFlagForce;
+    return RunAdmin("promote", *promote_address, *promote_flags, request);
   };
 }
 

@@ -10,7 +10,14 @@
 // prints "OK <lsn>" once the write is durable here and acknowledged by K
 // backups under --ack; a backup refuses writes and serves reads (a hot
 // standby) while it follows its primary. A node keeps serving after stdin
-// ends, until SIGINT or SIGTERM.
+// ends, until quit, SIGINT or SIGTERM.
+//
+// Stopping: SIGINT and SIGTERM stop keel-kv at once, whatever it is doing (a
+// node is stopped, which ends a write waiting for backups: that write is
+// answered "ERR ... not acknowledged"; it stays in the log). `quit` stops it
+// after the lines before it have been answered, but writes that still wait
+// for backups 2 s after the quit was read are answered the same way (an
+// isolated primary would otherwise wait forever).
 //
 // Commands, one a line:
 //
@@ -35,21 +42,30 @@
 //
 // On start the recovery report goes to stderr. Exit codes (DESIGN.md): 0 ok,
 // 1 corruption found at open, 2 usage or I/O error.
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -71,6 +87,9 @@ constexpr size_t kMaxPendingWrites = 4096;
 constexpr size_t kDefaultScanLimit = 1000;
 constexpr size_t kMaxScanLimit = 1000000;
 constexpr uint32_t kMaxRecordBytesCap = 1U << 20;
+// How long writes read before a `quit` may still wait for their
+// acknowledgement before the node is stopped under them.
+constexpr std::chrono::milliseconds kQuitGrace{2000};
 
 constexpr std::string_view kHelp =
     "commands: put KEY VALUE | get KEY | del KEY | scan [PREFIX] [LIMIT] | checkpoint | stats | status | help | quit";
@@ -120,6 +139,153 @@ std::string_view NextWord(std::string_view text, std::string_view* rest) {
   return text.substr(0, space);
 }
 
+// One line of input, or the mark of a line too long to keep.
+struct InputLine {
+  std::string text;
+  bool overlong = false;
+};
+
+// Reads stdin on its own thread and hands whole lines to the session, so that
+// `quit` and the stop signals are seen even while the session waits for a
+// write's acknowledgement (an isolated primary's Commit waits for its backups
+// for as long as they are away).
+class LineReader {
+ public:
+  // stop_fd becomes readable when the reader must stop; on_quit is called
+  // (from the reader's thread) once a quit line has been read.
+  LineReader(size_t max_line_bytes, int stop_fd, std::function<void()> on_quit)
+      : max_line_bytes_(max_line_bytes), stop_fd_(stop_fd), on_quit_(std::move(on_quit)) {}
+
+  // The reader thread's body: reads until the end of input, a stop or an error.
+  void Run();
+  // Moves every line read so far into *lines, waiting for one; false once the
+  // input ended (and every line was taken) or Close was called.
+  bool Take(std::vector<InputLine>* lines);
+  // Take returns false from now on; lines not taken are dropped.
+  void Close();
+  bool Empty() const;
+  bool quit_seen() const { return quit_seen_.load(); }
+  const std::string& error() const { return error_; }  // set before the input ends
+
+ private:
+  void Push(InputLine line);
+  void Split(std::string* buffer, bool* discarding);
+  void End();
+
+  // Lines waiting for the session at most; the reader waits while there are more.
+  static constexpr size_t kMaxQueuedBytes = 8ULL << 20;
+
+  const size_t max_line_bytes_;
+  const int stop_fd_;
+  const std::function<void()> on_quit_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<InputLine> lines_;
+  size_t queued_bytes_ = 0;
+  bool ended_ = false;
+  bool closed_ = false;
+  std::atomic<bool> quit_seen_{false};
+  std::string error_;
+};
+
+void LineReader::Run() {
+  std::string buffer;
+  std::vector<char> chunk(kReadChunkBytes);
+  bool discarding = false;  // inside an overlong line, until its newline
+  for (;;) {
+    pollfd ready[2] = {{STDIN_FILENO, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    if (poll(ready, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      error_ = std::string("waiting for stdin: ") + std::strerror(errno);
+      break;
+    }
+    if (ready[1].revents != 0) break;  // stopping
+    const ssize_t got = read(STDIN_FILENO, chunk.data(), chunk.size());
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (got < 0) {
+      error_ = std::string("reading stdin: ") + std::strerror(errno);
+      break;
+    }
+    if (got == 0) {
+      // A last line without its newline still counts.
+      if (!buffer.empty() && !discarding) Push({buffer, false});
+      break;
+    }
+    buffer.append(chunk.data(), static_cast<size_t>(got));
+    Split(&buffer, &discarding);
+  }
+  End();
+}
+
+// Pushes the complete lines of *buffer and keeps the partial one.
+void LineReader::Split(std::string* buffer, bool* discarding) {
+  size_t start = 0;
+  for (size_t newline; (newline = buffer->find('\n', start)) != std::string::npos; start = newline + 1) {
+    if (*discarding) {
+      *discarding = false;
+      continue;
+    }
+    Push({buffer->substr(start, newline - start), false});
+  }
+  buffer->erase(0, start);
+  if (buffer->size() > max_line_bytes_) {
+    if (!*discarding) Push({"", true});
+    *discarding = true;
+    buffer->clear();
+  }
+}
+
+void LineReader::Push(InputLine line) {
+  std::string_view text = line.text;
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  const bool quit = text == "quit" || text == "exit";
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return closed_ || queued_bytes_ < kMaxQueuedBytes; });
+    if (closed_) return;
+    queued_bytes_ += line.text.size() + 1;
+    lines_.push_back(std::move(line));
+  }
+  cv_.notify_all();
+  if (quit && !quit_seen_.exchange(true)) on_quit_();
+}
+
+void LineReader::End() {
+  {
+    std::lock_guard lock(mu_);
+    ended_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool LineReader::Take(std::vector<InputLine>* lines) {
+  lines->clear();
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return closed_ || ended_ || !lines_.empty(); });
+  if (closed_) return false;
+  while (!lines_.empty()) {
+    lines->push_back(std::move(lines_.front()));
+    lines_.pop_front();
+  }
+  queued_bytes_ = 0;
+  cv_.notify_all();
+  return !lines->empty();
+}
+
+void LineReader::Close() {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    lines_.clear();
+  }
+  cv_.notify_all();
+}
+
+bool LineReader::Empty() const {
+  std::lock_guard lock(mu_);
+  return lines_.empty();
+}
+
 class Session {
  public:
   // Exactly one of engine and node is non-null.
@@ -127,8 +293,9 @@ class Session {
           size_t max_line_bytes)
       : engine_(engine), node_(node), state_(state), durability_(durability), max_line_bytes_(max_line_bytes) {}
 
-  // Reads stdin to its end (or quit). False when stdout or stdin failed.
-  bool Run(bool interactive);
+  // Handles input's lines until it ends (or quit). False when stdout or stdin failed.
+  bool Run(LineReader* input, bool interactive);
+  size_t max_line_bytes() const { return max_line_bytes_; }
 
  private:
   // Handles one line; false after quit.
@@ -159,51 +326,33 @@ class Session {
   bool quit() const { return quit_; }
 };
 
-bool Session::Run(bool interactive) {
-  std::string buffer;
-  std::vector<char> chunk(kReadChunkBytes);
-  bool discarding = false;  // inside an overlong line, until its newline
+bool Session::Run(LineReader* input, bool interactive) {
+  std::vector<InputLine> lines;
   for (;;) {
     if (!Flush()) return false;
-    if (interactive) {
+    if (interactive && input->Empty()) {
       std::fputs("kv> ", stdout);
       if (!Flush()) return false;
     }
-    const ssize_t got = read(STDIN_FILENO, chunk.data(), chunk.size());
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      PrintError(std::string("reading stdin: ") + std::strerror(errno));
-      return false;
-    }
-    if (got == 0) break;
-    buffer.append(chunk.data(), static_cast<size_t>(got));
-    // Every complete line of this read is handled before the next read, so
-    // the writes among them share one Sync (SettleWrites below).
-    size_t start = 0;
-    for (size_t newline; (newline = buffer.find('\n', start)) != std::string::npos; start = newline + 1) {
-      if (discarding) {
-        discarding = false;
-        continue;
-      }
-      if (!HandleLine(std::string_view(buffer).substr(start, newline - start))) {
+    if (!input->Take(&lines)) break;
+    // Every line taken together is handled before the next Take, so the
+    // writes among them share one Sync (SettleWrites below).
+    for (const InputLine& line : lines) {
+      if (line.overlong) {
+        SettleWrites();
+        Error("line longer than " + std::to_string(max_line_bytes_) + " bytes; ignored");
+      } else if (!HandleLine(line.text)) {
         SettleWrites();
         return Flush();
       }
     }
-    buffer.erase(0, start);
-    if (buffer.size() > max_line_bytes_) {
-      if (!discarding) {
-        SettleWrites();
-        Error("line longer than " + std::to_string(max_line_bytes_) + " bytes; ignored");
-      }
-      discarding = true;
-      buffer.clear();
-    }
     SettleWrites();
   }
-  // A last line without its newline still counts.
-  if (!buffer.empty() && !discarding) HandleLine(buffer);
   SettleWrites();
+  if (!input->error().empty()) {
+    PrintError(input->error());
+    return false;
+  }
   return Flush();
 }
 
@@ -452,8 +601,98 @@ size_t LineLimitBytes(const EngineOptions& options) {
   return size_t{max_record} + 64;
 }
 
-volatile sig_atomic_t g_stop_signal = 0;
-void OnStopSignal(int signal_number) { g_stop_signal = signal_number; }
+sigset_t StopSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  return signals;
+}
+
+// What ends serving: a stop signal, the session's end, a quit seen in the input.
+struct StopEvents {
+  std::mutex mu;
+  std::condition_variable cv;
+  int signal_number = 0;
+  bool session_done = false;
+  bool exiting = false;  // the signal thread is told to end without a signal
+};
+
+// Serves session from stdin until it should stop, then returns whether the
+// session went well. SIGINT and SIGTERM (blocked in every thread by the
+// caller) stop it at once: interrupt() is called, which must end any wait the
+// session is in (a node's Stop ends a Commit waiting for backups), and lines
+// not yet handled are dropped. `quit` stops it after the lines before it,
+// except that writes still unacknowledged kQuitGrace after the quit was read
+// are interrupted the same way (an isolated primary never gets its
+// acknowledgements). A node (keep_serving) serves its peers after stdin ends,
+// until quit or a signal; a standalone store stops there.
+bool ServeStdin(Session* session, const sigset_t& stop_signals, bool keep_serving,
+                const std::function<void()>& interrupt) {
+  int stop_pipe[2];
+  if (pipe2(stop_pipe, O_CLOEXEC) != 0) {
+    PrintError(std::string("pipe: ") + std::strerror(errno));
+    return false;
+  }
+  StopEvents events;
+  auto wake = [&] {
+    { std::lock_guard lock(events.mu); }
+    events.cv.notify_all();
+  };
+  LineReader input(session->max_line_bytes(), stop_pipe[0], wake);
+  std::thread signals([&] {
+    int signal_number = 0;
+    if (sigwait(&stop_signals, &signal_number) != 0) return;
+    std::lock_guard lock(events.mu);
+    if (!events.exiting) events.signal_number = signal_number;
+    events.cv.notify_all();
+  });
+  std::thread reader([&] { input.Run(); });
+  bool session_ok = true;
+  std::thread worker([&] {
+    session_ok = session->Run(&input, isatty(STDIN_FILENO) == 1);
+    std::lock_guard lock(events.mu);
+    events.session_done = true;
+    events.cv.notify_all();
+  });
+  bool interrupted = false;
+  {
+    std::unique_lock lock(events.mu);
+    for (;;) {
+      if (events.signal_number != 0) break;
+      if (events.session_done && (!keep_serving || session->quit() || !session_ok)) break;
+      if (input.quit_seen() && !events.session_done) {
+        if (!events.cv.wait_for(lock, kQuitGrace, [&] { return events.session_done || events.signal_number != 0; })) {
+          break;  // the writes before quit are still waiting: interrupt them
+        }
+        continue;
+      }
+      events.cv.wait(lock);
+    }
+    interrupted = !events.session_done;
+    events.exiting = true;
+  }
+  if (interrupted) interrupt();
+  // Lines not handled are dropped; a reader waiting for room in the queue is released.
+  input.Close();
+  (void)!write(stop_pipe[1], "x", 1);
+  if (interrupted) {
+    // The last replies may be stuck on a stdout nobody reads: the node is
+    // stopped (or the store's writes are durable as acknowledged), so leave.
+    std::unique_lock lock(events.mu);
+    if (!events.cv.wait_for(lock, kQuitGrace, [&] { return events.session_done; })) {
+      PrintError("the session does not end (is stdout read?); exiting without its last replies");
+      std::_Exit(kExitUsage);
+    }
+  }
+  worker.join();
+  reader.join();
+  pthread_kill(signals.native_handle(), SIGTERM);  // ends its sigwait if no signal came
+  signals.join();
+  close(stop_pipe[0]);
+  close(stop_pipe[1]);
+  return session_ok;
+}
 
 Status MakeNodeOptions(const Flags& flags, const EngineOptions& engine, replication::NodeOptions* options) {
   options->dir = flags.dir;
@@ -480,15 +719,6 @@ int MainNode(const replication::NodeOptions& options, const std::vector<std::fil
   const EngineOptions& engine_options = options.engine;
   KvStateMachine state;
   std::unique_ptr<replication::Node> node;
-  // SIGINT and SIGTERM stay blocked in every thread (the node's inherit the
-  // mask) and are taken only in sigsuspend below, so none is lost between the
-  // check and the wait.
-  sigset_t stop_signals;
-  sigset_t previous_mask;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, &previous_mask);
   Status status = replication::Node::Start(options, &state, &node);
   if (!status.ok()) {
     UndoCreated(created);
@@ -499,11 +729,15 @@ int MainNode(const replication::NodeOptions& options, const std::vector<std::fil
   std::fprintf(stderr, "keel-kv: listening on %s:%u\n", options.listen_host.c_str(), node->port());
   std::fflush(stderr);
   Session session(nullptr, node.get(), &state, Durability::kDurable, LineLimitBytes(engine_options));
-  const bool session_ok = session.Run(isatty(STDIN_FILENO) == 1);
-  // A node keeps serving its peers after stdin ends, until quit or a signal.
-  while (!session.quit() && session_ok && g_stop_signal == 0) sigsuspend(&previous_mask);
-  pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
-  const Status stop_status = node->Stop();
+  // Stopping the node ends a Commit that waits for backups: the writes it
+  // waited for are answered "not acknowledged" (they stay in the log).
+  Status stop_status;
+  bool stopped = false;
+  const bool session_ok = ServeStdin(&session, StopSignals(), /*keep_serving=*/true, [&] {
+    stop_status = node->Stop();
+    stopped = true;
+  });
+  if (!stopped) stop_status = node->Stop();
   if (!stop_status.ok()) PrintError("stop: " + stop_status.ToString());
   return session_ok && stop_status.ok() ? kExitOk : kExitUsage;
 }
@@ -540,7 +774,8 @@ int Main(const Flags& flags) {
   // The longest useful line is a put of the largest record; a little slack
   // for the command word and separators.
   Session session(engine.get(), nullptr, &state, durability, LineLimitBytes(options));
-  const bool session_ok = session.Run(isatty(STDIN_FILENO) == 1);
+  // A standalone store's waits are its own fdatasyncs, which end by themselves.
+  const bool session_ok = ServeStdin(&session, StopSignals(), /*keep_serving=*/false, [] {});
   if (isatty(STDIN_FILENO) == 1) std::fputc('\n', stdout);
 
   const Status engine_status = engine->status();
@@ -557,10 +792,11 @@ int main(int argc, char** argv) {
   // A reader that goes away must not kill us mid-write: stdout errors are
   // handled (and the engine closed cleanly) instead.
   signal(SIGPIPE, SIG_IGN);
-  struct sigaction stop = {};
-  stop.sa_handler = keel::kv::OnStopSignal;
-  sigaction(SIGINT, &stop, nullptr);
-  sigaction(SIGTERM, &stop, nullptr);
+  // SIGINT and SIGTERM stay blocked in every thread (the engine's and the
+  // node's inherit the mask) and are taken by one thread in sigwait
+  // (ServeStdin), so none is lost and none interrupts a system call.
+  const sigset_t stop_signals = keel::kv::StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   keel::kv::Flags flags;
   CLI::App app{"keel-kv: a key-value store on keel's engine; commands on stdin, one per line (type help)"};
   app.add_option("DIR", flags.dir, "the store's directory")->required();

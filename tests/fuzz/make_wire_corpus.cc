@@ -109,6 +109,9 @@ int main(int argc, char** argv) {
   const Bytes piece = {std::byte{0x28}, std::byte{0xB5}, std::byte{0x2F}, std::byte{0xFD}};
   EncodeCheckpointChunk({7, 2, 12, 4, piece}, &body);
   encoder.Append(MessageType::kCheckpointChunk, body, &session);
+  body.clear();
+  EncodeMembers({{{1, "127.0.0.1", 7001}, {2, "0.0.0.0", 7002}}}, &body);
+  encoder.Append(MessageType::kMembers, body, &session);
 
   Write(dir, "session_whole", 0, 0, session);
   Write(dir, "session_chunked", 0, 17, session);

@@ -142,6 +142,7 @@ void CheckBody(MessageType type, const std::vector<std::byte>& body) {
       }
       break;
     }
+    case MessageType::kMembers: { Members m; if ((accepted = DecodeMembers(body, &m).ok())) EncodeMembers(m, &again); break; }
   }
   if (accepted) FUZZ_CHECK(again == body);
   FUZZ_CHECK(accepted == ValidateBody(type, body).ok());
