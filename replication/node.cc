@@ -915,7 +915,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
     if (frame.type == MessageType::kHeartbeat) {
       Heartbeat heartbeat;
       if (Status decoded = DecodeHeartbeat(frame.body, &heartbeat); !decoded.ok()) {
-        why = decoded.ToString();
+        why = decoded.message();
         break;
       }
       // A backup that learned of a newer epoch says so in its heartbeats.
@@ -927,7 +927,7 @@ void Node::ServeBackup(std::unique_ptr<Connection> connection, const Hello& hell
     } else if (frame.type == MessageType::kMembers) {
       Members members;
       if (Status decoded = DecodeMembers(frame.body, &members); !decoded.ok()) {
-        why = decoded.ToString();
+        why = decoded.message();
         break;
       }
       OnMembersFromBackup(backup->node_id, link->peer(), members);
