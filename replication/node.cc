@@ -1315,7 +1315,7 @@ PeerStatus Node::BackupsViewOfPrimary(const NodeStatus& now) const {
   peer.role = "primary";
   peer.node_id = primary_node_id_;
   peer.address = options_.primary_host + ":" + std::to_string(options_.primary_port);
-  peer.state = primary_state_;
+  peer.state = PrimaryStateLocked();
   peer.received_lsn = received_lsn_;
   peer.durable_lsn = acked_durable_lsn_;
   peer.lag_records = primary_last_lsn_ > now.durable_lsn ? primary_last_lsn_ - now.durable_lsn : 0;
