@@ -9,8 +9,10 @@
 // compare after, on the in-memory backend and on the real file system.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "tests/test_util.h"
 #include "tests/wal_test_util.h"
@@ -41,6 +43,11 @@ class GeometryTest : public ::testing::Test {
     for (uint64_t i = 1; i <= count; ++i) {
       Lsn lsn = 0;
       ASSERT_TRUE(log->AppendDurable(PayloadFor(i), &lsn).ok());
+    }
+    // The allocator zero-fills the spare in the background; closing before it
+    // is ready would leave a .partial instead (a loaded machine schedules it so).
+    for (int wait_ms = 0; wait_ms < 10000 && CountWithSuffix(Take(), ".spare") == 0; wait_ms += 5) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     ASSERT_TRUE(log->Close().ok());
   }
