@@ -169,7 +169,7 @@ TEST(EtcdClientTest, EndpointsAreTriedInTurn) {
   EXPECT_EQ(etcd.connections(), 2);
 }
 
-TEST(EtcdClientTest, AReplyThatIsNotJsonIsACorruptionNotACrash) {
+TEST(EtcdClientTest, P8AReplyThatIsNotJsonIsACorruptionNotACrash) {
   CannedServer garbage(HttpResponse("200 OK", "\x01\x02<html>certainly not etcd"));
   std::vector<std::string> lines;
   std::unique_ptr<EtcdClient> client = Open({garbage.endpoint()}, &lines);
@@ -182,7 +182,7 @@ TEST(EtcdClientTest, AReplyThatIsNotJsonIsACorruptionNotACrash) {
   EXPECT_EQ(garbage.connections(), 1) << "a reply that arrived is not retried";
 }
 
-TEST(EtcdClientTest, BytesThatAreNotHttpGiveAClearErrorWithoutRetrying) {
+TEST(EtcdClientTest, P8BytesThatAreNotHttpGiveAClearErrorWithoutRetrying) {
   const char kNotHttp[] = "\x00\xffnot http at all\r\n\r\n";
   CannedServer garbage(std::string(kNotHttp, sizeof(kNotHttp) - 1));
   std::vector<std::string> lines;

@@ -97,7 +97,7 @@ TEST(EtcdCodecTest, ParsesTxnLeaseAndWatchReplies) {
   EXPECT_FALSE(ParseWatchLine(R"({"error":{"grpc_code":1,"message":"context canceled"}})", &watch).ok());
 }
 
-TEST(EtcdCodecTest, MalformedRepliesAreCorruptionThatSaysWhy) {
+TEST(EtcdCodecTest, P8MalformedRepliesAreCorruptionThatSaysWhy) {
   RangeReply reply;
   struct Case {
     const char* json;

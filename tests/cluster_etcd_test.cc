@@ -1,9 +1,10 @@
 // Proves the etcd client against a real etcd (tests/cluster_etcd_fixture.h
 // starts one per test on free loopback ports): reads, writes, prefix ranges and
 // deletes; compare-and-swap where two racing creators of a key see exactly one
-// winner (the footing of one primary per epoch, P8); a lease that takes its key
+// winner (the footing of one primary per epoch, P7); a lease that takes its key
 // with it when not kept alive and keeps it when it is; a watch that sees puts
-// and deletes in order and survives etcd's restart; and calls that fail with a
+// and deletes in order, survives etcd's restart and ends with a clear status
+// when its start revision was compacted away; and calls that fail with a
 // clear status while etcd is down and succeed once it is back.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 
 #include "cluster/etcd_client.h"
 #include "cluster/etcd_watch.h"
+#include "cluster/http_transport.h"
 #include "cluster/lease.h"
 #include "cluster_etcd_fixture.h"
 
@@ -98,7 +100,7 @@ Txn CreateIfAbsent(const std::string& key, const std::string& value) {
   return txn;
 }
 
-TEST_F(EtcdTest, P8TwoRacingCreatorsOfOneKeyExactlyOneWins) {
+TEST_F(EtcdTest, P7TwoRacingCreatorsOfOneKeyExactlyOneWins) {
   constexpr int kRounds = 20;
   std::unique_ptr<EtcdClient> other = NewClient(EtcdClientOptions{});
   for (int round = 0; round < kRounds; ++round) {
@@ -249,6 +251,36 @@ TEST_F(EtcdTest, AWatchSeesPutsAndDeletesInOrder) {
   EXPECT_LT(events[0].kv.mod_revision, events[1].kv.mod_revision);
   EXPECT_LT(events[1].kv.mod_revision, events[2].kv.mod_revision);
   EXPECT_EQ(events[2].kv.mod_revision, deleted.header.revision);
+}
+
+TEST_F(EtcdTest, AWatchFromACompactedRevisionEndsAndSaysSo) {
+  PutReply put;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client_->Put("/keel/c", std::to_string(i), 0, &put).ok());
+  HttpOptions options;
+  HttpReply reply;
+  HttpFailure failure;
+  const std::string compaction = R"({"revision":")" + std::to_string(put.header.revision) + R"("})";
+  ASSERT_TRUE(HttpPost(etcd_.endpoint() + "/v3/kv/compaction", compaction, options, &reply, &failure).ok());
+  ASSERT_EQ(reply.status_code, 200) << reply.body;
+  std::mutex mutex;
+  std::condition_variable ended;
+  Status end_status;
+  bool has_ended = false;
+  WatchCallbacks callbacks;
+  callbacks.on_event = [](const WatchEvent&) { ADD_FAILURE() << "no event survives compaction"; };
+  callbacks.on_end = [&](const Status& status) {
+    std::lock_guard<std::mutex> lock(mutex);
+    end_status = status;
+    has_ended = true;
+    ended.notify_all();
+  };
+  std::unique_ptr<EtcdWatch> watch = client_->Watch("/keel/c", "", 1, callbacks);
+  std::unique_lock<std::mutex> lock(mutex);
+  ASSERT_TRUE(ended.wait_for(lock, std::chrono::seconds(20), [&] { return has_ended; }));
+  EXPECT_TRUE(end_status.IsIoError()) << end_status.ToString();
+  EXPECT_NE(end_status.message().find("compacted revision " + std::to_string(put.header.revision)),
+            std::string::npos)
+      << end_status.message();
 }
 
 TEST_F(EtcdTest, CallsFailClearlyWhileEtcdIsDownAndRecoverAfter) {

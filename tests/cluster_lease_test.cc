@@ -3,7 +3,7 @@
 // margin, counted from when the keepalive was SENT; a process paused past that
 // deadline (SIGSTOP, a GC pause, a frozen VM) acknowledges nothing when it
 // wakes, including when the pause falls inside the keepalive call itself; a lost
-// or revoked lease allows nothing (P8: no acknowledgement after the lease can
+// or revoked lease allows nothing (P7: no acknowledgement after the lease can
 // have expired).
 #include <gtest/gtest.h>
 
@@ -80,7 +80,7 @@ TEST(LeaseRuleTest, TheDeadlineIsTtlLessDriftLessMarginFromTheSend) {
   EXPECT_FALSE(LeaseMayAct(deadline, deadline));
 }
 
-TEST(LeaseKeeperTest, P8MayActOnlyUntilTheDeadlineOfTheLastRenewal) {
+TEST(LeaseKeeperTest, P7MayActOnlyUntilTheDeadlineOfTheLastRenewal) {
   ManualClock clock;
   ScriptedLeases etcd;
   LeaseKeeper keeper(&etcd, Options(&clock));
@@ -100,7 +100,7 @@ TEST(LeaseKeeperTest, P8MayActOnlyUntilTheDeadlineOfTheLastRenewal) {
   EXPECT_FALSE(keeper.MayAct()) << "the deadline itself is too late";
 }
 
-TEST(LeaseKeeperTest, P8AProcessPausedPastItsDeadlineAcknowledgesNothingWhenItWakes) {
+TEST(LeaseKeeperTest, P7AProcessPausedPastItsDeadlineAcknowledgesNothingWhenItWakes) {
   ManualClock clock;
   ScriptedLeases etcd;
   LeaseKeeper keeper(&etcd, Options(&clock));
@@ -119,7 +119,7 @@ TEST(LeaseKeeperTest, P8AProcessPausedPastItsDeadlineAcknowledgesNothingWhenItWa
   EXPECT_FALSE(keeper.MayAct()) << "a lost lease allows nothing, whatever the clock says";
 }
 
-TEST(LeaseKeeperTest, P8APauseInsideTheKeepaliveCountsFromWhenItWasSent) {
+TEST(LeaseKeeperTest, P7APauseInsideTheKeepaliveCountsFromWhenItWasSent) {
   ManualClock clock;
   ScriptedLeases etcd;
   LeaseKeeper keeper(&etcd, Options(&clock));
