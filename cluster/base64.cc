@@ -36,9 +36,9 @@ Status Validate(std::string_view text, size_t* padding_chars) {
 std::string Base64Encode(std::string_view bytes) {
   std::string text(4 * ((bytes.size() + 2) / 3), '\0');
   if (bytes.empty()) return text;
-  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()),
-                                      reinterpret_cast<const unsigned char*>(bytes.data()),
-                                      static_cast<int>(bytes.size()));
+  const int written =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()),
+                      reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
   assert(written == static_cast<int>(text.size()));
   (void)written;
   return text;
@@ -49,9 +49,9 @@ Status Base64Decode(std::string_view text, std::string* bytes) {
   KEEL_RETURN_IF_ERROR(Validate(text, &padding));
   std::string decoded(text.size() / 4 * 3, '\0');
   if (!text.empty()) {
-    const int written = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
-                                        reinterpret_cast<const unsigned char*>(text.data()),
-                                        static_cast<int>(text.size()));
+    const int written =
+        EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                        reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
     if (written != static_cast<int>(decoded.size())) {
       return Status::Corruption("base64 text of " + std::to_string(text.size()) + " characters did not decode");
     }

@@ -28,10 +28,13 @@ Status RefusalStatus(long status_code, const std::string& body) {
   const ErrorReply error = ParseErrorReply(body);
   const std::string message = "HTTP " + std::to_string(status_code) + ": " + error.message;
   switch (error.grpc_code) {
-    case kGrpcNotFound: return Status::NotFound(message);
+    case kGrpcNotFound:
+      return Status::NotFound(message);
     case kGrpcInvalidArgument:
-    case kGrpcFailedPrecondition: return Status::InvalidArgument(message);
-    default: return Status::IoError(message);
+    case kGrpcFailedPrecondition:
+      return Status::InvalidArgument(message);
+    default:
+      return Status::IoError(message);
   }
 }
 
@@ -52,7 +55,8 @@ Status EtcdClient::Open(EtcdClientOptions options, std::unique_ptr<EtcdClient>* 
   }
   if (options.timeout_ms <= 0 || options.timeout_ms > kTimeoutMaxMs || options.connect_timeout_ms <= 0 ||
       options.connect_timeout_ms > options.timeout_ms) {
-    return Status::InvalidArgument("etcd client: timeout_ms must be in (0, 600000] and connect_timeout_ms in (0, timeout_ms]");
+    return Status::InvalidArgument(
+        "etcd client: timeout_ms must be in (0, 600000] and connect_timeout_ms in (0, timeout_ms]");
   }
   if (options.attempts_max < 1 || options.attempts_max > kAttemptsMax) {
     return Status::InvalidArgument("etcd client: attempts_max must be in [1, 100]");
@@ -77,8 +81,8 @@ Status EtcdClient::Attempt(const Operation& operation, const std::string& endpoi
   HttpFailure failure = HttpFailure::kNone;
   Status status = HttpPost(endpoint + operation.path, body, http, &reply, &failure);
   if (!status.ok()) {
-    *retry = failure == HttpFailure::kNotSent ||
-             (failure == HttpFailure::kInDoubt && operation.retry == Retry::kAlways);
+    *retry =
+        failure == HttpFailure::kNotSent || (failure == HttpFailure::kInDoubt && operation.retry == Retry::kAlways);
     if (failure == HttpFailure::kInDoubt && operation.retry != Retry::kAlways) {
       return Status::IoError(status.message() + " (its outcome is unknown: read back before trusting it)");
     }
@@ -126,7 +130,8 @@ Status EtcdClient::Call(const Operation& operation, std::string_view subject, co
 
 Status EtcdClient::Get(std::string_view key, RangeReply* reply) {
   std::string body;
-  KEEL_RETURN_IF_ERROR(Call({"range", "/v3/kv/range", Retry::kAlways}, KeyName(key), EncodeRangeRequest(key, ""), &body));
+  KEEL_RETURN_IF_ERROR(
+      Call({"range", "/v3/kv/range", Retry::kAlways}, KeyName(key), EncodeRangeRequest(key, ""), &body));
   return ParseRangeReply(body, reply).WithContext("etcd range " + KeyName(key));
 }
 
@@ -160,7 +165,7 @@ Status EtcdClient::DeletePrefix(std::string_view prefix, DeleteReply* reply) {
 
 Status EtcdClient::Commit(const Txn& txn, TxnReply* reply) {
   // The message names the first key compared, which is the one a CAS is about.
-  const std::string key = !txn.compares.empty() ? txn.compares.front().key
+  const std::string key = !txn.compares.empty()  ? txn.compares.front().key
                           : !txn.success.empty() ? txn.success.front().key
                                                  : std::string();
   std::string body;
@@ -181,8 +186,8 @@ Status EtcdClient::LeaseGrant(int64_t ttl_seconds, LeaseGrantReply* reply) {
 Status EtcdClient::LeaseKeepAliveOnce(int64_t lease_id, LeaseKeepAliveReply* reply) {
   std::string body;
   const std::string what = "lease " + std::to_string(lease_id);
-  KEEL_RETURN_IF_ERROR(Call({"lease keepalive", "/v3/lease/keepalive", Retry::kAlways}, what,
-                            EncodeLeaseIdRequest(lease_id), &body));
+  KEEL_RETURN_IF_ERROR(
+      Call({"lease keepalive", "/v3/lease/keepalive", Retry::kAlways}, what, EncodeLeaseIdRequest(lease_id), &body));
   return ParseLeaseKeepAliveReply(body, reply).WithContext("etcd lease keepalive " + what);
 }
 
@@ -195,8 +200,8 @@ Status EtcdClient::LeaseRevoke(int64_t lease_id) {
   return ParseLeaseRevokeReply(body, &header).WithContext("etcd lease revoke " + what);
 }
 
-std::unique_ptr<EtcdWatch> EtcdClient::Watch(std::string_view key, std::string_view range_end,
-                                             int64_t start_revision, WatchCallbacks callbacks) {
+std::unique_ptr<EtcdWatch> EtcdClient::Watch(std::string_view key, std::string_view range_end, int64_t start_revision,
+                                             WatchCallbacks callbacks) {
   return std::make_unique<EtcdWatch>(options_, std::string(key), std::string(range_end), start_revision,
                                      std::move(callbacks));
 }

@@ -231,10 +231,18 @@ json EncodeCompare(const Compare& compare) {
                   {"target", kTargets[static_cast<int>(compare.target)]},
                   {"result", kResults[static_cast<int>(compare.result)]}};
   switch (compare.target) {
-    case Compare::Target::kVersion: request["version"] = std::to_string(compare.number); break;
-    case Compare::Target::kCreateRevision: request["create_revision"] = std::to_string(compare.number); break;
-    case Compare::Target::kModRevision: request["mod_revision"] = std::to_string(compare.number); break;
-    case Compare::Target::kValue: request["value"] = Base64Encode(compare.value); break;
+    case Compare::Target::kVersion:
+      request["version"] = std::to_string(compare.number);
+      break;
+    case Compare::Target::kCreateRevision:
+      request["create_revision"] = std::to_string(compare.number);
+      break;
+    case Compare::Target::kModRevision:
+      request["mod_revision"] = std::to_string(compare.number);
+      break;
+    case Compare::Target::kValue:
+      request["value"] = Base64Encode(compare.value);
+      break;
   }
   return request;
 }
@@ -280,9 +288,7 @@ std::string EncodeTxnRequest(const Txn& txn) {
   return request.dump();
 }
 
-std::string EncodeLeaseGrantRequest(int64_t ttl_seconds) {
-  return json{{"TTL", std::to_string(ttl_seconds)}}.dump();
-}
+std::string EncodeLeaseGrantRequest(int64_t ttl_seconds) { return json{{"TTL", std::to_string(ttl_seconds)}}.dump(); }
 
 std::string EncodeLeaseIdRequest(int64_t lease_id) { return json{{"ID", std::to_string(lease_id)}}.dump(); }
 

@@ -67,11 +67,11 @@ Status EtcdWatch::StreamOnce(const std::string& endpoint, bool* ended) {
   buffer_.clear();
   const std::string request = EncodeWatchCreateRequest(key_, range_end_, next_revision_);
   Status error;
-  const Status status = stream_.Run(endpoint + "/v3/watch", request, options_.connect_timeout_ms,
-                                    [&](std::string_view chunk) {
-                                      buffer_.append(chunk);
-                                      return ConsumeLines(&error, ended);
-                                    });
+  const Status status =
+      stream_.Run(endpoint + "/v3/watch", request, options_.connect_timeout_ms, [&](std::string_view chunk) {
+        buffer_.append(chunk);
+        return ConsumeLines(&error, ended);
+      });
   if (!error.ok()) return error;
   return status;
 }

@@ -158,7 +158,8 @@ Status HttpStream::Run(const std::string& url, std::string_view body, int64_t co
   auto* multi = static_cast<CURLM*>(multi_);
   HeaderList headers = JsonHeaders();
   EasyHandle easy = NewPost(url, body, connect_timeout_ms, headers.get());
-  if (multi == nullptr || !easy || !headers) return Status::IoError("POST " + url + ": libcurl could not make a stream");
+  if (multi == nullptr || !easy || !headers)
+    return Status::IoError("POST " + url + ": libcurl could not make a stream");
   StreamSink sink{easy.get(), &on_data, {}, false};
   char error_text[CURL_ERROR_SIZE] = {};
   curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, WriteToStream);

@@ -16,8 +16,8 @@
 namespace keel::cluster {
 
 struct HttpOptions {
-  int64_t timeout_ms = 2000;          // the whole request, connecting included
-  int64_t connect_timeout_ms = 1000;  // the TCP connection alone
+  int64_t timeout_ms = 2000;           // the whole request, connecting included
+  int64_t connect_timeout_ms = 1000;   // the TCP connection alone
   size_t reply_max_bytes = 64u << 20;  // a longer reply is refused, not buffered
 };
 

@@ -87,8 +87,9 @@ class CannedServer {
 };
 
 std::string HttpResponse(const std::string& status_line, const std::string& body) {
-  return "HTTP/1.1 " + status_line + "\r\nContent-Type: application/json\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  return "HTTP/1.1 " + status_line +
+         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n\r\n" + body;
 }
 
 // An endpoint nothing listens on: a server's port once the server is gone.
@@ -176,8 +177,7 @@ TEST(EtcdClientTest, P8AReplyThatIsNotJsonIsACorruptionNotACrash) {
   RangeReply reply;
   const Status status = client->Get("k", &reply);
   ASSERT_TRUE(status.IsCorruption()) << status.ToString();
-  EXPECT_NE(status.message().find("etcd range key 'k': range reply is not JSON: '\\x01\\x02<html>"),
-            std::string::npos)
+  EXPECT_NE(status.message().find("etcd range key 'k': range reply is not JSON: '\\x01\\x02<html>"), std::string::npos)
       << status.message();
   EXPECT_EQ(garbage.connections(), 1) << "a reply that arrived is not retried";
 }
@@ -196,7 +196,8 @@ TEST(EtcdClientTest, P8BytesThatAreNotHttpGiveAClearErrorWithoutRetrying) {
 }
 
 TEST(EtcdClientTest, ServerErrorsAreRetriedAndReportEtcdsMessage) {
-  CannedServer unwell(HttpResponse("503 Service Unavailable", R"({"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14})"));
+  CannedServer unwell(HttpResponse("503 Service Unavailable",
+                                   R"({"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14})"));
   std::vector<std::string> lines;
   std::unique_ptr<EtcdClient> client = Open({unwell.endpoint()}, &lines);
   DeleteReply reply;
@@ -207,7 +208,9 @@ TEST(EtcdClientTest, ServerErrorsAreRetriedAndReportEtcdsMessage) {
 }
 
 TEST(EtcdClientTest, AnEtcdRefusalIsNotRetried) {
-  CannedServer refusing(HttpResponse("404 Not Found", R"({"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5})"));
+  CannedServer refusing(HttpResponse(
+      "404 Not Found",
+      R"({"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5})"));
   std::vector<std::string> lines;
   std::unique_ptr<EtcdClient> client = Open({refusing.endpoint()}, &lines);
   const Status status = client->LeaseRevoke(77);

@@ -63,33 +63,38 @@ TEST(EtcdCodecTest, ParsesARangeReplyAsEtcdWritesIt) {
 
 TEST(EtcdCodecTest, ParsesTxnLeaseAndWatchReplies) {
   TxnReply txn;
-  ASSERT_TRUE(ParseTxnReply(std::string("{") + kHeader +
-                                R"(,"responses":[{"response_range":{"header":{"revision":"5"},"kvs":[{"key":"YQ==",)"
-                                R"("create_revision":"3","mod_revision":"3","version":"1","value":"eA=="}],"count":"1"}}]})",
-                            &txn)
-                  .ok());
+  ASSERT_TRUE(
+      ParseTxnReply(std::string("{") + kHeader +
+                        R"(,"responses":[{"response_range":{"header":{"revision":"5"},"kvs":[{"key":"YQ==",)"
+                        R"("create_revision":"3","mod_revision":"3","version":"1","value":"eA=="}],"count":"1"}}]})",
+                    &txn)
+          .ok());
   EXPECT_FALSE(txn.succeeded) << "a failed txn leaves 'succeeded' out";
   ASSERT_EQ(txn.ranges.size(), 1u);
   EXPECT_EQ(txn.ranges[0].kvs[0].key, "a");
-  ASSERT_TRUE(ParseTxnReply(std::string("{") + kHeader + R"(,"succeeded":true,"responses":[{"response_put":{}}]})", &txn).ok());
+  ASSERT_TRUE(
+      ParseTxnReply(std::string("{") + kHeader + R"(,"succeeded":true,"responses":[{"response_put":{}}]})", &txn).ok());
   EXPECT_TRUE(txn.succeeded);
   EXPECT_TRUE(txn.ranges.empty());
 
   LeaseGrantReply grant;
-  ASSERT_TRUE(ParseLeaseGrantReply(std::string("{") + kHeader + R"(,"ID":"4111120387926835464","TTL":"5"})", &grant).ok());
+  ASSERT_TRUE(
+      ParseLeaseGrantReply(std::string("{") + kHeader + R"(,"ID":"4111120387926835464","TTL":"5"})", &grant).ok());
   EXPECT_EQ(grant.lease_id, 4111120387926835464);
   EXPECT_EQ(grant.ttl_seconds, 5);
   LeaseKeepAliveReply keepalive;
-  ASSERT_TRUE(ParseLeaseKeepAliveReply(std::string(R"({"result":{)") + kHeader + R"(,"ID":"12345"}})", &keepalive).ok());
+  ASSERT_TRUE(
+      ParseLeaseKeepAliveReply(std::string(R"({"result":{)") + kHeader + R"(,"ID":"12345"}})", &keepalive).ok());
   EXPECT_EQ(keepalive.lease_id, 12345);
   EXPECT_EQ(keepalive.ttl_seconds, 0) << "an expired lease answers without a TTL";
 
   WatchReply watch;
-  ASSERT_TRUE(ParseWatchLine(std::string(R"({"result":{)") + kHeader +
-                                 R"(,"events":[{"kv":{"key":"YTE=","create_revision":"4","mod_revision":"4","version":"1",)"
-                                 R"("value":"eA=="}},{"type":"DELETE","kv":{"key":"YTE=","mod_revision":"5"}}]}})",
-                             &watch)
-                  .ok());
+  ASSERT_TRUE(
+      ParseWatchLine(std::string(R"({"result":{)") + kHeader +
+                         R"(,"events":[{"kv":{"key":"YTE=","create_revision":"4","mod_revision":"4","version":"1",)"
+                         R"("value":"eA=="}},{"type":"DELETE","kv":{"key":"YTE=","mod_revision":"5"}}]}})",
+                     &watch)
+          .ok());
   ASSERT_EQ(watch.events.size(), 2u);
   EXPECT_EQ(watch.events[0].type, WatchEvent::Type::kPut) << "PUT is the default, left out";
   EXPECT_EQ(watch.events[1].type, WatchEvent::Type::kDelete);

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cluster/http_transport.h"
@@ -84,11 +85,22 @@ std::string EtcdProcess::Launch() {
   const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
   // A short election timeout makes etcd lead within a second of starting and
   // lowers its smallest lease TTL to one second (1.5 election timeouts).
-  std::vector<std::string> args = {kEtcdBinary, "--name", "keel-test", "--data-dir", dir_.Join("data"),
-                                   "--listen-client-urls", endpoint(), "--advertise-client-urls", endpoint(),
-                                   "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                                   "--initial-cluster", "keel-test=" + peer, "--heartbeat-interval", "50",
-                                   "--election-timeout", "500", "--logger", "zap", "--log-outputs", "stderr"};
+  const std::pair<const char*, std::string> flags[] = {{"--name", "keel-test"},
+                                                       {"--data-dir", dir_.Join("data")},
+                                                       {"--listen-client-urls", endpoint()},
+                                                       {"--advertise-client-urls", endpoint()},
+                                                       {"--listen-peer-urls", peer},
+                                                       {"--initial-advertise-peer-urls", peer},
+                                                       {"--initial-cluster", "keel-test=" + peer},
+                                                       {"--heartbeat-interval", "50"},
+                                                       {"--election-timeout", "500"},
+                                                       {"--logger", "zap"},
+                                                       {"--log-outputs", "stderr"}};
+  std::vector<std::string> args = {kEtcdBinary};
+  for (const auto& [flag, value] : flags) {
+    args.push_back(flag);
+    args.push_back(value);
+  }
   const Child child = SpawnWithPipes(args, dir_.Join("etcd.log"));
   close(child.stdin_fd);
   close(child.stdout_fd);

@@ -3,8 +3,9 @@
 // answers, killed when the test ends. scripts/deps.sh installs it.
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+
+#include <string>
 
 #include "test_util.h"
 

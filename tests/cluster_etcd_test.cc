@@ -231,8 +231,7 @@ TEST_F(EtcdTest, AWatchSeesPutsAndDeletesInOrder) {
   PutReply put;
   ASSERT_TRUE(client_->Put("/keel/unwatched", "x", 0, &put).ok());
   EventLog log;
-  std::unique_ptr<EtcdWatch> watch =
-      client_->Watch("/keel/w/", "/keel/w0", put.header.revision + 1, log.Callbacks());
+  std::unique_ptr<EtcdWatch> watch = client_->Watch("/keel/w/", "/keel/w0", put.header.revision + 1, log.Callbacks());
   ASSERT_TRUE(client_->Put("/keel/w/a", "1", 0, &put).ok());
   ASSERT_TRUE(client_->Put("/keel/w/b", "2", 0, &put).ok());
   ASSERT_TRUE(client_->Put("/keel/other", "3", 0, &put).ok());
@@ -278,8 +277,7 @@ TEST_F(EtcdTest, AWatchFromACompactedRevisionEndsAndSaysSo) {
   std::unique_lock<std::mutex> lock(mutex);
   ASSERT_TRUE(ended.wait_for(lock, std::chrono::seconds(20), [&] { return has_ended; }));
   EXPECT_TRUE(end_status.IsIoError()) << end_status.ToString();
-  EXPECT_NE(end_status.message().find("compacted revision " + std::to_string(put.header.revision)),
-            std::string::npos)
+  EXPECT_NE(end_status.message().find("compacted revision " + std::to_string(put.header.revision)), std::string::npos)
       << end_status.message();
 }
 
