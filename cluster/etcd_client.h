@@ -65,7 +65,8 @@ class EtcdClient {
   Status LeaseRevoke(int64_t lease_id);
 
   // Watches `key`, or the range [key, range_end), from start_revision (0: from
-  // now), delivering events on the watch's own thread until it is destroyed.
+  // now), delivering events on the watch's own thread until it is destroyed
+  // (include cluster/etcd_watch.h to use it).
   std::unique_ptr<EtcdWatch> Watch(std::string_view key, std::string_view range_end, int64_t start_revision,
                                    WatchCallbacks callbacks);
 

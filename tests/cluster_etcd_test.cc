@@ -5,7 +5,8 @@
 // with it when not kept alive and keeps it when it is; a watch that sees puts
 // and deletes in order, survives etcd's restart and ends with a clear status
 // when its start revision was compacted away; and calls that fail with a
-// clear status while etcd is down and succeed once it is back.
+// clear status while etcd is down, a call whose retries outlast the outage,
+// and calls that succeed once etcd is back.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -304,7 +305,24 @@ TEST_F(EtcdTest, CallsFailClearlyWhileEtcdIsDownAndRecoverAfter) {
   EXPECT_NE(status.message().find("gave up after 2 rounds"), std::string::npos) << status.message();
   EXPECT_GE(lines.size(), 3u) << "each failed attempt and the retry are logged";
 
+  // A patient call made while etcd is down rides out the outage on its retries.
+  EtcdClientOptions patient;
+  patient.attempts_max = 60;
+  patient.backoff = {50, 500};
+  std::atomic<int> patient_failures{0};
+  patient.log = [&](std::string_view) { patient_failures.fetch_add(1); };
+  std::unique_ptr<EtcdClient> waiting = NewClient(patient);
+  Status waited;
+  RangeReply waited_reply;
+  std::thread caller([&] { waited = waiting->Get("/keel/k", &waited_reply); });
+  for (int poll = 0; poll < 200 && patient_failures.load() == 0; ++poll) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT(patient_failures.load(), 0) << "the patient call met the outage";
   ASSERT_EQ(etcd_.Restart(), "");
+  caller.join();
+  ASSERT_TRUE(waited.ok()) << waited.ToString();
+  ASSERT_EQ(waited_reply.kvs.size(), 1u);
   ASSERT_TRUE(down->Get("/keel/k", &reply).ok());
   ASSERT_EQ(reply.kvs.size(), 1u);
   EXPECT_EQ(reply.kvs[0].value, "before") << "the data directory came back";
