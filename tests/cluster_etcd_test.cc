@@ -6,9 +6,14 @@
 // and deletes in order, survives etcd's restart and ends with a clear status
 // when its start revision was compacted away; and calls that fail with a
 // clear status while etcd is down, a call whose retries outlast the outage,
-// and calls that succeed once etcd is back.
+// and calls that succeed once etcd is back. A lease holder in a child process,
+// stopped with SIGSTOP until etcd expires its lease, acts on nothing after
+// SIGCONT: every check it makes after waking refuses (P7).
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -280,6 +285,95 @@ TEST_F(EtcdTest, AWatchFromACompactedRevisionEndsAndSaysSo) {
   EXPECT_TRUE(end_status.IsIoError()) << end_status.ToString();
   EXPECT_NE(end_status.message().find("compacted revision " + std::to_string(put.header.revision)), std::string::npos)
       << end_status.message();
+}
+
+// The lease holder of the SIGSTOP test, in a forked child: holds a lease (TTL
+// 2 s) with a key under it, and every 20 ms checks the rule and reports on
+// `fd` "A <check time ns>" when it may act or "R <check time ns>" when not.
+[[noreturn]] void HoldLeaseAndReport(const std::string& endpoint, int fd) {
+  EtcdClientOptions options;
+  options.endpoints = {endpoint};
+  std::unique_ptr<EtcdClient> client;
+  if (!EtcdClient::Open(options, &client).ok()) _exit(3);
+  EtcdLeaseApi api(client.get());
+  LeaseKeeperOptions keeper_options;
+  keeper_options.ttl_seconds = 2;
+  keeper_options.rule.margin_ms = 100;
+  LeaseKeeper keeper(&api, keeper_options);
+  PutReply put;
+  if (!keeper.Grant().ok() || !client->Put("/keel/holder", "child", keeper.lease_id(), &put).ok()) _exit(4);
+  keeper.Start();
+  for (int round = 0; round < 3000; ++round) {
+    const BootClock::time_point now = BootClock::now();
+    const std::string line =
+        std::string(keeper.MayActAt(now) ? "A " : "R ") + std::to_string(now.time_since_epoch().count()) + "\n";
+    if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(5);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  _exit(0);
+}
+
+// Reads one line from a pipe (bounded by poll_ms of silence); "" on silence or end.
+std::string ReadLine(int fd, int poll_ms) {
+  std::string line;
+  char c = 0;
+  while (line.size() < 256) {
+    pollfd ready{fd, POLLIN, 0};
+    if (poll(&ready, 1, poll_ms) <= 0 || read(fd, &c, 1) != 1) return "";
+    if (c == '\n') return line;
+    line += c;
+  }
+  return line;
+}
+
+TEST_F(EtcdTest, P7AHolderStoppedPastItsLeaseActsOnNothingAfterSigcont) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(pipe_fds[0]);
+    HoldLeaseAndReport(etcd_.endpoint(), pipe_fds[1]);
+  }
+  close(pipe_fds[1]);
+  const int from_child = pipe_fds[0];
+  int acts = 0;
+  for (int line = 0; line < 500 && acts < 3; ++line) acts += ReadLine(from_child, 10000).rfind("A ", 0) == 0;
+  ASSERT_EQ(acts, 3) << "the holder got its lease and acted";
+
+  const int64_t stopped_ns = BootClock::now().time_since_epoch().count();
+  ASSERT_EQ(kill(child, SIGSTOP), 0);
+  // Drain what it wrote before stopping (a stopped writer soon leaves the pipe empty).
+  for (int line = 0; line < 10000 && !ReadLine(from_child, 100).empty(); ++line) {
+  }
+  // Wait (bounded) until etcd expires the stopped holder's lease and its key.
+  bool expired = false;
+  for (int poll = 0; poll < 200 && !expired; ++poll) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    expired = !KeyExists("/keel/holder");
+  }
+  ASSERT_TRUE(expired) << "etcd expired the lease of the stopped holder";
+  ASSERT_EQ(kill(child, SIGCONT), 0);
+
+  // After waking, the only acts allowed are ones whose check came before the
+  // stop (a pause between check and act, which the margin bounds); every check
+  // made after waking must refuse.
+  int refusals = 0;
+  for (int line = 0; line < 50 && refusals < 5; ++line) {
+    const std::string text = ReadLine(from_child, 10000);
+    ASSERT_FALSE(text.empty()) << "the holder kept reporting";
+    const int64_t checked_ns = std::stoll(text.substr(2));
+    if (text[0] == 'A') {
+      EXPECT_LT(checked_ns, stopped_ns) << "an act checked after waking, past the lease";
+    } else {
+      ++refusals;
+    }
+  }
+  EXPECT_EQ(refusals, 5);
+  kill(child, SIGKILL);
+  int wait_status = 0;
+  waitpid(child, &wait_status, 0);
+  close(from_child);
 }
 
 TEST_F(EtcdTest, CallsFailClearlyWhileEtcdIsDownAndRecoverAfter) {
