@@ -25,10 +25,10 @@
 #include <utility>
 #include <vector>
 
-#include "io/io.h"
-#include "io/status.h"
-#include "wal/format.h"
-#include "wal/log.h"
+#include <keel/io/io.h>
+#include <keel/io/status.h>
+#include <keel/wal/format.h>
+#include <keel/wal/log.h>
 
 namespace keel::bench {
 

@@ -66,7 +66,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "wal/log.h"
+#include <keel/wal/log.h>
 
 #if KEEL_HAVE_ROCKSDB
 #include <rocksdb/db.h>

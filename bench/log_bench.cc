@@ -42,7 +42,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "wal/log.h"
+#include <keel/wal/log.h>
 
 namespace keel::bench {
 namespace {

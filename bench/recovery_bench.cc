@@ -50,13 +50,13 @@
 #include <thread>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "engine/engine.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/engine/engine.h>
 #include "examples/kv/kv_state.h"
-#include "recovery/recovery.h"
+#include <keel/recovery/recovery.h>
 #include "bench/bench_util.h"
-#include "wal/log.h"
-#include "wal/reader.h"
+#include <keel/wal/log.h>
+#include <keel/wal/reader.h>
 
 namespace keel::bench {
 namespace {

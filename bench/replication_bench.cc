@@ -58,9 +58,9 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "engine/engine.h"
-#include "replication/node.h"
-#include "wal/format.h"
+#include <keel/engine/engine.h>
+#include <keel/replication/node.h>
+#include <keel/wal/format.h>
 
 namespace keel::bench {
 namespace {

@@ -9,9 +9,9 @@
 // checked: lengths are bounded before anything is allocated or read, each frame
 // is verified before its bytes are handed out, and the end of the state is
 // reported only after the whole-file hash matched (P4, P6, P8).
-#include "checkpoint/checkpoint.h"
+#include <keel/checkpoint/checkpoint.h>
 
-#include "io/endian.h"
+#include <keel/io/endian.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -25,7 +25,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "checkpoint/format.h"
+#include <keel/checkpoint/format.h>
 
 namespace keel::checkpoint {
 namespace {

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "io/io.h"
-#include "wal/format.h"
+#include <keel/io/io.h>
+#include <keel/wal/format.h>
 
 namespace keel::checkpoint {
 

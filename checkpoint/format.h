@@ -16,8 +16,8 @@
 #include <cstdint>
 #include <span>
 
-#include "io/status.h"
-#include "wal/format.h"
+#include <keel/io/status.h>
+#include <keel/wal/format.h>
 
 namespace keel::checkpoint {
 
@@ -72,7 +72,7 @@ inline constexpr size_t kFooterChecksumOffset = 64;
 inline constexpr size_t kMinFrameRawBytes = 64 * 1024;   // the writer's frame_raw_bytes range
 inline constexpr size_t kMaxFrameRawBytes = 64 << 20;
 // ZSTD_COMPRESSBOUND(kMaxFrameRawBytes), restated so this header needs no
-// zstd.h; checkpoint.cc static_asserts that the two agree.
+// zstd.h; the checkpoint library static_asserts that the two agree.
 inline constexpr size_t kMaxFrameCompressedBytes = kMaxFrameRawBytes + (kMaxFrameRawBytes >> 8);
 // The smallest zstd frame that carries a content checksum: a 4-byte magic, a
 // 2-byte frame header, one 3-byte block header and the 4-byte checksum.

@@ -1,4 +1,4 @@
-#include "cluster/backoff.h"
+#include <keel/cluster/backoff.h>
 
 #include <algorithm>
 #include <cassert>

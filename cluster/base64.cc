@@ -1,4 +1,4 @@
-#include "cluster/base64.h"
+#include <keel/cluster/base64.h>
 
 #include <openssl/evp.h>
 

@@ -1,12 +1,12 @@
-#include "cluster/etcd_client.h"
+#include <keel/cluster/etcd_client.h>
 
 #include <cassert>
 #include <chrono>
 #include <thread>
 
-#include "cluster/etcd_codec.h"
-#include "cluster/etcd_watch.h"
-#include "cluster/http_transport.h"
+#include <keel/cluster/etcd_codec.h>
+#include <keel/cluster/etcd_watch.h>
+#include <keel/cluster/http_transport.h>
 
 namespace keel::cluster {
 namespace {

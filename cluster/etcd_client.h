@@ -19,9 +19,9 @@
 #include <string_view>
 #include <vector>
 
-#include "cluster/backoff.h"
-#include "cluster/etcd_types.h"
-#include "io/status.h"
+#include <keel/cluster/backoff.h>
+#include <keel/cluster/etcd_types.h>
+#include <keel/io/status.h>
 
 namespace keel::cluster {
 

@@ -1,11 +1,11 @@
-#include "cluster/etcd_codec.h"
+#include <keel/cluster/etcd_codec.h>
 
 #include <charconv>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "cluster/base64.h"
+#include <keel/cluster/base64.h>
 
 namespace keel::cluster {
 

@@ -1,6 +1,6 @@
 // The JSON codec of etcd's v3 gateway: requests as JSON text, and replies
 // parsed from JSON text into the structs of etcd_types.h. Pure functions with
-// no I/O, so that the parsers can be fuzzed (tests/fuzz/etcd_codec_fuzz.cc).
+// no I/O, so that the parsers can be fuzzed (keel's fuzz targets).
 //
 // The gateway's conventions: keys and values are base64; int64 and uint64
 // fields are JSON strings (numbers are accepted too); fields holding their
@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "cluster/etcd_types.h"
-#include "io/status.h"
+#include <keel/cluster/etcd_types.h>
+#include <keel/io/status.h>
 
 namespace keel::cluster {
 

@@ -1,10 +1,10 @@
-#include "cluster/etcd_watch.h"
+#include <keel/cluster/etcd_watch.h>
 
 #include <cassert>
 #include <chrono>
 
-#include "cluster/backoff.h"
-#include "cluster/etcd_codec.h"
+#include <keel/cluster/backoff.h>
+#include <keel/cluster/etcd_codec.h>
 
 namespace keel::cluster {
 namespace {

@@ -14,10 +14,10 @@
 #include <string_view>
 #include <thread>
 
-#include "cluster/etcd_client.h"
-#include "cluster/etcd_types.h"
-#include "cluster/http_transport.h"
-#include "io/status.h"
+#include <keel/cluster/etcd_client.h>
+#include <keel/cluster/etcd_types.h>
+#include <keel/cluster/http_transport.h>
+#include <keel/io/status.h>
 
 namespace keel::cluster {
 

@@ -1,4 +1,4 @@
-#include "cluster/http_transport.h"
+#include <keel/cluster/http_transport.h>
 
 #include <curl/curl.h>
 
@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "cluster/etcd_codec.h"
+#include <keel/cluster/etcd_codec.h>
 
 namespace keel::cluster {
 namespace {

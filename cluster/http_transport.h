@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "io/status.h"
+#include <keel/io/status.h>
 
 namespace keel::cluster {
 

@@ -1,4 +1,4 @@
-#include "cluster/lease.h"
+#include <keel/cluster/lease.h>
 
 #include <algorithm>
 #include <cassert>

@@ -41,8 +41,8 @@
 #include <mutex>
 #include <thread>
 
-#include "cluster/etcd_client.h"
-#include "io/status.h"
+#include <keel/cluster/etcd_client.h>
+#include <keel/io/status.h>
 
 namespace keel::cluster {
 

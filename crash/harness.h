@@ -33,8 +33,8 @@
 #include <string_view>
 #include <vector>
 
-#include "io/sim_fs.h"
-#include "io/status.h"
+#include <keel/io/sim_fs.h>
+#include <keel/io/status.h>
 
 namespace keel::crash {
 

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "crash/harness.h"
-#include "wal/log.h"
-#include "wal/reader.h"
+#include <keel/wal/log.h>
+#include <keel/wal/reader.h>
 
 namespace keel::crash {
 namespace {

@@ -55,8 +55,8 @@
 
 #include "crash/harness.h"
 #include "examples/kv/kv_state.h"
-#include "replication/fault_proxy.h"
-#include "replication/node.h"
+#include <keel/replication/fault_proxy.h>
+#include <keel/replication/node.h>
 
 namespace keel::crash {
 namespace {

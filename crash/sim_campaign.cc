@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "crash/harness.h"
-#include "engine/engine.h"
+#include <keel/engine/engine.h>
 #include "examples/kv/kv_state.h"
-#include "wal/log.h"
-#include "wal/reader.h"
+#include <keel/wal/log.h>
+#include <keel/wal/reader.h>
 
 namespace keel::crash {
 namespace {

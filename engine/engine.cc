@@ -1,4 +1,4 @@
-#include "engine/engine.h"
+#include <keel/engine/engine.h>
 
 #include <algorithm>
 #include <cassert>

@@ -11,7 +11,7 @@
 // it, in LSN order; checkpoints run in the background when the log since the
 // last one passes a size or an interval elapses, and on demand.
 //
-// The consistent cut (DESIGN.md, rocksdb#12670): a checkpoint at LSN C holds
+// The consistent cut (rocksdb#12670): a checkpoint at LSN C holds
 // exactly the state after applying records 1..C. The engine guarantees it by
 // calling StateMachine::Capture with appends paused, right after the record C
 // was applied; everything after that (writing, compressing, syncing) runs on
@@ -31,9 +31,9 @@
 #include <string_view>
 #include <thread>
 
-#include "checkpoint/checkpoint.h"
-#include "recovery/recovery.h"
-#include "wal/log.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/recovery/recovery.h>
+#include <keel/wal/log.h>
 
 namespace keel {
 

@@ -7,7 +7,7 @@
 //              the log writer's hot path uses it to link a write to its fdatasync.
 //   FileSystem opens files, lists, renames, removes, fsyncs directories, makes queues.
 //
-// Contracts every backend keeps (tests/io_test.cc checks each on each backend):
+// Contracts every backend keeps (keel's test suite checks each on each backend):
 //   - WriteAt and queue writes are all-or-error: a short write is continued by
 //     the backend; a completion never reports success for part of the bytes.
 //   - Sync() and a kSync request are fdatasync: data and the metadata needed to
@@ -30,7 +30,7 @@
 #include <string_view>
 #include <vector>
 
-#include "io/status.h"
+#include <keel/io/status.h>
 
 namespace keel::io {
 

@@ -9,14 +9,14 @@
 // Locking: mu_ guards files_, dirs_, the counters and every Node. The fault
 // hook is called without mu_ held, because a hook may call back into the
 // file system (to look at contents, or to corrupt them).
-#include "io/mem_fs.h"
+#include <keel/io/mem_fs.h>
 
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
 
-#include "io/uring_queue.h"
+#include <keel/io/uring_queue.h>
 
 namespace keel::io {
 

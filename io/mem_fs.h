@@ -19,7 +19,7 @@
 #include <set>
 #include <string>
 
-#include "io/io.h"
+#include <keel/io/io.h>
 
 namespace keel::io {
 

@@ -19,8 +19,8 @@
 #include <fstream>
 #include <limits>
 
-#include "io/io.h"
-#include "io/uring_queue.h"
+#include <keel/io/io.h>
+#include <keel/io/uring_queue.h>
 
 namespace keel::io {
 

@@ -16,7 +16,7 @@
 // Locking: mu_ guards everything but the lock table, which has its own mutex
 // because a FileLock may outlive the file system; the order is mu_ then the
 // table's mutex, never the reverse.
-#include "io/sim_fs.h"
+#include <keel/io/sim_fs.h>
 
 #include <algorithm>
 #include <cassert>
@@ -28,7 +28,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "io/uring_queue.h"
+#include <keel/io/uring_queue.h>
 
 namespace keel::io {
 

@@ -1,7 +1,7 @@
 // Status: the wording of errors. Messages are one line and name what failed
 // and where; the code name in front lets a reader tell a bad option from a
 // bad disk without parsing the rest.
-#include "io/status.h"
+#include <keel/io/status.h>
 
 #include <cerrno>
 #include <cstring>

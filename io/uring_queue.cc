@@ -32,7 +32,7 @@
 #include <utility>
 #include <vector>
 
-#include "io/uring_queue.h"
+#include <keel/io/uring_queue.h>
 
 namespace keel::io::internal {
 

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "io/io.h"
+#include <keel/io/io.h>
 
 namespace keel::io::internal {
 

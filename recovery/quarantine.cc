@@ -1,11 +1,11 @@
-#include "recovery/quarantine.h"
+#include <keel/recovery/quarantine.h>
 
 #include <algorithm>
 #include <cassert>
 #include <charconv>
 #include <cstring>
 
-#include "io/endian.h"
+#include <keel/io/endian.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>

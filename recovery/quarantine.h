@@ -36,9 +36,9 @@
 #include <string_view>
 #include <vector>
 
-#include "io/status.h"
-#include "wal/format.h"
-#include "wal/reader.h"
+#include <keel/io/status.h>
+#include <keel/wal/format.h>
+#include <keel/wal/reader.h>
 
 namespace keel::recovery {
 

@@ -1,6 +1,6 @@
-#include "recovery/recovery.h"
+#include <keel/recovery/recovery.h>
 
-#include "recovery/quarantine.h"
+#include <keel/recovery/quarantine.h>
 
 #include <algorithm>
 #include <array>

@@ -32,8 +32,8 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "wal/log.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/wal/log.h>
 
 namespace keel::recovery {
 

@@ -1,4 +1,4 @@
-#include "replication/epoch_history.h"
+#include <keel/replication/epoch_history.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "io/io.h"
-#include "replication/protocol.h"
+#include <keel/io/io.h>
+#include <keel/replication/protocol.h>
 
 namespace keel::replication {
 

@@ -1,4 +1,4 @@
-#include "replication/fault_proxy.h"
+#include <keel/replication/fault_proxy.h>
 
 #include <poll.h>
 #include <sys/socket.h>

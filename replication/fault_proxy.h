@@ -23,8 +23,8 @@
 #include <thread>
 #include <vector>
 
-#include "io/status.h"
-#include "replication/transport.h"
+#include <keel/io/status.h>
+#include <keel/replication/transport.h>
 
 namespace keel::replication {
 

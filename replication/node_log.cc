@@ -1,4 +1,4 @@
-#include "replication/node_log.h"
+#include <keel/replication/node_log.h>
 
 #include <time.h>
 

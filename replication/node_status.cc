@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "replication/node.h"
+#include <keel/replication/node.h>
 
 namespace keel::replication {
 namespace {

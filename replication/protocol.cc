@@ -1,6 +1,6 @@
-#include "replication/protocol.h"
+#include <keel/replication/protocol.h>
 
-#include "io/endian.h"
+#include <keel/io/endian.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>

@@ -10,7 +10,7 @@
 // Records travel as the log's own on-disk frames (wal record header +
 // payload), byte for byte: the shipper reads the bytes the writer wrote and
 // sends them unchanged, so a record's checksum holds from the primary's disk
-// to the backup's disk (DESIGN.md, data path). Every decoder here is strict:
+// to the backup's disk (the data path in docs/architecture.md). Every decoder here is strict:
 // a short body, trailing bytes, an out-of-range enum, nonzero reserved bytes
 // or lengths that do not add up are refused with a message that names the
 // check and the byte offset in the body (P8).
@@ -26,8 +26,8 @@
 #include <string_view>
 #include <vector>
 
-#include "io/status.h"
-#include "wal/format.h"
+#include <keel/io/status.h>
+#include <keel/wal/format.h>
 
 namespace keel::replication {
 

@@ -1,4 +1,4 @@
-#include "replication/secret.h"
+#include <keel/replication/secret.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "replication/transport.h"
+#include <keel/replication/transport.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 #include <cstring>
 #include <utility>
 
-#include "io/endian.h"
+#include <keel/io/endian.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>

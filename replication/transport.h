@@ -33,8 +33,8 @@
 #include <string_view>
 #include <vector>
 
-#include "io/status.h"
-#include "replication/protocol.h"
+#include <keel/io/status.h>
+#include <keel/replication/protocol.h>
 
 namespace keel::replication {
 

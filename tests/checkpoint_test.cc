@@ -25,9 +25,9 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "checkpoint/format.h"
-#include "io/mem_fs.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/checkpoint/format.h>
+#include <keel/io/mem_fs.h>
 #include "tests/test_util.h"
 
 namespace keel::testing {

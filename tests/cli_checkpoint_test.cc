@@ -35,11 +35,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/checkpoint.h"
-#include "checkpoint/format.h"
-#include "io/io.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/checkpoint/format.h>
+#include <keel/io/io.h>
 #include "tests/test_util.h"
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
 namespace keel {
 namespace {

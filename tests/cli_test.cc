@@ -42,13 +42,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/io.h"
-#include "keel/version.h"
-#include "recovery/quarantine.h"
-#include "recovery/recovery.h"
+#include <keel/io/io.h>
+#include <keel/version.h>
+#include <keel/recovery/quarantine.h>
+#include <keel/recovery/recovery.h>
 #include "tests/test_util.h"
-#include "wal/format.h"
-#include "wal/log.h"
+#include <keel/wal/format.h>
+#include <keel/wal/log.h>
 
 namespace keel {
 namespace {

@@ -18,8 +18,8 @@
 #include <thread>
 #include <vector>
 
-#include "cluster/backoff.h"
-#include "cluster/etcd_client.h"
+#include <keel/cluster/backoff.h>
+#include <keel/cluster/etcd_client.h>
 
 namespace keel::cluster {
 namespace {

@@ -7,8 +7,8 @@
 
 #include <string>
 
-#include "cluster/base64.h"
-#include "cluster/etcd_codec.h"
+#include <keel/cluster/base64.h>
+#include <keel/cluster/etcd_codec.h>
 
 namespace keel::cluster {
 namespace {

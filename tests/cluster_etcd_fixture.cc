@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "cluster/http_transport.h"
+#include <keel/cluster/http_transport.h>
 
 namespace keel::testing {
 namespace {

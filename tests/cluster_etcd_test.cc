@@ -23,10 +23,10 @@
 #include <thread>
 #include <vector>
 
-#include "cluster/etcd_client.h"
-#include "cluster/etcd_watch.h"
-#include "cluster/http_transport.h"
-#include "cluster/lease.h"
+#include <keel/cluster/etcd_client.h>
+#include <keel/cluster/etcd_watch.h>
+#include <keel/cluster/http_transport.h>
+#include <keel/cluster/lease.h>
 #include "cluster_etcd_fixture.h"
 
 namespace keel::cluster {

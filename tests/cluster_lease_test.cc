@@ -11,7 +11,7 @@
 #include <chrono>
 #include <functional>
 
-#include "cluster/lease.h"
+#include <keel/cluster/lease.h>
 
 namespace keel::cluster {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "crash/harness.h"
-#include "wal/planted.h"
+#include <keel/wal/planted.h>
 
 namespace keel::crash {
 namespace {

@@ -27,7 +27,7 @@
 #include <sstream>
 #include <thread>
 
-#include "engine/engine.h"
+#include <keel/engine/engine.h>
 #include "tests/wal_test_util.h"
 
 namespace keel::testing {

@@ -18,9 +18,9 @@
 #include <thread>
 #include <vector>
 
-#include "replication/fault_proxy.h"
-#include "replication/protocol.h"
-#include "replication/transport.h"
+#include <keel/replication/fault_proxy.h>
+#include <keel/replication/protocol.h>
+#include <keel/replication/transport.h>
 
 namespace keel::replication {
 namespace {

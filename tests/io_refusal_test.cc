@@ -24,7 +24,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "io/io.h"
+#include <keel/io/io.h>
 #include "tests/test_util.h"
 
 namespace keel::io {

@@ -26,9 +26,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "io/io.h"
-#include "io/mem_fs.h"
-#include "io/sim_fs.h"
+#include <keel/io/io.h>
+#include <keel/io/mem_fs.h>
+#include <keel/io/sim_fs.h>
 #include "tests/test_util.h"
 
 namespace keel::io {

@@ -32,10 +32,10 @@
 #include <thread>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "engine/engine.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/engine/engine.h>
 #include "examples/kv/kv_state.h"
-#include "io/mem_fs.h"
+#include <keel/io/mem_fs.h>
 #include "tests/test_util.h"
 
 namespace keel::kv {

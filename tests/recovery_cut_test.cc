@@ -18,10 +18,10 @@
 #include <algorithm>
 #include <map>
 
-#include "checkpoint/checkpoint.h"
-#include "io/sim_fs.h"
-#include "recovery/quarantine.h"
-#include "recovery/recovery.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/io/sim_fs.h>
+#include <keel/recovery/quarantine.h>
+#include <keel/recovery/recovery.h>
 #include "tests/wal_test_util.h"
 
 namespace keel::testing {

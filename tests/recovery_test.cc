@@ -16,8 +16,8 @@
 #include <cstring>
 #include <thread>
 
-#include "engine/engine.h"
-#include "recovery/quarantine.h"
+#include <keel/engine/engine.h>
+#include <keel/recovery/quarantine.h>
 #include "tests/wal_test_util.h"
 
 namespace keel::testing {

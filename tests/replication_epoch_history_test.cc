@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "io/io.h"
-#include "replication/epoch_history.h"
+#include <keel/io/io.h>
+#include <keel/replication/epoch_history.h>
 #include "tests/test_util.h"
 
 namespace keel::replication {

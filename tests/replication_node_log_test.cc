@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "replication/node_log.h"
+#include <keel/replication/node_log.h>
 
 namespace keel::replication {
 namespace {

@@ -13,7 +13,7 @@
 
 #include <string>
 
-#include "replication/secret.h"
+#include <keel/replication/secret.h>
 #include "tests/test_util.h"
 
 namespace keel::replication {

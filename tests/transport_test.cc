@@ -27,8 +27,8 @@
 #include <thread>
 #include <vector>
 
-#include "replication/protocol.h"
-#include "replication/transport.h"
+#include <keel/replication/protocol.h>
+#include <keel/replication/transport.h>
 
 namespace keel::replication {
 namespace {

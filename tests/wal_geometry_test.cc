@@ -16,7 +16,7 @@
 
 #include "tests/test_util.h"
 #include "tests/wal_test_util.h"
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
 namespace keel::testing {
 namespace {

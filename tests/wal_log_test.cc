@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "tests/wal_test_util.h"
-#include "wal/format.h"
-#include "wal/planted.h"
+#include <keel/wal/format.h>
+#include <keel/wal/planted.h>
 
 namespace keel::testing {
 namespace {

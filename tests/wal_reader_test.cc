@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "tests/wal_test_util.h"
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
 namespace keel::testing {
 namespace {

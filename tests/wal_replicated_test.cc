@@ -23,9 +23,9 @@
 #include <mutex>
 #include <thread>
 
-#include "io/endian.h"
+#include <keel/io/endian.h>
 #include "tests/wal_test_util.h"
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
 namespace keel::testing {
 namespace {

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "io/mem_fs.h"
-#include "wal/log.h"
-#include "wal/reader.h"
+#include <keel/io/mem_fs.h>
+#include <keel/wal/log.h>
+#include <keel/wal/reader.h>
 
 namespace keel::testing {
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "tools/commands.h"
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
 namespace keel::tools {
 namespace {

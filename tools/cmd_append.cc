@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "tools/commands.h"
-#include "wal/log.h"
+#include <keel/wal/log.h>
 
 namespace keel::tools {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <cstdio>
 
-#include "replication/node.h"
+#include <keel/replication/node.h>
 #include "tools/commands.h"
 
 namespace keel::tools {

@@ -20,7 +20,7 @@
 #include <string>
 
 #include "crash/harness.h"
-#include "wal/planted.h"
+#include <keel/wal/planted.h>
 
 namespace keel::tools {
 namespace {

@@ -40,7 +40,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/commands.h"
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
 namespace keel::tools {
 namespace {

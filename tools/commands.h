@@ -18,11 +18,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/checkpoint.h"
-#include "io/io.h"
-#include "io/status.h"
-#include "recovery/quarantine.h"
-#include "wal/reader.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/io/io.h>
+#include <keel/io/status.h>
+#include <keel/recovery/quarantine.h>
+#include <keel/wal/reader.h>
 
 namespace keel::tools {
 

@@ -29,10 +29,10 @@
 
 #include <CLI/CLI.hpp>
 
-#include "keel/version.h"
+#include <keel/version.h>
 #include "tools/cmd_crash.h"
 #include "tools/commands.h"
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
 namespace keel::tools {
 

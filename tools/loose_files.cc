@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/endian.h"
+#include <keel/io/endian.h>
 #include "tools/commands.h"
 
 namespace keel::tools {

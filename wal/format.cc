@@ -1,6 +1,6 @@
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
-#include "io/endian.h"
+#include <keel/io/endian.h>
 
 // Inlined: the checksum runs on every append, on the appender thread.
 #define XXH_INLINE_ALL

@@ -15,10 +15,10 @@
 //     write touches a sector that holds acknowledged bytes (P3).
 //   - A segment is synced whole before the next one is started, so a valid
 //     segment header proves every record before it durable (see reader.cc).
-#include "wal/log.h"
+#include <keel/wal/log.h>
 
-#include "io/endian.h"
-#include "wal/planted.h"
+#include <keel/io/endian.h>
+#include <keel/wal/planted.h>
 
 #include <algorithm>
 #include <cassert>

@@ -35,9 +35,9 @@
 #include <thread>
 #include <vector>
 
-#include "io/io.h"
-#include "wal/format.h"
-#include "wal/reader.h"
+#include <keel/io/io.h>
+#include <keel/wal/format.h>
+#include <keel/wal/reader.h>
 
 namespace keel::wal {
 

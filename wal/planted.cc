@@ -1,4 +1,4 @@
-#include "wal/planted.h"
+#include <keel/wal/planted.h>
 
 #include <atomic>
 

@@ -1,6 +1,6 @@
-#include "wal/reader.h"
+#include <keel/wal/reader.h>
 
-#include "wal/planted.h"
+#include <keel/wal/planted.h>
 
 #include <algorithm>
 #include <cassert>

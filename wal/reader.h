@@ -6,7 +6,7 @@
 // every record must be the exact next LSN with a matching checksum.
 //
 // How the scan ends is decided by the table in docs/format.md ("the reader's
-// end-of-log decision"); each row has a test in tests/wal_reader_test.cc.
+// end-of-log decision"); each row has a test in keel's test suite.
 // In short: in any segment but the last, the records must run cleanly into
 // the next segment's header (LSN and checksum chain); in the last segment the
 // first invalid position is either a torn tail (nothing after it proves that
@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "io/io.h"
-#include "wal/format.h"
+#include <keel/io/io.h>
+#include <keel/wal/format.h>
 
 namespace keel::wal {
 

@@ -70,9 +70,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include "engine/engine.h"
+#include <keel/engine/engine.h>
 #include "examples/kv/kv_state.h"
-#include "replication/node.h"
+#include <keel/replication/node.h>
 
 namespace keel::kv {
 namespace {

@@ -42,7 +42,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/engine.h"
+#include <keel/engine/engine.h>
 
 namespace keel::kv {
 

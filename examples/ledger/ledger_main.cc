@@ -36,7 +36,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "engine/engine.h"
+#include <keel/engine/engine.h>
 #include "examples/ledger/ledger_state.h"
 
 namespace keel::ledger {

@@ -23,7 +23,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/engine.h"
+#include <keel/engine/engine.h>
 
 namespace keel::ledger {
 

@@ -1,5 +1,9 @@
 // Links against the installed keel, appends three durable records to a fresh
 // log and reads them back. Exits 0 only when all three come back intact.
+// Every installed door is included, so a header that reaches outside include/keel
+// fails this build.
+#include <keel/engine/engine.h>
+#include <keel/replication/node.h>
 #include <keel/wal/log.h>
 
 #include <cstdio>

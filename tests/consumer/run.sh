@@ -10,7 +10,21 @@ cmake --install "$build_dir" --prefix "$scratch/prefix" >/dev/null
 test -f "$scratch/prefix/include/keel/wal/log.h"
 test -f "$scratch/prefix/include/keel/io/io.h"
 test -f "$scratch/prefix/include/keel/version.h"
+test -f "$scratch/prefix/share/doc/keel/docs/format.md"
 test -f "$scratch/prefix/include/keel/recovery/quarantine.h"
+# Test machinery (simulated file systems, the fault proxy, planted bugs) is not part of the package.
+for machinery in io/sim_fs.h io/mem_fs.h wal/planted.h replication/fault_proxy.h; do
+  if test -e "$scratch/prefix/include/keel/$machinery"; then
+    echo "consumer: test machinery installed: include/keel/$machinery" >&2
+    exit 1
+  fi
+done
+# Installed headers include each other as <keel/...>: a quoted project path would need
+# include/keel on the user's include path.
+if grep -rn '^#include "' "$scratch/prefix/include/keel"; then
+  echo "consumer: an installed header includes a project header without the keel/ prefix" >&2
+  exit 1
+fi
 cmake -S "$source_dir/tests/consumer" -B "$scratch/build" -G Ninja -DCMAKE_PREFIX_PATH="$scratch/prefix" >/dev/null
 cmake --build "$scratch/build" >/dev/null
 "$scratch/build/consumer" "$scratch/log"

@@ -30,9 +30,9 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "checkpoint/checkpoint.h"
-#include "checkpoint/format.h"
-#include "io/mem_fs.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/checkpoint/format.h>
+#include <keel/io/mem_fs.h>
 
 namespace {
 

@@ -17,8 +17,8 @@
 #include <string>
 #include <string_view>
 
-#include "cluster/base64.h"
-#include "cluster/etcd_codec.h"
+#include <keel/cluster/base64.h>
+#include <keel/cluster/etcd_codec.h>
 
 namespace {
 

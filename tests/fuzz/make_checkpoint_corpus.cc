@@ -15,9 +15,9 @@
 #include <optional>
 #include <string>
 
-#include "checkpoint/checkpoint.h"
-#include "checkpoint/format.h"
-#include "io/mem_fs.h"
+#include <keel/checkpoint/checkpoint.h>
+#include <keel/checkpoint/format.h>
+#include <keel/io/mem_fs.h>
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "wal/format.h"
+#include <keel/wal/format.h>
 
 namespace {
 

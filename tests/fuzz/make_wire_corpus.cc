@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "replication/protocol.h"
-#include "wal/format.h"
+#include <keel/replication/protocol.h>
+#include <keel/wal/format.h>
 
 namespace {
 

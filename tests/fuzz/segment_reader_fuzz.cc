@@ -39,9 +39,9 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "io/mem_fs.h"
-#include "wal/format.h"
-#include "wal/reader.h"
+#include <keel/io/mem_fs.h>
+#include <keel/wal/format.h>
+#include <keel/wal/reader.h>
 
 namespace {
 

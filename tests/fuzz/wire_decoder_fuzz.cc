@@ -32,8 +32,8 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "replication/protocol.h"
-#include "wal/format.h"
+#include <keel/replication/protocol.h>
+#include <keel/wal/format.h>
 
 namespace {
 
