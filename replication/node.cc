@@ -1,4 +1,4 @@
-#include "replication/node.h"
+#include <keel/replication/node.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -11,9 +11,9 @@
 #include <cstring>
 #include <random>
 
-#include "io/endian.h"
-#include "recovery/recovery.h"
-#include "wal/planted.h"
+#include <keel/io/endian.h>
+#include <keel/recovery/recovery.h>
+#include <keel/wal/planted.h>
 
 namespace keel::replication {
 namespace {
@@ -1193,17 +1193,27 @@ Lsn Node::CommittedLsn(AckMode mode, uint32_t k) const {
 }
 
 Status Node::Append(std::span<const std::byte> payload, Lsn* lsn) {
+  Outcome outcome;
+  return Append(payload, lsn, &outcome);
+}
+
+// A write this node cannot take is Status::NotPrimary, which a client answers
+// by going to the primary, not by reopening anything: the engine is fine.
+Status Node::Append(std::span<const std::byte> payload, Lsn* lsn, Outcome* outcome) {
   {
     std::lock_guard lock(state_mu_);
     if (deposed_.load()) {
-      return Status::Failed("fenced: node at epoch " + std::to_string(fenced_by_) +
-                            " exists; this deposed primary acknowledges nothing");
+      return Status::NotPrimary("fenced: node at epoch " + std::to_string(fenced_by_) +
+                                " exists; this deposed primary acknowledges nothing");
     }
-    if (role_ != NodeRole::kPrimary) return Status::Failed("this node is a backup; send writes to the primary");
+    if (role_ != NodeRole::kPrimary) {
+      return Status::NotPrimary("this node is a backup; send writes to the primary at " + options_.primary_host +
+                                ":" + std::to_string(options_.primary_port));
+    }
   }
   std::shared_lock lock(engine_mu_);
   if (!engine_) return Status::Failed("the engine is closed");
-  return engine_->Append(payload, Durability::kNone, lsn);
+  return engine_->Append(payload, Durability::kNone, lsn, outcome);
 }
 
 Status Node::Checkpoint(checkpoint::CheckpointInfo* info) {

@@ -50,12 +50,12 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine.h"
-#include "replication/epoch_history.h"
-#include "replication/node_log.h"
-#include "replication/protocol.h"
-#include "replication/secret.h"
-#include "replication/transport.h"
+#include <keel/engine/engine.h>
+#include <keel/replication/epoch_history.h>
+#include <keel/replication/node_log.h>
+#include <keel/replication/protocol.h>
+#include <keel/replication/secret.h>
+#include <keel/replication/transport.h>
 
 namespace keel::replication {
 
@@ -174,9 +174,14 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // On a primary: logs and applies payload; it is not acknowledged yet (see
-  // Commit). Fails on a backup or a deposed primary. Thread-safe.
+  // On a primary: validates, logs and applies payload; it is not acknowledged
+  // yet (see Commit). Status::NotPrimary on a backup (the message names the
+  // primary's address) or a deposed primary; Status::Refused when the state
+  // machine's Validate refused it (nothing logged). Thread-safe.
   Status Append(std::span<const std::byte> payload, Lsn* lsn);
+  // The same, and *outcome gets what the state machine made of the record
+  // (engine/engine.h), computed identically on every backup that applies it.
+  Status Append(std::span<const std::byte> payload, Lsn* lsn, Outcome* outcome);
   // Returns once every record up to lsn is acknowledged under mode by k
   // backups (durable here first, always). Many appends may share one Commit:
   // the group commit of replication.

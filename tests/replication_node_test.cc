@@ -49,16 +49,16 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine.h"
+#include <keel/engine/engine.h>
 #include "examples/kv/kv_state.h"
-#include "io/io.h"
-#include "replication/epoch_history.h"
-#include "replication/fault_proxy.h"
-#include "replication/node.h"
-#include "replication/protocol.h"
-#include "replication/transport.h"
+#include <keel/io/io.h>
+#include <keel/replication/epoch_history.h>
+#include <keel/replication/fault_proxy.h>
+#include <keel/replication/node.h>
+#include <keel/replication/protocol.h>
+#include <keel/replication/transport.h>
 #include "tests/test_util.h"
-#include "wal/reader.h"
+#include <keel/wal/reader.h>
 
 namespace keel::replication {
 namespace {
@@ -576,6 +576,11 @@ TEST_F(NodeTest, P7DeposedPrimaryIsFencedAndAHigherEpochRefusesToFollowIt) {
   StartBackup(&b, p.node->port());
   Lsn lsn = 0;
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(&p, Key(0, i), "x", AckMode::kDurable, 1, &lsn).ok());
+  // A write sent to the backup is NotPrimary, naming where the primary is.
+  Lsn not_here = 0;
+  const Status on_backup = b.node->Append(kv::AsBytes(kv::EncodePut("misrouted", "x")), &not_here);
+  EXPECT_TRUE(on_backup.IsNotPrimary()) << on_backup.ToString();
+  EXPECT_NE(on_backup.message().find(":" + std::to_string(p.node->port())), std::string::npos) << on_backup.message();
   // A Commit that waits (for two backups; there is one) when P is deposed.
   Lsn stale = 0;
   ASSERT_TRUE(p.node->Append(kv::AsBytes(kv::EncodePut("stale", "x")), &stale).ok());
@@ -607,7 +612,7 @@ TEST_F(NodeTest, P7DeposedPrimaryIsFencedAndAHigherEpochRefusesToFollowIt) {
   // A deposed primary appends and acknowledges nothing, whatever the mode.
   Lsn refused = 0;
   const Status append = p.node->Append(kv::AsBytes(kv::EncodePut("after", "x")), &refused);
-  EXPECT_TRUE(append.IsFailed()) << append.ToString();
+  EXPECT_TRUE(append.IsNotPrimary()) << append.ToString();
   EXPECT_NE(append.message().find("fenced"), std::string::npos) << append.ToString();
   EXPECT_TRUE(p.node->Commit(stale, AckMode::kLocal, 0).IsFailed());
   EXPECT_TRUE(p.node->Commit(1, AckMode::kDurable, 1).IsFailed());
@@ -672,7 +677,7 @@ TEST_F(NodeTest, P7PromotionFencesEveryMemberAndAFencedBackupNeverAcknowledgesTh
   const Lsn b2_last = b2.node->last_lsn();
   // P takes no more writes; B2, still configured with P, takes nothing from it.
   Lsn refused = 0;
-  EXPECT_TRUE(p.node->Append(kv::AsBytes(kv::EncodePut("late", "x")), &refused).IsFailed());
+  EXPECT_TRUE(p.node->Append(kv::AsBytes(kv::EncodePut("late", "x")), &refused).IsNotPrimary());
   const auto until = Clock::now() + 300ms;
   while (Clock::now() < until) {
     const std::string primary_state = b2.node->status().primary_state;
