@@ -156,7 +156,9 @@ void RunRound(Model* model, const std::string& dir, const std::string& stderr_pa
   Child child = SpawnWithPipes(std::move(args), stderr_path);
   const size_t doubts = progress->sent_end - progress->decided;
   std::atomic<size_t> sent_end{progress->sent_end};
-  std::thread writer([&] { WriteCommands(*model, child, repeats, progress->decided, &sent_end); });
+  // The writer gets its own copy of where to start: the reader moves progress->decided on.
+  const size_t first = progress->decided;
+  std::thread writer([&, first] { WriteCommands(*model, child, repeats, first, &sent_end); });
   std::vector<std::string> doubt_replies;
   std::string pending;
   char buffer[8192];
