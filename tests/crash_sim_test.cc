@@ -194,5 +194,19 @@ TEST(CrashSimTest, P3Seed15828CrashPoint224318IsNotAViolation) {
   EXPECT_TRUE(result.violations.empty()) << result.Summary();
 }
 
+// A crash point that a CI campaign with a fresh random seed found: after
+// recovery the log opens with a clean end at LSN 21 (offset 1024 of
+// 00000000000000000021.wal), takes one durable append, and a scan of the
+// closed log then meets a zeroed sector at 1024 followed by 43,518 bytes, so
+// the appended record is not where the reader looks. It reproduces on the code
+// before the session that found it (the fault mix has a misdirected write and
+// a failed fsync before the crash). Disabled until recovery is fixed; run it
+// with --gtest_also_run_disabled_tests.
+TEST(CrashSimTest, DISABLED_RecoverySeed10636673999457456343CrashPoint38067TakesAnAppendItCanReadBack) {
+  const IterationResult result =
+      RunSimIteration(10636673999457456343ULL, 38067, FaultSet::All(), Workload::kMixed);
+  EXPECT_TRUE(result.violations.empty()) << result.Summary();
+}
+
 }  // namespace
 }  // namespace keel::crash
