@@ -512,6 +512,43 @@ TEST_F(LogTest, SyncBeyondTheLastLsnIsRefused) {
   EXPECT_TRUE(log->Sync(2).ok());
 }
 
+// A spare left by an earlier run is not trusted to be zero: a roll that
+// crashed before its rename was durable, or a misdirected write, can leave a
+// segment header or records in the middle of it. Were it rolled into as it is,
+// those bytes would sit past the end of the log and make a clean close look
+// torn. The log reads such a spare back and zero-fills it first.
+TEST_F(LogTest, P4StaleBytesInALeftoverSpareNeverFollowTheEndOfTheLog) {
+  LogOptions options = SmallLogOptions(&fs_);
+  {
+    auto log = OpenLog(options);
+    AppendDurableRange(log.get(), 1, 20);
+  }
+  std::vector<std::string> names;
+  ASSERT_TRUE(fs_.ListDir(kDir, &names).ok());
+  const auto spare = std::find_if(names.begin(), names.end(), [](const std::string& name) {
+    return name.ends_with(wal::kSpareSuffix);
+  });
+  ASSERT_NE(spare, names.end()) << "the closed log kept no ready spare";
+  const std::string spare_path = std::string(kDir) + "/" + *spare;
+  // The first segment's header and records, where a misdirected header write
+  // of a crashed roll would put them: well inside the spare.
+  const std::string first = *fs_.Contents(SegmentPath(1));
+  std::string bytes = *fs_.Contents(spare_path);
+  bytes.replace(8 * 1024, 4096, first.substr(0, 4096));
+  fs_.SetContents(spare_path, bytes);
+  {
+    auto log = OpenLog(options);
+    uint64_t next = 21;
+    while (log->stats().segment_rolls == 0 && next < 2000) AppendDurableRange(log.get(), next, next), ++next;
+    ASSERT_GT(log->stats().segment_rolls, 0u) << "no roll into the spare";
+    AppendDurableRange(log.get(), next, next + 2);
+  }
+  const ReadBack all = ReadAll(&fs_, kDir);
+  ASSERT_FALSE(all.lsns.empty());
+  for (size_t i = 0; i < all.lsns.size(); ++i) ASSERT_EQ(all.payloads[i], PayloadFor(all.lsns[i]));
+  EXPECT_EQ(all.end.kind, wal::ScanEndKind::kClean) << all.end.Describe();
+}
+
 TEST_F(LogTest, TruncateBeforeRemovesOnlyWholeOlderSegmentsAndRecyclesThem) {
   LogOptions options = SmallLogOptions(&fs_);
   auto log = OpenLog(options);

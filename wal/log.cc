@@ -7,7 +7,8 @@
 //                               write it with one request; when a sync is wanted,
 //                               pad to the sector and link an fdatasync; then
 //                               advance durable_lsn_ and wake every waiter.
-//   AllocatorLoop (one thread)  Keep spare_segments zero-filled files ready.
+//   SparePool (one thread)      Keep spare_segments zero-filled files ready
+//                               (spare_pool.h).
 //
 // Invariants (asserted below):
 //   - written_lsn_ >= durable_lsn_; released ring space never passes written data.
@@ -19,6 +20,7 @@
 
 #include <keel/io/endian.h>
 #include <keel/wal/planted.h>
+#include <keel/wal/spare_pool.h>
 
 #include <algorithm>
 #include <cassert>
@@ -26,10 +28,6 @@
 
 namespace keel::wal {
 namespace {
-
-constexpr size_t kZeroBytes = 1 << 20;
-alignas(4096) const std::byte kZeros[kZeroBytes] = {};
-static_assert(kZeroBytes >= kMaxSectorSize, "padding comes from kZeros");
 
 constexpr uint64_t kMaxSlots = 1 << 16;
 // Leaves LSNs room to grow without ever wrapping past UINT64_MAX.
@@ -40,36 +38,6 @@ uint64_t SlotCountFor(uint64_t ring_bytes) {
   uint64_t slots = 1;
   while (slots < kMaxSlots && slots * kRecordHeaderSize < ring_bytes) slots <<= 1;
   return slots;
-}
-
-bool EndsWith(std::string_view text, std::string_view suffix) {
-  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
-}
-
-// Spare files are named spare-<n>.spare when ready and spare-<n>.partial while
-// being zero-filled; a .partial file is never trusted to be zero.
-bool ParseSpareName(std::string_view name, uint64_t* number) {
-  constexpr std::string_view kPrefix = "spare-";
-  if (name.substr(0, kPrefix.size()) != kPrefix) return false;
-  const std::string_view rest = name.substr(kPrefix.size());
-  const size_t dot = rest.find('.');
-  if (dot == 0 || dot == std::string_view::npos) return false;
-  uint64_t value = 0;
-  for (char c : rest.substr(0, dot)) {
-    if (c < '0' || c > '9' || value > UINT64_MAX / 10 - 9) return false;
-    value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *number = value;
-  return true;
-}
-
-Status WriteZeros(io::File* file, uint64_t from, uint64_t to) {
-  for (uint64_t at = from; at < to;) {
-    const size_t length = static_cast<size_t>(std::min<uint64_t>(kZeroBytes, to - at));
-    KEEL_RETURN_IF_ERROR(file->WriteAt(at, std::span(kZeros, length)));
-    at += length;
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -161,6 +129,7 @@ Log::Log(std::string dir, const LogOptions& options, io::FileSystem* fs, std::un
       ring_(new std::byte[options.buffer_size_bytes]),
       slot_count_(SlotCountFor(options.buffer_size_bytes)),
       slots_(new Slot[SlotCountFor(options.buffer_size_bytes)]) {
+  spares_ = std::make_unique<SparePool>(fs_, dir_);
   assert(IsPowerOfTwo(slot_count_));
   // Touch the ring now: the first pass over fresh memory is slow on a VM, and
   // must not land on the append path.
@@ -214,7 +183,7 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
   // lock is held, in case another writer created the log meanwhile.
   KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, kLockFileName), &opened->lock_));
   KEEL_RETURN_IF_ERROR(list());
-  opened->NoteSpareNames(names);
+  opened->spares_->NoteNames(names);
   if (!has_segments) {
     opened->options_ = Resolve(opened->options_, NewLogGeometry(opened->options_));
     KEEL_RETURN_IF_ERROR(opened->Create());
@@ -225,7 +194,8 @@ Status Log::Open(const std::string& dir, const LogOptions& options, std::unique_
     KEEL_RETURN_IF_ERROR(opened->Recover(report, visit));
   }
   // Validation passed: only now are leftover spares kept, reused or removed.
-  KEEL_RETURN_IF_ERROR(opened->AdoptSpares(names));
+  opened->spares_->Configure(opened->options_.segment_size_bytes, opened->options_.spare_segments);
+  KEEL_RETURN_IF_ERROR(opened->spares_->Adopt(names));
   KEEL_RETURN_IF_ERROR(opened->Start());
   report->segments = opened->segments_.size();
   report->first_lsn = opened->first_lsn();
@@ -252,40 +222,6 @@ Status Log::OpenDir(const std::string& dir, const LogOptions& options, io::FileS
   return Status::Ok();
 }
 
-// Numbers new spares past every leftover one, so that no name is reused
-// before the leftovers are sorted out. Reads and changes nothing on disk.
-void Log::NoteSpareNames(const std::vector<std::string>& names) {
-  for (const std::string& name : names) {
-    uint64_t number = 0;
-    if (ParseSpareName(name, &number)) spare_counter_ = std::max(spare_counter_, number + 1);
-  }
-}
-
-// Sorts out leftover spare files once the log is known good: ready spares of
-// the log's segment size are kept, half-made ones are zero-filled again by the
-// allocator, the rest (another size, or more than spare_segments) removed.
-Status Log::AdoptSpares(const std::vector<std::string>& names) {
-  for (const std::string& name : names) {
-    uint64_t number = 0;
-    if (!ParseSpareName(name, &number)) continue;
-    const std::string path = io::JoinPath(dir_, name);
-    if (EndsWith(name, kPartialSuffix)) {
-      recyclable_.push_back(path);
-      continue;
-    }
-    if (!EndsWith(name, kSpareSuffix)) continue;
-    std::unique_ptr<io::File> file;
-    uint64_t size = 0;
-    if (fs_->Open(path, io::OpenMode::kRead, &file).ok() && file->Size(&size).ok() &&
-        size == options_.segment_size_bytes && spares_.size() < options_.spare_segments) {
-      spares_.push_back(path);
-    } else {
-      KEEL_RETURN_IF_ERROR(fs_->Remove(path));
-    }
-  }
-  return Status::Ok();
-}
-
 // A new log starts at options_.first_lsn: as far as the writer is concerned,
 // everything before it is already written and durable (a backup seeded from a
 // checkpoint at first_lsn - 1 holds it there).
@@ -294,6 +230,7 @@ Status Log::Create() {
   assert(first >= 1);
   epoch_.store(options_.epoch == 0 ? 1 : options_.epoch);
   last_checksum_ = 0;  // the first segment a log ever has names no predecessor
+  spares_->Configure(options_.segment_size_bytes, options_.spare_segments);
   KEEL_RETURN_IF_ERROR(RollSegment(first, epoch()));
   next_lsn_ = first;
   written_lsn_.store(first - 1);
@@ -406,7 +343,7 @@ Status Log::Start() {
   KEEL_RETURN_IF_ERROR(fs_->NewQueue(kQueueDepth, &queue_));
   if (options_.background_threads) {
     writer_ = std::thread([this] { WriterLoop(); });
-    allocator_ = std::thread([this] { AllocatorLoop(); });
+    spares_->StartAllocator();
   }
   return Status::Ok();
 }
@@ -496,7 +433,9 @@ Status Log::status() const {
 
 LogStats Log::stats() const {
   std::lock_guard lock(stats_mu_);
-  return stats_;
+  LogStats stats = stats_;
+  stats.rolls_without_spare = spares_->made_on_demand();
+  return stats;
 }
 
 // Assigns the next LSN and ring space, and decides the record's epoch, all
@@ -752,7 +691,7 @@ Status Log::WriteBatch(Lsn last, uint64_t end_position, bool sync) {
   uint64_t new_position = file_position_ + bytes;
   if (sync) {
     const uint64_t pad = RoundUp(new_position, sector_size_bytes_) - new_position;
-    if (pad > 0) iov_.push_back({const_cast<std::byte*>(kZeros), static_cast<size_t>(pad)});
+    if (pad > 0) iov_.push_back({const_cast<std::byte*>(ZeroBytes().data()), static_cast<size_t>(pad)});
     new_position += pad;
   }
   assert(new_position <= segment_size_bytes_);
@@ -884,7 +823,7 @@ void Log::RestampDurableLag(Lsn lsn, uint64_t position) {
 Status Log::RollSegment(Lsn first_lsn, Epoch epoch) {
   assert(durable_lsn_.load() == written_lsn_);
   std::string spare;
-  KEEL_RETURN_IF_ERROR(TakeSpare(&spare));
+  KEEL_RETURN_IF_ERROR(spares_->Take(&spare));
   std::unique_ptr<io::File> file;
   KEEL_RETURN_IF_ERROR(fs_->Open(spare, io::OpenMode::kReadWrite, &file));
   SegmentHeader header;
@@ -930,85 +869,6 @@ void Log::Fail(Status status) {
 }
 
 // ---------------------------------------------------------------------------
-// Spare segments.
-
-void Log::AllocatorLoop() {
-  for (;;) {
-    std::string source;  // an old segment or half-made spare to reuse, if any
-    uint64_t number = 0;
-    {
-      std::unique_lock lock(spare_mu_);
-      spare_cv_.wait(lock, [&] { return allocator_stop_ || spares_.size() < options_.spare_segments; });
-      if (allocator_stop_) return;
-      if (!recyclable_.empty()) {
-        source = recyclable_.back();
-        recyclable_.pop_back();
-      }
-      number = spare_counter_++;
-    }
-    std::string spare;
-    if (!MakeSpare(number, source, &spare).ok()) {
-      // Leave it to the writer: a roll without a spare makes one itself and
-      // reports the error there, where it fails the log.
-      std::unique_lock lock(spare_mu_);
-      spare_cv_.wait(lock, [&] { return allocator_stop_; });
-      return;
-    }
-    std::lock_guard lock(spare_mu_);
-    spares_.push_back(spare);
-    spare_cv_.notify_all();
-  }
-}
-
-// Makes spare number `number`: reuses source (a file to overwrite) or creates
-// a file, preallocates and zero-fills it, syncs it, and renames it to its
-// ready name. Zero-filling turns unwritten extents into written ones, so later
-// fdatasyncs of the segment change no metadata.
-Status Log::MakeSpare(uint64_t number, const std::string& source, std::string* spare_path) {
-  const std::string base = io::JoinPath(dir_, "spare-" + std::to_string(number));
-  const std::string partial = base + std::string(kPartialSuffix);
-  std::unique_ptr<io::File> file;
-  if (!source.empty()) {
-    KEEL_RETURN_IF_ERROR(fs_->Rename(source, partial));
-    KEEL_RETURN_IF_ERROR(fs_->Open(partial, io::OpenMode::kReadWrite, &file));
-  } else {
-    KEEL_RETURN_IF_ERROR(fs_->Open(partial, io::OpenMode::kCreate, &file));
-  }
-  KEEL_RETURN_IF_ERROR(file->Truncate(options_.segment_size_bytes));
-  KEEL_RETURN_IF_ERROR(file->Allocate(options_.segment_size_bytes));
-  KEEL_RETURN_IF_ERROR(WriteZeros(file.get(), 0, options_.segment_size_bytes));
-  KEEL_RETURN_IF_ERROR(file->Sync());
-  file.reset();
-  *spare_path = base + std::string(kSpareSuffix);
-  KEEL_RETURN_IF_ERROR(fs_->Rename(partial, *spare_path));
-  return fs_->SyncDir(dir_);
-}
-
-Status Log::TakeSpare(std::string* spare_path) {
-  uint64_t number = 0;
-  std::string source;
-  {
-    std::lock_guard lock(spare_mu_);
-    if (!spares_.empty()) {
-      *spare_path = spares_.front();
-      spares_.erase(spares_.begin());
-      spare_cv_.notify_all();
-      return Status::Ok();
-    }
-    number = spare_counter_++;
-    if (!recyclable_.empty()) {
-      source = recyclable_.back();
-      recyclable_.pop_back();
-    }
-  }
-  {
-    std::lock_guard lock(stats_mu_);
-    stats_.rolls_without_spare += 1;
-  }
-  return MakeSpare(number, source, spare_path);
-}
-
-// ---------------------------------------------------------------------------
 // Truncation, readers, close.
 
 Status Log::TruncateBefore(Lsn lsn) {
@@ -1028,15 +888,8 @@ Status Log::TruncateBefore(Lsn lsn) {
   std::vector<std::string> recycled;
   Status result = Status::Ok();
   for (const Segment& segment : doomed) {
-    bool recycle = false;
-    uint64_t number = 0;
-    {
-      std::lock_guard lock(spare_mu_);
-      recycle = spares_.size() + recyclable_.size() + recycled.size() < options_.spare_segments;
-      number = spare_counter_++;
-    }
-    if (recycle) {
-      const std::string partial = io::JoinPath(dir_, "spare-" + std::to_string(number) + std::string(kPartialSuffix));
+    std::string partial;
+    if (spares_->ChooseRecycleName(recycled.size(), &partial)) {
       result = fs_->Rename(segment.path, partial);
       if (result.ok()) recycled.push_back(partial);
     } else {
@@ -1056,9 +909,7 @@ Status Log::TruncateBefore(Lsn lsn) {
   }
   // Only now, with the renames durable, may a recycled segment be zero-filled:
   // a crash can no longer bring a zeroed file back under its segment name.
-  std::lock_guard lock(spare_mu_);
-  recyclable_.insert(recyclable_.end(), recycled.begin(), recycled.end());
-  spare_cv_.notify_all();
+  spares_->Recycle(recycled);
   return Status::Ok();
 }
 
@@ -1093,14 +944,7 @@ Status Log::Close() {
     writer_cv_.notify_one();
     writer_.join();
   }
-  if (allocator_.joinable()) {
-    {
-      std::lock_guard lock(spare_mu_);
-      allocator_stop_ = true;
-    }
-    spare_cv_.notify_all();
-    allocator_.join();
-  }
+  spares_->StopAllocator();
   queue_.reset();
   segment_file_.reset();
   lock_.reset();

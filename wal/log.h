@@ -170,6 +170,8 @@ struct WriteEvent {
   Lsn durable_lsn = 0;
 };
 
+class SparePool;
+
 class Log {
  public:
   // Opens (or creates) the log in dir, validating it: a torn tail is cut and
@@ -297,11 +299,6 @@ class Log {
   void RestampDurableLag(Lsn lsn, uint64_t position);
   void Fail(Status status);
 
-  // Spare segments.
-  void AllocatorLoop();
-  Status MakeSpare(uint64_t number, const std::string& source, std::string* spare_path);
-  Status TakeSpare(std::string* spare_path);
-
   const std::string dir_;
   // The caller's options with the unset ones resolved (geometry from the log
   // itself when it exists). Settled in Open before any thread starts; read-only after.
@@ -360,13 +357,7 @@ class Log {
   mutable std::mutex segments_mu_;       // guards segments_
   std::vector<Segment> segments_;
 
-  std::mutex spare_mu_;                  // guards the spare state below
-  std::condition_variable spare_cv_;
-  std::vector<std::string> spares_;      // ready, zero-filled
-  std::vector<std::string> recyclable_;  // old segments to be zero-filled into spares
-  uint64_t spare_counter_ = 0;           // for unique spare names
-  bool allocator_stop_ = false;
-  std::thread allocator_;
+  std::unique_ptr<SparePool> spares_;  // files to roll into
 
   mutable std::mutex stats_mu_;
   LogStats stats_;
