@@ -11,7 +11,7 @@
 // reported only after the whole-file hash matched (P4, P6, P8).
 #include <keel/checkpoint/checkpoint.h>
 
-#include <keel/io/endian.h>
+#include <keel/io/bytes.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -44,15 +44,10 @@ constexpr uint8_t kZstdChecksumFlag = 0x04;
 constexpr std::string_view kFinalSuffix = ".ckpt";
 constexpr std::string_view kTempSuffix = ".tmp";
 
-template <typename T>
-void Put(std::byte* out, size_t offset, T value) {
-  io::PutLittleEndian(out, offset, value);
-}
-
-template <typename T>
-T Get(const std::byte* in, size_t offset) {
-  return io::GetLittleEndian<T>(in, offset);
-}
+using io::ByteReader;
+using io::ByteWriter;
+using io::GetLittleEndian;
+using io::PutLittleEndian;
 
 std::string BaseName(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -75,20 +70,6 @@ Status ReadExactly(io::File* file, uint64_t offset, std::span<std::byte> out) {
   return Status::Ok();
 }
 
-bool ParseLsnDigits(std::string_view digits, Lsn* lsn) {
-  constexpr size_t kDigits = 20;
-  if (digits.size() != kDigits) return false;
-  Lsn value = 0;
-  for (const char c : digits) {
-    if (c < '0' || c > '9') return false;
-    const Lsn digit = static_cast<Lsn>(c - '0');
-    if (value > (UINT64_MAX - digit) / 10) return false;
-    value = value * 10 + digit;
-  }
-  if (value == 0) return false;
-  *lsn = value;
-  return true;
-}
 
 // "<20 digits>.ckpt.tmp": what a writer writes before it publishes.
 bool IsTempFileName(std::string_view name) {
@@ -127,33 +108,38 @@ void EncodeFileHeader(FileHeader* header, std::span<std::byte, kHeaderSize> out)
   assert(header->lsn >= 1);
   std::byte* p = out.data();
   std::memset(p, 0, kHeaderSize);
-  Put<uint64_t>(p, 0, kHeaderMagic);
-  Put<uint32_t>(p, 8, header->format_version);
-  Put<uint32_t>(p, 12, 0);  // flags
-  Put<uint64_t>(p, 16, header->lsn);
-  Put<uint32_t>(p, 24, header->epoch);
-  Put<uint32_t>(p, 28, 0);  // reserved
+  ByteWriter fields(out);
+  fields.Put<uint64_t>(kHeaderMagic)
+      .Put<uint32_t>(header->format_version)
+      .Put<uint32_t>(0)  // flags
+      .Put<uint64_t>(header->lsn)
+      .Put<uint32_t>(header->epoch)
+      .Put<uint32_t>(0);  // reserved
+  assert(fields.position() == kHeaderChecksumOffset);
   header->checksum = XXH3_64bits(p, kHeaderChecksumOffset);
-  Put<uint64_t>(p, kHeaderChecksumOffset, header->checksum);
+  fields.Put<uint64_t>(header->checksum);
 }
 
 Status DecodeFileHeader(std::span<const std::byte, kHeaderSize> in, FileHeader* header) {
   const std::byte* p = in.data();
-  if (Get<uint64_t>(p, 0) != kHeaderMagic) return Status::Corruption("not a keel checkpoint (bad magic)");
-  header->checksum = Get<uint64_t>(p, kHeaderChecksumOffset);
+  ByteReader fields(in);
+  if (fields.Get<uint64_t>() != kHeaderMagic) return Status::Corruption("not a keel checkpoint (bad magic)");
+  header->checksum = GetLittleEndian<uint64_t>(p, kHeaderChecksumOffset);
   if (header->checksum != XXH3_64bits(p, kHeaderChecksumOffset)) {
     return Status::Corruption("header checksum mismatch");
   }
-  header->format_version = Get<uint32_t>(p, 8);
+  header->format_version = fields.Get<uint32_t>();
   if (header->format_version != kFormatVersion) {
     return Status::Corruption("unknown checkpoint format version " + std::to_string(header->format_version) +
                               " (this keel reads version " + std::to_string(kFormatVersion) + ")");
   }
-  const uint32_t flags = Get<uint32_t>(p, 12);
+  const uint32_t flags = fields.Get<uint32_t>();
+  header->lsn = fields.Get<uint64_t>();
+  header->epoch = fields.Get<uint32_t>();
+  const uint32_t reserved = fields.Get<uint32_t>();
+  assert(fields.position() == kHeaderChecksumOffset);
   if (flags != 0) return Status::Corruption("unknown checkpoint flags " + std::to_string(flags));
-  if (Get<uint32_t>(p, 28) != 0) return Status::Corruption("reserved header bytes are not zero");
-  header->lsn = Get<uint64_t>(p, 16);
-  header->epoch = Get<uint32_t>(p, 24);
+  if (reserved != 0) return Status::Corruption("reserved header bytes are not zero");
   if (header->lsn == 0) return Status::Corruption("checkpoint LSN is 0");
   return Status::Ok();
 }
@@ -163,20 +149,22 @@ void EncodeFrameHeader(uint32_t raw_length, std::span<const std::byte> compresse
   assert(raw_length >= 1 && raw_length <= kMaxFrameRawBytes);
   assert(compressed.size() >= kMinZstdFrameBytes && compressed.size() <= ZSTD_COMPRESSBOUND(raw_length));
   std::byte* p = out.data();
-  Put<uint32_t>(p, 0, static_cast<uint32_t>(compressed.size()));
-  Put<uint32_t>(p, 4, raw_length);
+  ByteWriter fields(out);
+  fields.Put<uint32_t>(static_cast<uint32_t>(compressed.size())).Put<uint32_t>(raw_length);
+  assert(fields.position() == kFrameChecksumOffset);
   XXH3_state_t state{};  // reset_withSeed reads the old seed: the state must be initialised
   XXH3_64bits_reset_withSeed(&state, seed);
   XXH3_64bits_update(&state, p, kFrameChecksumOffset);
   XXH3_64bits_update(&state, compressed.data(), compressed.size());
-  Put<uint64_t>(p, kFrameChecksumOffset, XXH3_64bits_digest(&state));
+  fields.Put<uint64_t>(XXH3_64bits_digest(&state));
 }
 
 Status DecodeFrameHeader(std::span<const std::byte, kFrameHeaderSize> in, FrameHeader* header) {
-  const std::byte* p = in.data();
-  header->compressed_length = Get<uint32_t>(p, 0);
-  header->raw_length = Get<uint32_t>(p, 4);
-  header->checksum = Get<uint64_t>(p, kFrameChecksumOffset);
+  ByteReader fields(in);
+  header->compressed_length = fields.Get<uint32_t>();
+  header->raw_length = fields.Get<uint32_t>();
+  assert(fields.position() == kFrameChecksumOffset);
+  header->checksum = fields.Get<uint64_t>();
   if (header->raw_length == 0 || header->raw_length > kMaxFrameRawBytes) {
     return Status::Corruption("raw length " + std::to_string(header->raw_length) + " is outside [1, " +
                               std::to_string(kMaxFrameRawBytes) + "]");
@@ -203,38 +191,43 @@ void EncodeFooter(const Footer& footer, std::span<std::byte, kFooterSize> out) {
   assert(footer.lsn >= 1);
   assert((footer.frame_count == 0) == (footer.raw_bytes == 0));
   std::byte* p = out.data();
-  Put<uint64_t>(p, 0, kFooterMagic);
-  Put<uint32_t>(p, 8, footer.format_version);
-  Put<uint32_t>(p, 12, footer.frame_count);
-  Put<uint64_t>(p, 16, footer.lsn);
-  Put<uint32_t>(p, 24, footer.epoch);
-  Put<uint32_t>(p, 28, 0);  // reserved
-  Put<uint64_t>(p, 32, footer.raw_bytes);
-  Put<uint64_t>(p, 40, footer.compressed_bytes);
-  Put<int64_t>(p, 48, footer.created_unix_seconds);
-  Put<uint64_t>(p, kFooterFileHashOffset, footer.file_hash);
-  Put<uint64_t>(p, kFooterChecksumOffset, XXH3_64bits(p, kFooterChecksumOffset));
+  ByteWriter fields(out);
+  fields.Put<uint64_t>(kFooterMagic)
+      .Put<uint32_t>(footer.format_version)
+      .Put<uint32_t>(footer.frame_count)
+      .Put<uint64_t>(footer.lsn)
+      .Put<uint32_t>(footer.epoch)
+      .Put<uint32_t>(0)  // reserved
+      .Put<uint64_t>(footer.raw_bytes)
+      .Put<uint64_t>(footer.compressed_bytes)
+      .Put<int64_t>(footer.created_unix_seconds);
+  assert(fields.position() == kFooterFileHashOffset);
+  fields.Put<uint64_t>(footer.file_hash);
+  assert(fields.position() == kFooterChecksumOffset);
+  fields.Put<uint64_t>(XXH3_64bits(p, kFooterChecksumOffset));
 }
 
 Status DecodeFooter(std::span<const std::byte, kFooterSize> in, Footer* footer) {
   const std::byte* p = in.data();
-  if (Get<uint64_t>(p, 0) != kFooterMagic) return Status::Corruption("bad footer magic (truncated or extended file?)");
-  if (Get<uint64_t>(p, kFooterChecksumOffset) != XXH3_64bits(p, kFooterChecksumOffset)) {
+  ByteReader fields(in);
+  if (fields.Get<uint64_t>() != kFooterMagic) return Status::Corruption("bad footer magic (truncated or extended file?)");
+  if (GetLittleEndian<uint64_t>(p, kFooterChecksumOffset) != XXH3_64bits(p, kFooterChecksumOffset)) {
     return Status::Corruption("footer checksum mismatch");
   }
-  footer->format_version = Get<uint32_t>(p, 8);
+  footer->format_version = fields.Get<uint32_t>();
   if (footer->format_version != kFormatVersion) {
     return Status::Corruption("unknown checkpoint footer version " + std::to_string(footer->format_version) +
                               " (this keel reads version " + std::to_string(kFormatVersion) + ")");
   }
-  if (Get<uint32_t>(p, 28) != 0) return Status::Corruption("reserved footer bytes are not zero");
-  footer->frame_count = Get<uint32_t>(p, 12);
-  footer->lsn = Get<uint64_t>(p, 16);
-  footer->epoch = Get<uint32_t>(p, 24);
-  footer->raw_bytes = Get<uint64_t>(p, 32);
-  footer->compressed_bytes = Get<uint64_t>(p, 40);
-  footer->created_unix_seconds = Get<int64_t>(p, 48);
-  footer->file_hash = Get<uint64_t>(p, kFooterFileHashOffset);
+  footer->frame_count = fields.Get<uint32_t>();
+  footer->lsn = fields.Get<uint64_t>();
+  footer->epoch = fields.Get<uint32_t>();
+  if (fields.Get<uint32_t>() != 0) return Status::Corruption("reserved footer bytes are not zero");
+  footer->raw_bytes = fields.Get<uint64_t>();
+  footer->compressed_bytes = fields.Get<uint64_t>();
+  footer->created_unix_seconds = fields.Get<int64_t>();
+  assert(fields.position() == kFooterFileHashOffset);
+  footer->file_hash = fields.Get<uint64_t>();
   // Every frame holds 1 .. kMaxFrameRawBytes state bytes and takes between a
   // minimal and a maximal frame on disk; u64 cannot overflow with a u32 count.
   const uint64_t frames = footer->frame_count;
@@ -252,14 +245,11 @@ Status DecodeFooter(std::span<const std::byte, kFooterSize> in, Footer* footer) 
 // Names and options.
 
 std::string CheckpointFileName(Lsn lsn) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "%020llu.ckpt", static_cast<unsigned long long>(lsn));
-  return name;
+  return LsnFileName(lsn, kFinalSuffix);
 }
 
 bool ParseCheckpointFileName(std::string_view name, Lsn* lsn) {
-  if (!name.ends_with(kFinalSuffix)) return false;
-  return ParseLsnDigits(name.substr(0, name.size() - kFinalSuffix.size()), lsn);
+  return ParseLsnFileName(name, kFinalSuffix, lsn);
 }
 
 Status ReadAll(Source* source, std::string* out) {

@@ -17,12 +17,12 @@
 #include <vector>
 
 #include <keel/io/io.h>
-#include <keel/wal/format.h>
+#include <keel/io/lsn.h>
 
 namespace keel::checkpoint {
 
-using wal::Epoch;
-using wal::Lsn;
+using keel::Epoch;
+using keel::Lsn;
 
 // Where a state machine writes its snapshot.
 class Sink {

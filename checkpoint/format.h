@@ -14,15 +14,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <bit>
 #include <span>
 
 #include <keel/io/status.h>
-#include <keel/wal/format.h>
+#include <keel/io/lsn.h>
 
 namespace keel::checkpoint {
 
-using wal::Epoch;
-using wal::Lsn;
+using keel::Epoch;
+using keel::Lsn;
 
 inline constexpr uint32_t kFormatVersion = 1;
 // "KEELCKP" then a format-family byte, as the log's "KEELWAL" 0x01.
@@ -84,7 +85,7 @@ static_assert(kFooterFileHashOffset + 8 == kFooterChecksumOffset);
 static_assert(kFooterChecksumOffset + 8 == kFooterSize);
 static_assert(kHeaderSize % 8 == 0 && kFrameHeaderSize % 8 == 0 && kFooterSize % 8 == 0,
               "fields stay naturally aligned");
-static_assert(wal::IsPowerOfTwo(kMinFrameRawBytes) && wal::IsPowerOfTwo(kMaxFrameRawBytes));
+static_assert(std::has_single_bit(kMinFrameRawBytes) && std::has_single_bit(kMaxFrameRawBytes));
 static_assert(kMaxFrameCompressedBytes <= UINT32_MAX, "a frame's lengths fit its u32 fields");
 
 struct FileHeader {

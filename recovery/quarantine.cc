@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <cassert>
-#include <charconv>
 #include <cstring>
 
-#include <keel/io/endian.h>
+#include <keel/io/bytes.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -13,24 +12,11 @@
 namespace keel::recovery {
 namespace {
 
-template <typename T>
-void Put(std::byte* out, size_t offset, T value) {
-  io::PutLittleEndian(out, offset, value);
-}
-
-template <typename T>
-T Get(const std::byte* in, size_t offset) {
-  return io::GetLittleEndian<T>(in, offset);
-}
+using io::ByteReader;
+using io::ByteWriter;
 
 constexpr std::string_view kCutInfix = ".from-";
 
-// Parses all of text as a decimal number.
-bool ParseDecimal(std::string_view text, uint64_t* value) {
-  if (text.empty()) return false;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return error == std::errc() && end == text.data() + text.size();
-}
 
 // Whether the record at bytes[pos] is valid on its own: fields, a length
 // within the bytes at hand, the checksum. *reason says why not.
@@ -74,43 +60,46 @@ void EncodeQuarantineHeader(const QuarantineHeader& header, std::span<std::byte,
   assert(wal::IsPowerOfTwo(header.sector_size_bytes));
   std::byte* p = out.data();
   std::memset(p, 0, kQuarantineHeaderSize);
-  Put<uint64_t>(p, 0, kQuarantineMagic);
-  Put<uint32_t>(p, 8, header.format_version);
-  Put<uint32_t>(p, 12, header.sector_size_bytes);
-  Put<uint64_t>(p, 16, header.source_first_lsn);
-  Put<uint64_t>(p, 24, header.source_offset);
-  Put<uint64_t>(p, 32, header.first_lsn);
-  Put<uint32_t>(p, 40, header.epoch);
-  Put<uint32_t>(p, 44, static_cast<uint32_t>(header.reason));
-  Put<uint64_t>(p, 48, header.cut_bytes);
-  Put<uint64_t>(p, 56, static_cast<uint64_t>(header.cut_unix_seconds));
-  Put<uint64_t>(p, kQuarantineChecksumOffset, XXH3_64bits(p, kQuarantineChecksumOffset));
+  ByteWriter fields(out);
+  fields.Put<uint64_t>(kQuarantineMagic)
+      .Put<uint32_t>(header.format_version)
+      .Put<uint32_t>(header.sector_size_bytes)
+      .Put<uint64_t>(header.source_first_lsn)
+      .Put<uint64_t>(header.source_offset)
+      .Put<uint64_t>(header.first_lsn)
+      .Put<uint32_t>(header.epoch)
+      .Put<uint32_t>(static_cast<uint32_t>(header.reason))
+      .Put<uint64_t>(header.cut_bytes)
+      .Put<uint64_t>(static_cast<uint64_t>(header.cut_unix_seconds));
+  assert(fields.position() == kQuarantineChecksumOffset);
+  fields.Put<uint64_t>(XXH3_64bits(p, kQuarantineChecksumOffset));
 }
 
 bool HasQuarantineMagic(std::span<const std::byte> in) {
-  return in.size() >= 8 && Get<uint64_t>(in.data(), 0) == kQuarantineMagic;
+  return in.size() >= sizeof(kQuarantineMagic) && ByteReader(in).Get<uint64_t>() == kQuarantineMagic;
 }
 
 Status DecodeQuarantineHeader(std::span<const std::byte> in, QuarantineHeader* header) {
   if (in.size() < kQuarantineHeaderSize) return Status::Corruption("quarantine header is truncated");
   const std::byte* p = in.data();
   if (!HasQuarantineMagic(in)) return Status::Corruption("not a keel quarantine file (bad magic)");
-  if (Get<uint64_t>(p, kQuarantineChecksumOffset) != XXH3_64bits(p, kQuarantineChecksumOffset)) {
+  if (io::GetLittleEndian<uint64_t>(p, kQuarantineChecksumOffset) != XXH3_64bits(p, kQuarantineChecksumOffset)) {
     return Status::Corruption("quarantine header checksum mismatch");
   }
-  header->format_version = Get<uint32_t>(p, 8);
+  ByteReader fields(in.subspan(sizeof(kQuarantineMagic), kQuarantineChecksumOffset - sizeof(kQuarantineMagic)));
+  header->format_version = fields.Get<uint32_t>();
   if (header->format_version != kQuarantineFormatVersion) {
     return Status::Corruption("unknown quarantine format version " + std::to_string(header->format_version) +
                               " (this keel reads version " + std::to_string(kQuarantineFormatVersion) + ")");
   }
-  header->sector_size_bytes = Get<uint32_t>(p, 12);
-  header->source_first_lsn = Get<uint64_t>(p, 16);
-  header->source_offset = Get<uint64_t>(p, 24);
-  header->first_lsn = Get<uint64_t>(p, 32);
-  header->epoch = Get<uint32_t>(p, 40);
-  const uint32_t reason = Get<uint32_t>(p, 44);
-  header->cut_bytes = Get<uint64_t>(p, 48);
-  header->cut_unix_seconds = static_cast<int64_t>(Get<uint64_t>(p, 56));
+  header->sector_size_bytes = fields.Get<uint32_t>();
+  header->source_first_lsn = fields.Get<uint64_t>();
+  header->source_offset = fields.Get<uint64_t>();
+  header->first_lsn = fields.Get<uint64_t>();
+  header->epoch = fields.Get<uint32_t>();
+  const uint32_t reason = fields.Get<uint32_t>();
+  header->cut_bytes = fields.Get<uint64_t>();
+  header->cut_unix_seconds = static_cast<int64_t>(fields.Get<uint64_t>());
   if (!wal::IsPowerOfTwo(header->sector_size_bytes) || header->sector_size_bytes < wal::kMinSectorSize ||
       header->sector_size_bytes > wal::kMaxSectorSize) {
     return Status::Corruption("quarantine header has an invalid sector size " +

@@ -42,7 +42,7 @@ constexpr char kDir[] = "/ckpt";
 
 std::span<const std::byte> Bytes(const std::string& text) { return std::as_bytes(std::span(text.data(), text.size())); }
 
-std::string PathFor(const std::string& dir, wal::Lsn lsn) { return io::JoinPath(dir, checkpoint::CheckpointFileName(lsn)); }
+std::string PathFor(const std::string& dir, Lsn lsn) { return io::JoinPath(dir, checkpoint::CheckpointFileName(lsn)); }
 
 // Generated state: byte p depends only on p, so any piece can be made (and
 // checked) on its own. Half of each 16-byte chunk is a counter and half is
@@ -83,8 +83,8 @@ WriterOptions SmallFrames() {
   return options;
 }
 
-Status WriteCheckpoint(io::FileSystem* fs, const std::string& dir, wal::Lsn lsn, const std::string& state,
-                       const WriterOptions& options = {}, CheckpointInfo* info = nullptr, wal::Epoch epoch = 7) {
+Status WriteCheckpoint(io::FileSystem* fs, const std::string& dir, Lsn lsn, const std::string& state,
+                       const WriterOptions& options = {}, CheckpointInfo* info = nullptr, Epoch epoch = 7) {
   std::unique_ptr<CheckpointWriter> writer;
   KEEL_RETURN_IF_ERROR(CheckpointWriter::Create(fs, dir, lsn, epoch, options, &writer));
   // Uneven pieces, to cross frame boundaries at every alignment.
@@ -122,7 +122,7 @@ class CheckpointTest : public ::testing::Test {
     return names;
   }
 
-  std::string Contents(wal::Lsn lsn) { return fs_.Contents(PathFor(kDir, lsn)).value_or(""); }
+  std::string Contents(Lsn lsn) { return fs_.Contents(PathFor(kDir, lsn)).value_or(""); }
 
   io::MemFileSystem fs_;
 };
@@ -132,7 +132,7 @@ class CheckpointTest : public ::testing::Test {
 
 TEST(CheckpointNames, FileNamesRoundTripAndRefuseOthers_P8) {
   EXPECT_EQ(checkpoint::CheckpointFileName(42), "00000000000000000042.ckpt");
-  wal::Lsn lsn = 0;
+  Lsn lsn = 0;
   EXPECT_TRUE(checkpoint::ParseCheckpointFileName("00000000000000000042.ckpt", &lsn));
   EXPECT_EQ(lsn, 42u);
   EXPECT_TRUE(checkpoint::ParseCheckpointFileName(checkpoint::CheckpointFileName(UINT64_MAX), &lsn));
@@ -598,7 +598,7 @@ TEST_F(CheckpointTest, CommitSyncsTheFileBeforeTheRenameAndTheDirectoryAfter_P6)
 // Listing and retention.
 
 TEST_F(CheckpointTest, ListCheckpointsIsNewestFirstAndReportsDamage_P6_P8) {
-  for (wal::Lsn lsn : {5, 20, 10}) ASSERT_TRUE(WriteCheckpoint(&fs_, kDir, lsn, MakeState(100 * lsn)).ok());
+  for (Lsn lsn : {5, 20, 10}) ASSERT_TRUE(WriteCheckpoint(&fs_, kDir, lsn, MakeState(100 * lsn)).ok());
   fs_.SetContents(PathFor(kDir, 15), "not a checkpoint at all, but long enough to have a header and a footer......"
                                      "................................................................");
   fs_.SetContents(io::JoinPath(kDir, "notes.txt"), "ignored");
@@ -620,14 +620,14 @@ TEST_F(CheckpointTest, ListCheckpointsIsNewestFirstAndReportsDamage_P6_P8) {
 }
 
 TEST_F(CheckpointTest, RetainKeepsTheNewestValidAndRemovesOlderOnes_P6) {
-  for (wal::Lsn lsn : {10, 20, 30, 40}) ASSERT_TRUE(WriteCheckpoint(&fs_, kDir, lsn, MakeState(500)).ok());
+  for (Lsn lsn : {10, 20, 30, 40}) ASSERT_TRUE(WriteCheckpoint(&fs_, kDir, lsn, MakeState(500)).ok());
   fs_.SetContents(io::JoinPath(kDir, "00000000000000000050.ckpt.tmp"), "a crashed writer's leftover");
   int dir_syncs = 0;
   fs_.SetFaultHook([&dir_syncs](io::FaultPoint point, const std::string&) {
     if (point == io::FaultPoint::kSyncDir) dir_syncs++;
     return Status::Ok();
   });
-  wal::Lsn oldest = 0;
+  Lsn oldest = 0;
   ASSERT_TRUE(checkpoint::Retain(&fs_, kDir, 2, &oldest).ok());
   EXPECT_EQ(oldest, 30u);
   EXPECT_EQ(dir_syncs, 1);
@@ -641,7 +641,7 @@ TEST_F(CheckpointTest, RetainKeepsTheNewestValidAndRemovesOlderOnes_P6) {
 }
 
 TEST_F(CheckpointTest, RetainSkipsDamagedNewestOnesAndFallsBackToOlderValidOnes_P6) {
-  for (wal::Lsn lsn : {10, 20, 25, 30, 40, 45, 50}) {
+  for (Lsn lsn : {10, 20, 25, 30, 40, 45, 50}) {
     ASSERT_TRUE(WriteCheckpoint(&fs_, kDir, lsn, MakeState(5000)).ok());
   }
   // 50: a frame is damaged but header and footer hold, so only VerifyAll sees it.
@@ -649,12 +649,12 @@ TEST_F(CheckpointTest, RetainSkipsDamagedNewestOnesAndFallsBackToOlderValidOnes_
   bytes[checkpoint::kHeaderSize + checkpoint::kFrameHeaderSize + 20] ^= 0x40;
   fs_.SetContents(PathFor(kDir, 50), bytes);
   // 45 and 25: the footer is damaged; ListCheckpoints reports them as damaged.
-  for (wal::Lsn lsn : {45, 25}) {
+  for (Lsn lsn : {45, 25}) {
     bytes = Contents(lsn);
     bytes[bytes.size() - 3] ^= 0x01;
     fs_.SetContents(PathFor(kDir, lsn), bytes);
   }
-  wal::Lsn oldest = 0;
+  Lsn oldest = 0;
   ASSERT_TRUE(checkpoint::Retain(&fs_, kDir, 2, &oldest).ok());
   EXPECT_EQ(oldest, 30u);
   // Kept: 40 and 30. Damaged 45 and 50 are newer than 30 and stay for
@@ -670,21 +670,21 @@ TEST_F(CheckpointTest, RetainWithNoValidCheckpointRemovesOnlyTemporaryFiles_P6) 
   fs_.SetContents(PathFor(kDir, 10), bytes);
   fs_.SetContents(PathFor(kDir, 5), "garbage");
   fs_.SetContents(io::JoinPath(kDir, "00000000000000000011.ckpt.tmp"), "leftover");
-  wal::Lsn oldest = 99;
+  Lsn oldest = 99;
   ASSERT_TRUE(checkpoint::Retain(&fs_, kDir, 1, &oldest).ok());
   EXPECT_EQ(oldest, 0u);
   EXPECT_EQ(Names(), (std::vector<std::string>{"00000000000000000005.ckpt", "00000000000000000010.ckpt"}));
 }
 
 TEST_F(CheckpointTest, RetainRemovesNothingWhenAReadFails_P6_P8) {
-  for (wal::Lsn lsn : {10, 20, 30}) ASSERT_TRUE(WriteCheckpoint(&fs_, kDir, lsn, MakeState(500)).ok());
+  for (Lsn lsn : {10, 20, 30}) ASSERT_TRUE(WriteCheckpoint(&fs_, kDir, lsn, MakeState(500)).ok());
   fs_.SetFaultHook([](io::FaultPoint point, const std::string& path) {
     if (point == io::FaultPoint::kOpen && path.find("30.ckpt") != std::string::npos) {
       return Status::IoError("injected open fault on " + path);
     }
     return Status::Ok();
   });
-  wal::Lsn oldest = 0;
+  Lsn oldest = 0;
   EXPECT_TRUE(checkpoint::Retain(&fs_, kDir, 1, &oldest).IsIoError());
   fs_.SetFaultHook(nullptr);
   EXPECT_EQ(Names().size(), 3u);

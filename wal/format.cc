@@ -1,6 +1,6 @@
 #include <keel/wal/format.h>
 
-#include <keel/io/endian.h>
+#include <keel/io/bytes.h>
 
 // Inlined: the checksum runs on every append, on the appender thread.
 #define XXH_INLINE_ALL
@@ -14,16 +14,8 @@
 namespace keel::wal {
 namespace {
 
-
-template <typename T>
-void Put(std::byte* out, size_t offset, T value) {
-  io::PutLittleEndian(out, offset, value);
-}
-
-template <typename T>
-T Get(const std::byte* in, size_t offset) {
-  return io::GetLittleEndian<T>(in, offset);
-}
+using io::ByteReader;
+using io::ByteWriter;
 
 constexpr size_t kSegmentChecksumOffset = 48;
 static_assert(kSegmentChecksumOffset + 8 == kSegmentHeaderSize);
@@ -35,35 +27,39 @@ void EncodeSegmentHeader(const SegmentHeader& header, std::span<std::byte, kSegm
   assert(IsPowerOfTwo(header.sector_size_bytes));
   std::byte* p = out.data();
   std::memset(p, 0, kSegmentHeaderSize);
-  Put<uint64_t>(p, 0, kSegmentMagic);
-  Put<uint32_t>(p, 8, header.format_version);
-  Put<uint32_t>(p, 12, header.sector_size_bytes);
-  Put<uint64_t>(p, 16, header.segment_size_bytes);
-  Put<uint64_t>(p, 24, header.first_lsn);
-  Put<uint32_t>(p, 32, header.epoch);
-  Put<uint32_t>(p, 36, 0);  // flags
-  Put<uint64_t>(p, 40, header.prev_checksum);
-  Put<uint64_t>(p, kSegmentChecksumOffset, XXH3_64bits(p, kSegmentChecksumOffset));
+  ByteWriter fields(out);
+  fields.Put<uint64_t>(kSegmentMagic)
+      .Put<uint32_t>(header.format_version)
+      .Put<uint32_t>(header.sector_size_bytes)
+      .Put<uint64_t>(header.segment_size_bytes)
+      .Put<uint64_t>(header.first_lsn)
+      .Put<uint32_t>(header.epoch)
+      .Put<uint32_t>(0)  // flags
+      .Put<uint64_t>(header.prev_checksum);
+  assert(fields.position() == kSegmentChecksumOffset);
+  io::PutLittleEndian<uint64_t>(p, kSegmentChecksumOffset, XXH3_64bits(p, kSegmentChecksumOffset));
 }
 
 Status DecodeSegmentHeader(std::span<const std::byte> in, SegmentHeader* header) {
   if (in.size() < kSegmentHeaderSize) return Status::Corruption("segment header is truncated");
   const std::byte* p = in.data();
-  if (Get<uint64_t>(p, 0) != kSegmentMagic) return Status::Corruption("not a keel segment (bad magic)");
-  if (Get<uint64_t>(p, kSegmentChecksumOffset) != XXH3_64bits(p, kSegmentChecksumOffset)) {
+  ByteReader fields(in);
+  if (fields.Get<uint64_t>() != kSegmentMagic) return Status::Corruption("not a keel segment (bad magic)");
+  if (io::GetLittleEndian<uint64_t>(p, kSegmentChecksumOffset) != XXH3_64bits(p, kSegmentChecksumOffset)) {
     return Status::Corruption("segment header checksum mismatch");
   }
-  header->format_version = Get<uint32_t>(p, 8);
+  header->format_version = fields.Get<uint32_t>();
   if (header->format_version != kFormatVersion) {
     return Status::Corruption("unknown format version " + std::to_string(header->format_version) +
                               " (this keel reads version " + std::to_string(kFormatVersion) + ")");
   }
-  header->sector_size_bytes = Get<uint32_t>(p, 12);
-  header->segment_size_bytes = Get<uint64_t>(p, 16);
-  header->first_lsn = Get<uint64_t>(p, 24);
-  header->epoch = Get<uint32_t>(p, 32);
-  const uint32_t flags = Get<uint32_t>(p, 36);
-  header->prev_checksum = Get<uint64_t>(p, 40);
+  header->sector_size_bytes = fields.Get<uint32_t>();
+  header->segment_size_bytes = fields.Get<uint64_t>();
+  header->first_lsn = fields.Get<uint64_t>();
+  header->epoch = fields.Get<uint32_t>();
+  const uint32_t flags = fields.Get<uint32_t>();
+  header->prev_checksum = fields.Get<uint64_t>();
+  assert(fields.position() == kSegmentChecksumOffset);
   if (flags != 0) return Status::Corruption("unknown segment flags " + std::to_string(flags));
   if (!IsPowerOfTwo(header->sector_size_bytes) || header->sector_size_bytes < kMinSectorSize ||
       header->sector_size_bytes > kMaxSectorSize) {
@@ -83,34 +79,38 @@ void EncodeRecordHeader(const RecordHeader& header, std::span<const std::byte> p
   assert(payload.size() == header.payload_length);
   assert(IsKnownRecordKind(static_cast<uint8_t>(header.kind)));
   std::byte* p = out.data();
-  Put<uint8_t>(p, 0, static_cast<uint8_t>(header.kind));
-  Put<uint8_t>(p, 1, 0);
-  Put<uint16_t>(p, 2, 0);
-  Put<uint32_t>(p, 4, header.payload_length);
-  Put<uint64_t>(p, 8, header.lsn);
-  Put<uint32_t>(p, 16, header.epoch);
-  Put<uint32_t>(p, 20, header.durable_lag);
+  ByteWriter fields(out);
+  fields.Put<uint8_t>(static_cast<uint8_t>(header.kind))
+      .Put<uint8_t>(0)
+      .Put<uint16_t>(0)
+      .Put<uint32_t>(header.payload_length)
+      .Put<uint64_t>(header.lsn)
+      .Put<uint32_t>(header.epoch)
+      .Put<uint32_t>(header.durable_lag);
+  assert(fields.position() == kRecordChecksumOffset);
   // The checksum covers the header fields and the payload, streamed so that
   // the payload is read once, from the caller's buffer, on the caller's thread.
-  Put<uint64_t>(p, kRecordChecksumOffset, ComputeRecordChecksum(std::span(p, kRecordHeaderSize), payload));
+  fields.Put<uint64_t>(ComputeRecordChecksum(std::span(p, kRecordHeaderSize), payload));
 }
 
 Status DecodeRecordHeader(std::span<const std::byte> in, RecordHeader* header) {
   assert(in.size() >= kRecordHeaderSize);
-  const std::byte* p = in.data();
-  const uint8_t kind = Get<uint8_t>(p, 0);
+  ByteReader fields(in.first(kRecordHeaderSize));
+  const uint8_t kind = fields.Get<uint8_t>();
   if (!IsKnownRecordKind(kind)) {
     return Status::Corruption("unknown record kind " + std::to_string(kind));
   }
-  if (Get<uint8_t>(p, 1) != 0 || Get<uint16_t>(p, 2) != 0) {
+  const uint8_t reserved_byte = fields.Get<uint8_t>();
+  if (reserved_byte != 0 || fields.Get<uint16_t>() != 0) {
     return Status::Corruption("reserved record header bytes are not zero");
   }
   header->kind = static_cast<RecordKind>(kind);
-  header->payload_length = Get<uint32_t>(p, 4);
-  header->lsn = Get<uint64_t>(p, 8);
-  header->epoch = Get<uint32_t>(p, 16);
-  header->durable_lag = Get<uint32_t>(p, 20);
-  header->checksum = Get<uint64_t>(p, kRecordChecksumOffset);
+  header->payload_length = fields.Get<uint32_t>();
+  header->lsn = fields.Get<uint64_t>();
+  header->epoch = fields.Get<uint32_t>();
+  header->durable_lag = fields.Get<uint32_t>();
+  assert(fields.position() == kRecordChecksumOffset);
+  header->checksum = fields.Get<uint64_t>();
   return Status::Ok();
 }
 
@@ -147,26 +147,10 @@ bool IsLogAuxiliaryFileName(std::string_view name) {
   return name == kLockFileName || (name.starts_with("spare-") && (ends_with(kSpareSuffix) || ends_with(kPartialSuffix)));
 }
 
-std::string SegmentFileName(Lsn first_lsn) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "%020llu.wal", static_cast<unsigned long long>(first_lsn));
-  return name;
-}
+std::string SegmentFileName(Lsn first_lsn) { return LsnFileName(first_lsn, kSegmentSuffix); }
 
 bool ParseSegmentFileName(std::string_view name, Lsn* first_lsn) {
-  constexpr size_t kDigits = 20;
-  if (name.size() != kDigits + 4 || name.substr(kDigits) != ".wal") return false;
-  Lsn value = 0;
-  for (size_t i = 0; i < kDigits; ++i) {
-    const char c = name[i];
-    if (c < '0' || c > '9') return false;
-    const Lsn digit = static_cast<Lsn>(c - '0');
-    if (value > (UINT64_MAX - digit) / 10) return false;
-    value = value * 10 + digit;
-  }
-  if (value == 0) return false;
-  *first_lsn = value;
-  return true;
+  return ParseLsnFileName(name, kSegmentSuffix, first_lsn);
 }
 
 }  // namespace keel::wal

@@ -18,12 +18,13 @@
 #include <string>
 #include <string_view>
 
+#include <keel/io/lsn.h>
 #include <keel/io/status.h>
 
 namespace keel::wal {
 
-using Lsn = uint64_t;
-using Epoch = uint32_t;
+using keel::Epoch;
+using keel::Lsn;
 
 inline constexpr uint32_t kFormatVersion = 1;
 // "KEELWAL" then a format-family byte; any other value means "not a keel segment".
@@ -168,7 +169,8 @@ inline constexpr uint64_t MaxPayloadBytesFor(uint64_t segment_size_bytes, uint64
   return segment_size_bytes - sector_size_bytes - kRecordHeaderSize;
 }
 
-// "00000000000000000001.wal"
+// "00000000000000000001.wal": the first LSN, 20 digits, and kSegmentSuffix.
+inline constexpr std::string_view kSegmentSuffix = ".wal";
 std::string SegmentFileName(Lsn first_lsn);
 // Parses a segment file name; false for any other name.
 bool ParseSegmentFileName(std::string_view name, Lsn* first_lsn);

@@ -1,0 +1,57 @@
+// Fixed-layout byte records (segment and record headers, checkpoint headers,
+// frames and footers, quarantine headers, wire frames) are written and read
+// field by field, in order, through these two cursors. A layout is then the
+// order of its Put/Get calls, and its size is checked where it is declared:
+// each format's encoder ends with the position its checksum field starts at.
+// Little-endian throughout (endian.h).
+#pragma once
+
+#include <cassert>
+#include <cstddef>
+#include <span>
+
+#include <keel/io/endian.h>
+
+namespace keel::io {
+
+class ByteWriter {
+ public:
+  explicit ByteWriter(std::span<std::byte> out) : out_(out) {}
+
+  template <typename T>
+  ByteWriter& Put(T value) {
+    assert(position_ + sizeof(T) <= out_.size());
+    PutLittleEndian(out_.data(), position_, value);
+    position_ += sizeof(T);
+    return *this;
+  }
+
+  size_t position() const { return position_; }
+
+ private:
+  std::span<std::byte> out_;
+  size_t position_ = 0;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(std::span<const std::byte> in) : in_(in) {}
+
+  // Callers check the length of what they read before reading it: a fixed
+  // layout is read only from a span at least as long as the layout.
+  template <typename T>
+  T Get() {
+    assert(position_ + sizeof(T) <= in_.size());
+    const T value = GetLittleEndian<T>(in_.data(), position_);
+    position_ += sizeof(T);
+    return value;
+  }
+
+  size_t position() const { return position_; }
+
+ private:
+  std::span<const std::byte> in_;
+  size_t position_ = 0;
+};
+
+}  // namespace keel::io
