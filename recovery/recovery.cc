@@ -1,6 +1,7 @@
 #include <keel/recovery/recovery.h>
 
 #include <keel/recovery/quarantine.h>
+#include <keel/wal/segment_edit.h>
 
 #include <algorithm>
 #include <array>
@@ -67,34 +68,11 @@ Status MoveToQuarantine(io::FileSystem* fs, const std::string& path, const std::
   return fs->SyncDir(from_dir);
 }
 
-// Zeroes segment bytes [cut_offset, file end) and syncs. The sector holding
-// cut_offset is rewritten whole with its prefix as it was: a torn rewrite can
-// only mix identical copies of that prefix, so the records kept in it (which
-// may be acknowledged) cannot be damaged. The reader then meets zeros where
-// the next record would start: mid-sector padding, then a zero sector start,
-// a clean end (docs/format.md, rows 2 and 3).
+// Zeroes segment bytes [cut_offset, file end) and syncs (wal/segment_edit.h
+// says why the sector holding cut_offset keeps its prefix).
 Status ZeroFrom(io::File* segment, uint64_t cut_offset, uint64_t sector_size_bytes, uint64_t file_size_bytes) {
-  assert(cut_offset >= sector_size_bytes);
   assert(cut_offset <= file_size_bytes);
-  const uint64_t first_sector = cut_offset - cut_offset % sector_size_bytes;
-  std::vector<std::byte> buffer(std::max<uint64_t>(sector_size_bytes, 1 << 20), std::byte{0});
-  uint64_t at = first_sector;
-  if (cut_offset > first_sector) {
-    size_t got = 0;
-    KEEL_RETURN_IF_ERROR(segment->ReadAt(first_sector, std::span(buffer.data(), sector_size_bytes), &got));
-    if (got != sector_size_bytes) {
-      return Status::IoError("short read of " + segment->path() + " at offset " + std::to_string(first_sector));
-    }
-    std::fill(buffer.begin() + static_cast<std::ptrdiff_t>(cut_offset - first_sector), buffer.end(), std::byte{0});
-    KEEL_RETURN_IF_ERROR(segment->WriteAt(first_sector, std::span(buffer.data(), sector_size_bytes)));
-    std::fill(buffer.begin(), buffer.end(), std::byte{0});
-    at += sector_size_bytes;
-  }
-  while (at < file_size_bytes) {
-    const size_t length = static_cast<size_t>(std::min<uint64_t>(buffer.size(), file_size_bytes - at));
-    KEEL_RETURN_IF_ERROR(segment->WriteAt(at, std::span(buffer.data(), length)));
-    at += length;
-  }
+  KEEL_RETURN_IF_ERROR(wal::ZeroSegmentTail(segment, cut_offset, file_size_bytes, sector_size_bytes));
   return segment->Sync();
 }
 

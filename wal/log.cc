@@ -20,6 +20,7 @@
 
 #include <keel/io/endian.h>
 #include <keel/wal/planted.h>
+#include <keel/wal/segment_edit.h>
 #include <keel/wal/spare_pool.h>
 
 #include <algorithm>
@@ -315,26 +316,16 @@ Status Log::AdoptGeometry(const SegmentHeader& newest) {
   return Status::Ok();
 }
 
-// Zeroes a torn tail from the next sector on, so that no bytes of the cut
+// Zeroes a torn tail from the valid end on, so that no bytes of the cut
 // write can be read as records once new ones follow.
 Status Log::CutTornTail(const SegmentInfo& tail, const ScanEnd& end, OpenReport* report) {
   const uint64_t zero_end = std::min(RoundUp(end.torn_range_end, sector_size_bytes_), segment_size_bytes_);
-  if (zero_end > file_position_) {
-    KEEL_RETURN_IF_ERROR(WriteZeros(segment_file_.get(), file_position_, zero_end));
-  }
   // Leftovers inside the last valid record's sector would read as garbage
   // once this segment is no longer the last one (the reader skips them only
-  // before an exact continuation in the same segment). Rewrite that sector as
-  // its valid prefix followed by zeros: a torn rewrite can only mix identical
-  // copies of the prefix, so the acknowledged bytes in it cannot be damaged.
-  if (!Planted(PlantedBug::kCutTooMuchTail) && tail.valid_end % sector_size_bytes_ != 0) {
-    const uint64_t sector_start = tail.valid_end - tail.valid_end % sector_size_bytes_;
-    std::vector<std::byte> sector(sector_size_bytes_);
-    size_t got = 0;
-    KEEL_RETURN_IF_ERROR(segment_file_->ReadAt(sector_start, sector, &got));
-    std::fill(sector.begin() + static_cast<std::ptrdiff_t>(tail.valid_end - sector_start), sector.end(), std::byte{0});
-    KEEL_RETURN_IF_ERROR(segment_file_->WriteAt(sector_start, sector));
-  }
+  // before an exact continuation in the same segment), so the cut starts at
+  // the valid end itself, not at the next sector.
+  const uint64_t cut_from = Planted(PlantedBug::kCutTooMuchTail) ? file_position_ : tail.valid_end;
+  KEEL_RETURN_IF_ERROR(ZeroSegmentTail(segment_file_.get(), cut_from, zero_end, sector_size_bytes_));
   report->torn_bytes_cut = end.torn_bytes;
   return Status::Ok();
 }
