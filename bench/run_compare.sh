@@ -19,6 +19,8 @@
 #   4. replication_bench: synchronous appends with one backup on loopback
 #      beside local-only ones, and a backup's catch-up rate;
 #   5. peak RSS of a replay run at a 1 GiB and a 4 GiB log (GNU time);
+#   6. engine_bench: durable appends through the Engine with the ledger's
+#      Validate skipped, kept and made expensive, beside plain Log appends;
 #
 # and ends with one table of every target, met or missed. Files go under
 # KEEL_BENCH_DIR (default /var/tmp; never tmpfs). It needs about 6 GiB free
@@ -35,7 +37,7 @@ scripts/deps.sh
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_BUILD_TESTS=OFF -DKEEL_WERROR=ON >/dev/null
 fi
-cmake --build "$build" --target compare_bench recovery_bench replication_bench
+cmake --build "$build" --target compare_bench recovery_bench replication_bench engine_bench
 mkdir -p "$(dirname "$out")"
 
 source "$root/bench/wait_idle.sh"
@@ -56,17 +58,17 @@ warm_file="$(mktemp "$warm_dir/keel-bench-warm.XXXXXX")"
 dd if=/dev/zero of="$warm_file" bs=4M count=1024 status=none
 rm -f "$warm_file"
 
-echo "run_compare.sh: 1/5 appends (compare_bench)" >&2
+echo "run_compare.sh: 1/6 appends (compare_bench)" >&2
 "$bin/compare_bench" --out="$parts/compare-out.md" >"$parts/compare.md"
 # recovery_bench's part 1 writes 7.5 x 64 MiB segments at scale 1 (480 MiB).
-echo "run_compare.sh: 2/5 replay of a 1 GiB log (recovery_bench part 1)" >&2
+echo "run_compare.sh: 2/6 replay of a 1 GiB log (recovery_bench part 1)" >&2
 "$bin/recovery_bench" --parts=1 --scale=2.134 >"$parts/replay.md"
-echo "run_compare.sh: 3/5 checkpoint of 1 GiB of state (recovery_bench part 3)" >&2
+echo "run_compare.sh: 3/6 checkpoint of 1 GiB of state (recovery_bench part 3)" >&2
 "$bin/recovery_bench" --parts=3 --scale=4 >"$parts/checkpoint.md"
-echo "run_compare.sh: 4/5 replication (replication_bench)" >&2
+echo "run_compare.sh: 4/6 replication (replication_bench)" >&2
 "$bin/replication_bench" >"$parts/replication.md"
 
-echo "run_compare.sh: 5/5 peak RSS of replay at 1 GiB and 4 GiB of log" >&2
+echo "run_compare.sh: 5/6 peak RSS of replay at 1 GiB and 4 GiB of log" >&2
 rss_1g="" rss_4g=""
 if [ -x /usr/bin/time ]; then
   for scale in 2.134 8.534; do
@@ -75,6 +77,9 @@ if [ -x /usr/bin/time ]; then
     if [ "$scale" = 2.134 ]; then rss_1g="$(tail -n1 "$parts/rss")"; else rss_4g="$(tail -n1 "$parts/rss")"; fi
   done
 fi
+
+echo "run_compare.sh: 6/6 Validate in log order (engine_bench)" >&2
+"$bin/engine_bench" >"$parts/engine.md"
 
 {
   echo "# keel comparative benchmark"
@@ -105,6 +110,9 @@ fi
   else
     echo "Not measured: /usr/bin/time (Debian package time) is missing."
   fi
+  echo
+  echo "## Durable appends through the Engine, with and without Validate"
+  cat "$parts/engine.md"
   echo
   echo "## Targets"
   echo

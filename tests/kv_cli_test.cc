@@ -8,6 +8,8 @@
 //     LOCK, no wal/).
 //   - --create makes missing parent directories, as mkdir -p does, and the
 //     store then reopens without --create.
+//   - del answers with the number of keys it removed (1, or 0 for a key that
+//     is absent), the outcome the state machine computed for its record.
 //   - A node whose --listen port is taken, or whose secret file others may
 //     read, or which would listen beyond loopback without a secret, exits 2
 //     with the reason, and neither the store nor its parents are created.
@@ -88,6 +90,13 @@ TEST(KvCliTest, CreateMakesMissingParentDirectoriesAndTheStoreReopens) {
   const CommandResult reopened = Kv(dir, "get k\n");
   ASSERT_EQ(reopened.exit_code, 0) << reopened.err;
   EXPECT_EQ(reopened.out, "v\n");
+}
+
+TEST(KvCliTest, DelAnswersHowManyKeysItRemoved) {
+  TempDir tmp;
+  const CommandResult run = Kv(tmp.Join("store") + " --create --segment-size 1m", "put k v\ndel k\ndel k\ndel never\nget k\n");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "OK 1\nOK 2 1\nOK 3 0\nOK 4 0\nNOT_FOUND\n");
 }
 
 // A TCP port on 127.0.0.1 held by this test while it lives.

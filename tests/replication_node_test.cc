@@ -12,7 +12,9 @@
 // already waiting) and rejoins by cutting exactly its unacknowledged
 // divergent tail into DIR/quarantine; a backup too far behind is seeded from a
 // checkpoint; through a proxy that cuts, stalls, delays and corrupts the
-// stream, every Commit that returned OK is on the backup at the end.
+// stream, every Commit that returned OK is on the backup at the end; the
+// outcome Append returns on the primary for each record (a delete reporting
+// whether it found its key) is the one the backup computes for that LSN.
 //
 // P8, bad input: a peer with the wrong secret or cluster never streams;
 // garbage, a truncated frame or a frame that is not a Hello on the node's
@@ -94,6 +96,9 @@ struct Member {
   uint64_t node_id = 0;
   std::unique_ptr<kv::KvStateMachine> sm;
   std::unique_ptr<Node> node;
+  // Given to each state machine Start makes (null: none); called under the
+  // engine's apply lock for every record the member applies.
+  kv::OutcomeObserver on_outcome;
 };
 
 class NodeTest : public ::testing::Test {
@@ -151,6 +156,7 @@ class NodeTest : public ::testing::Test {
   static Status Start(Member* member, const NodeOptions& options) {
     member->node.reset();
     member->sm = std::make_unique<kv::KvStateMachine>();
+    if (member->on_outcome) member->sm->set_outcome_observer(member->on_outcome);
     return Node::Start(options, member->sm.get(), &member->node);
   }
   void StartPrimary(Member* member, const std::function<void(NodeOptions*)>& tweak = nullptr) {
@@ -292,6 +298,96 @@ TEST_F(NodeTest, P7DurableCommitIsDurableOnTheBackupWhenItReturns) {
   }
   EXPECT_EQ(reopened.map(), want);
   ASSERT_TRUE(engine->Close().ok());
+}
+
+// Outcomes recorded by LSN, from whatever thread applies the records.
+class OutcomeLog {
+ public:
+  kv::OutcomeObserver Observer() {
+    return [this](Lsn lsn, const Outcome& outcome) {
+      std::lock_guard lock(mu_);
+      outcomes_[lsn] = outcome;
+    };
+  }
+  std::map<Lsn, Outcome> Snapshot() const {
+    std::lock_guard lock(mu_);
+    return outcomes_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<Lsn, Outcome> outcomes_;
+};
+
+// The LSNs whose outcome on the backup is missing or differs from the primary's.
+std::vector<Lsn> OutcomesThatDiffer(const std::map<Lsn, Outcome>& primary, const std::map<Lsn, Outcome>& backup) {
+  std::vector<Lsn> differ;
+  for (const auto& [lsn, outcome] : primary) {
+    auto it = backup.find(lsn);
+    if (it == backup.end() || !(it->second == outcome)) differ.push_back(lsn);
+  }
+  return differ;
+}
+
+TEST_F(NodeTest, P7OutcomesComputedOnTheBackupEqualThePrimarys) {
+  Member primary = NewMember("p", 1);
+  Member backup = NewMember("b", 2);
+  OutcomeLog on_backup;
+  backup.on_outcome = on_backup.Observer();
+  StartPrimary(&primary);
+  StartBackup(&backup, primary.node->port());
+
+  // Writers race over a few keys, so whether a delete finds its key depends
+  // on the order the primary logged the records in: a backup that applied in
+  // another order, or ignored the state, would compute other counts.
+  constexpr int kWriters = 4;
+  constexpr int kPerWriter = 80;
+  constexpr int kKeys = 5;
+  std::mutex mu;
+  std::map<Lsn, Outcome> returned;  // what Node::Append gave the primary's callers
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kPerWriter; ++i) {
+        const std::string key = "k" + std::to_string((w * 7 + i * 3) % kKeys);
+        // Two deletes for each put, so many deletes find nothing.
+        const std::string payload = i % 3 == 0 ? kv::EncodePut(key, "v" + std::to_string(i)) : kv::EncodeDelete(key);
+        Lsn lsn = 0;
+        Outcome outcome;
+        Status status = primary.node->Append(kv::AsBytes(payload), &lsn, &outcome);
+        if (status.ok()) status = primary.node->Commit(lsn, AckMode::kDurable, 1);
+        if (!status.ok()) {
+          ADD_FAILURE() << "writer " << w << " op " << i << ": " << status.ToString();
+          return;
+        }
+        std::lock_guard lock(mu);
+        returned[lsn] = outcome;
+      }
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  ASSERT_EQ(returned.size(), static_cast<size_t>(kWriters * kPerWriter));
+  std::map<uint32_t, int> codes;
+  for (const auto& [lsn, outcome] : returned) codes[outcome.code] += 1;
+  // Both answers of a delete occurred (puts report kOutcomeOk = 0 too).
+  ASSERT_GT(codes[0], kWriters * kPerWriter / 3) << "no delete found its key missing";
+  ASSERT_GT(codes[1], 0) << "no delete found its key";
+
+  ASSERT_TRUE(CaughtUp(backup, primary));
+  const std::map<Lsn, Outcome> computed = on_backup.Snapshot();
+  EXPECT_EQ(OutcomesThatDiffer(returned, computed), std::vector<Lsn>{});
+  EXPECT_EQ(State(backup), State(primary));
+
+  // The comparison can fail: one outcome the backup got wrong, or never
+  // computed, is named by its LSN.
+  std::map<Lsn, Outcome> wrong = computed;
+  const Lsn some_delete = std::find_if(returned.begin(), returned.end(), [](const auto& entry) {
+                            return entry.second.code == 1;
+                          })->first;
+  wrong[some_delete].code = 0;
+  EXPECT_EQ(OutcomesThatDiffer(returned, wrong), std::vector<Lsn>{some_delete});
+  wrong.erase(some_delete);
+  EXPECT_EQ(OutcomesThatDiffer(returned, wrong), std::vector<Lsn>{some_delete});
 }
 
 TEST_F(NodeTest, P7TwoBackupsReceivedAndDurableForKOneAndTwo) {

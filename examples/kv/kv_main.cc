@@ -23,7 +23,7 @@
 //
 //   put KEY VALUE        OK <lsn>            VALUE is the rest of the line, spaces included
 //   get KEY              VALUE | NOT_FOUND
-//   del KEY              OK <lsn>
+//   del KEY              OK <lsn> <n>        n: keys removed, 1, or 0 when KEY was absent
 //   scan [PREFIX] [LIMIT]  KEY VALUE lines, then END (LIMIT defaults to 1000)
 //   checkpoint           OK <lsn> <file>
 //   stats                one line of counters
@@ -42,54 +42,48 @@
 //
 // On start the recovery report goes to stderr. Exit codes (DESIGN.md): 0 ok,
 // 1 corruption found at open, 2 usage or I/O error.
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cassert>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include <keel/engine/engine.h>
+#include "examples/common/line_reader.h"
+#include "examples/common/node_flags.h"
+#include "examples/common/serve_stdin.h"
 #include "examples/kv/kv_state.h"
 #include <keel/replication/node.h>
 
 namespace keel::kv {
 namespace {
 
+using examples::InputLine;
+using examples::LineReader;
+
 constexpr int kExitOk = 0;
 constexpr int kExitCorruption = 1;
 constexpr int kExitUsage = 2;
 
-constexpr size_t kReadChunkBytes = 64 * 1024;
 // Writes settled by one Sync at most; bounds the replies held back.
 constexpr size_t kMaxPendingWrites = 4096;
 constexpr size_t kDefaultScanLimit = 1000;
 constexpr size_t kMaxScanLimit = 1000000;
 constexpr uint32_t kMaxRecordBytesCap = 1U << 20;
-// How long writes read before a `quit` may still wait for their
-// acknowledgement before the node is stopped under them.
-constexpr std::chrono::milliseconds kQuitGrace{2000};
 
 constexpr std::string_view kHelp =
     "commands: put KEY VALUE | get KEY | del KEY | scan [PREFIX] [LIMIT] | checkpoint | stats | status | help | quit";
@@ -103,21 +97,12 @@ struct Flags {
   std::string recovery = "tolerate-torn-tail";
   std::string io_backend = "auto";
   uint64_t segment_size_bytes = 0;  // 0: the store's own (a new store: wal::kDefaultSegmentSizeBytes)
-  // Replication (empty role: a standalone store).
-  std::string role;
-  std::string listen = "127.0.0.1:0";
-  std::string primary;
-  uint64_t node_id = 0;
-  uint32_t sync_backups = 0;
-  std::string ack = "durable";
-  std::string cluster = "keel";
-  std::string secret_file;
+  examples::ReplicationFlags replication;  // an empty role: a standalone store
 };
 
-void PrintError(std::string_view message) {
-  std::fflush(stdout);  // keep stdout and stderr in order on a terminal
-  std::fprintf(stderr, "keel-kv: %.*s\n", static_cast<int>(message.size()), message.data());
-}
+constexpr std::string_view kProgram = "keel-kv";
+
+void PrintError(std::string_view message) { examples::PrintError(kProgram, message); }
 
 // A key is one word, so that every command line parses one way.
 bool ValidKey(std::string_view key) {
@@ -139,154 +124,7 @@ std::string_view NextWord(std::string_view text, std::string_view* rest) {
   return text.substr(0, space);
 }
 
-// One line of input, or the mark of a line too long to keep.
-struct InputLine {
-  std::string text;
-  bool overlong = false;
-};
-
-// Reads stdin on its own thread and hands whole lines to the session, so that
-// `quit` and the stop signals are seen even while the session waits for a
-// write's acknowledgement (an isolated primary's Commit waits for its backups
-// for as long as they are away).
-class LineReader {
- public:
-  // stop_fd becomes readable when the reader must stop; on_quit is called
-  // (from the reader's thread) once a quit line has been read.
-  LineReader(size_t max_line_bytes, int stop_fd, std::function<void()> on_quit)
-      : max_line_bytes_(max_line_bytes), stop_fd_(stop_fd), on_quit_(std::move(on_quit)) {}
-
-  // The reader thread's body: reads until the end of input, a stop or an error.
-  void Run();
-  // Moves every line read so far into *lines, waiting for one; false once the
-  // input ended (and every line was taken) or Close was called.
-  bool Take(std::vector<InputLine>* lines);
-  // Take returns false from now on; lines not taken are dropped.
-  void Close();
-  bool Empty() const;
-  bool quit_seen() const { return quit_seen_.load(); }
-  const std::string& error() const { return error_; }  // set before the input ends
-
- private:
-  void Push(InputLine line);
-  void Split(std::string* buffer, bool* discarding);
-  void End();
-
-  // Lines waiting for the session at most; the reader waits while there are more.
-  static constexpr size_t kMaxQueuedBytes = 8ULL << 20;
-
-  const size_t max_line_bytes_;
-  const int stop_fd_;
-  const std::function<void()> on_quit_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<InputLine> lines_;
-  size_t queued_bytes_ = 0;
-  bool ended_ = false;
-  bool closed_ = false;
-  std::atomic<bool> quit_seen_{false};
-  std::string error_;
-};
-
-void LineReader::Run() {
-  std::string buffer;
-  std::vector<char> chunk(kReadChunkBytes);
-  bool discarding = false;  // inside an overlong line, until its newline
-  for (;;) {
-    pollfd ready[2] = {{STDIN_FILENO, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    if (poll(ready, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      error_ = std::string("waiting for stdin: ") + std::strerror(errno);
-      break;
-    }
-    if (ready[1].revents != 0) break;  // stopping
-    const ssize_t got = read(STDIN_FILENO, chunk.data(), chunk.size());
-    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (got < 0) {
-      error_ = std::string("reading stdin: ") + std::strerror(errno);
-      break;
-    }
-    if (got == 0) {
-      // A last line without its newline still counts.
-      if (!buffer.empty() && !discarding) Push({buffer, false});
-      break;
-    }
-    buffer.append(chunk.data(), static_cast<size_t>(got));
-    Split(&buffer, &discarding);
-  }
-  End();
-}
-
-// Pushes the complete lines of *buffer and keeps the partial one.
-void LineReader::Split(std::string* buffer, bool* discarding) {
-  size_t start = 0;
-  for (size_t newline; (newline = buffer->find('\n', start)) != std::string::npos; start = newline + 1) {
-    if (*discarding) {
-      *discarding = false;
-      continue;
-    }
-    Push({buffer->substr(start, newline - start), false});
-  }
-  buffer->erase(0, start);
-  if (buffer->size() > max_line_bytes_) {
-    if (!*discarding) Push({"", true});
-    *discarding = true;
-    buffer->clear();
-  }
-}
-
-void LineReader::Push(InputLine line) {
-  std::string_view text = line.text;
-  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-  const bool quit = text == "quit" || text == "exit";
-  {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return closed_ || queued_bytes_ < kMaxQueuedBytes; });
-    if (closed_) return;
-    queued_bytes_ += line.text.size() + 1;
-    lines_.push_back(std::move(line));
-  }
-  cv_.notify_all();
-  if (quit && !quit_seen_.exchange(true)) on_quit_();
-}
-
-void LineReader::End() {
-  {
-    std::lock_guard lock(mu_);
-    ended_ = true;
-  }
-  cv_.notify_all();
-}
-
-bool LineReader::Take(std::vector<InputLine>* lines) {
-  lines->clear();
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return closed_ || ended_ || !lines_.empty(); });
-  if (closed_) return false;
-  while (!lines_.empty()) {
-    lines->push_back(std::move(lines_.front()));
-    lines_.pop_front();
-  }
-  queued_bytes_ = 0;
-  cv_.notify_all();
-  return !lines->empty();
-}
-
-void LineReader::Close() {
-  {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-    lines_.clear();
-  }
-  cv_.notify_all();
-}
-
-bool LineReader::Empty() const {
-  std::lock_guard lock(mu_);
-  return lines_.empty();
-}
-
-class Session {
+class Session final : public examples::StdinSession {
  public:
   // Exactly one of engine and node is non-null.
   Session(Engine* engine, replication::Node* node, const KvStateMachine* state, Durability durability,
@@ -294,13 +132,15 @@ class Session {
       : engine_(engine), node_(node), state_(state), durability_(durability), max_line_bytes_(max_line_bytes) {}
 
   // Handles input's lines until it ends (or quit). False when stdout or stdin failed.
-  bool Run(LineReader* input, bool interactive);
-  size_t max_line_bytes() const { return max_line_bytes_; }
+  bool Run(LineReader* input, bool interactive) override;
+  size_t max_line_bytes() const override { return max_line_bytes_; }
+  bool quit() const override { return quit_; }
 
  private:
   // Handles one line; false after quit.
   bool HandleLine(std::string_view line);
-  void Write(const std::string& payload);
+  // reply_count: the reply carries the outcome's code (a delete's count).
+  void Write(const std::string& payload, bool reply_count);
   void Get(std::string_view args);
   void Scan(std::string_view args);
   void TakeCheckpoint();
@@ -318,12 +158,14 @@ class Session {
   const KvStateMachine* const state_;
   const Durability durability_;
   const size_t max_line_bytes_;
-  std::vector<Lsn> pending_;  // logged and applied, not yet acknowledged
+  // A write logged and applied, not yet acknowledged, and what its reply says.
+  struct PendingWrite {
+    Lsn lsn = 0;
+    std::string suffix;  // after "OK <lsn>"
+  };
+  std::vector<PendingWrite> pending_;
   bool output_failed_ = false;
   bool quit_ = false;
-
- public:
-  bool quit() const { return quit_; }
 };
 
 bool Session::Run(LineReader* input, bool interactive) {
@@ -371,7 +213,7 @@ bool Session::HandleLine(std::string_view line) {
       SettleWrites();
       Error("put: the key must be one word without spaces or control characters");
     } else {
-      Write(EncodePut(key, value));
+      Write(EncodePut(key, value), /*reply_count=*/false);
     }
     return true;
   }
@@ -380,7 +222,7 @@ bool Session::HandleLine(std::string_view line) {
       SettleWrites();
       Error("usage: del KEY (one word without spaces or control characters)");
     } else {
-      Write(EncodeDelete(args));
+      Write(EncodeDelete(args), /*reply_count=*/true);
     }
     return true;
   }
@@ -407,36 +249,38 @@ bool Session::HandleLine(std::string_view line) {
   return true;
 }
 
-void Session::Write(const std::string& payload) {
+void Session::Write(const std::string& payload, bool reply_count) {
   // Logged without waiting; SettleWrites makes the group durable before any
   // reply is printed.
   Lsn lsn = 0;
-  const Status status = node_ != nullptr ? node_->Append(AsBytes(payload), &lsn)
-                                         : engine_->Append(AsBytes(payload), Durability::kNone, &lsn);
+  Outcome outcome;
+  const Status status = node_ != nullptr ? node_->Append(AsBytes(payload), &lsn, &outcome)
+                                         : engine_->Append(AsBytes(payload), Durability::kNone, &lsn, &outcome);
   if (!status.ok()) {
     SettleWrites();
     Error(status.ToString());
     return;
   }
-  pending_.push_back(lsn);
+  pending_.push_back({lsn, reply_count ? " " + std::to_string(outcome.code) : std::string()});
   if (pending_.size() >= kMaxPendingWrites) SettleWrites();
 }
 
 void Session::SettleWrites() {
   if (pending_.empty()) return;
   // Appends are applied in LSN order, so the last pending LSN covers the rest.
-  assert(std::is_sorted(pending_.begin(), pending_.end()));
+  assert(std::is_sorted(pending_.begin(), pending_.end(),
+                        [](const PendingWrite& a, const PendingWrite& b) { return a.lsn < b.lsn; }));
   Status status;
   if (node_ != nullptr) {
-    status = node_->Commit(pending_.back());
+    status = node_->Commit(pending_.back().lsn);
   } else if (durability_ == Durability::kDurable) {
-    status = engine_->Sync(pending_.back());
+    status = engine_->Sync(pending_.back().lsn);
   }
-  for (const Lsn lsn : pending_) {
+  for (const PendingWrite& write : pending_) {
     if (status.ok()) {
-      Reply("OK " + std::to_string(lsn));
+      Reply("OK " + std::to_string(write.lsn) + write.suffix);
     } else {
-      Error("LSN " + std::to_string(lsn) + " is not acknowledged: " + status.ToString());
+      Error("LSN " + std::to_string(write.lsn) + " is not acknowledged: " + status.ToString());
     }
   }
   pending_.clear();
@@ -601,120 +445,6 @@ size_t LineLimitBytes(const EngineOptions& options) {
   return size_t{max_record} + 64;
 }
 
-sigset_t StopSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  return signals;
-}
-
-// What ends serving: a stop signal, the session's end, a quit seen in the input.
-struct StopEvents {
-  std::mutex mu;
-  std::condition_variable cv;
-  int signal_number = 0;
-  bool session_done = false;
-  bool exiting = false;  // the signal thread is told to end without a signal
-};
-
-// Serves session from stdin until it should stop, then returns whether the
-// session went well. SIGINT and SIGTERM (blocked in every thread by the
-// caller) stop it at once: interrupt() is called, which must end any wait the
-// session is in (a node's Stop ends a Commit waiting for backups), and lines
-// not yet handled are dropped. `quit` stops it after the lines before it,
-// except that writes still unacknowledged kQuitGrace after the quit was read
-// are interrupted the same way (an isolated primary never gets its
-// acknowledgements). A node (keep_serving) serves its peers after stdin ends,
-// until quit or a signal; a standalone store stops there.
-bool ServeStdin(Session* session, const sigset_t& stop_signals, bool keep_serving,
-                const std::function<void()>& interrupt) {
-  int stop_pipe[2];
-  if (pipe2(stop_pipe, O_CLOEXEC) != 0) {
-    PrintError(std::string("pipe: ") + std::strerror(errno));
-    return false;
-  }
-  StopEvents events;
-  auto wake = [&] {
-    { std::lock_guard lock(events.mu); }
-    events.cv.notify_all();
-  };
-  LineReader input(session->max_line_bytes(), stop_pipe[0], wake);
-  std::thread signals([&] {
-    int signal_number = 0;
-    if (sigwait(&stop_signals, &signal_number) != 0) return;
-    std::lock_guard lock(events.mu);
-    if (!events.exiting) events.signal_number = signal_number;
-    events.cv.notify_all();
-  });
-  std::thread reader([&] { input.Run(); });
-  bool session_ok = true;
-  std::thread worker([&] {
-    session_ok = session->Run(&input, isatty(STDIN_FILENO) == 1);
-    std::lock_guard lock(events.mu);
-    events.session_done = true;
-    events.cv.notify_all();
-  });
-  bool interrupted = false;
-  {
-    std::unique_lock lock(events.mu);
-    for (;;) {
-      if (events.signal_number != 0) break;
-      if (events.session_done && (!keep_serving || session->quit() || !session_ok)) break;
-      if (input.quit_seen() && !events.session_done) {
-        if (!events.cv.wait_for(lock, kQuitGrace, [&] { return events.session_done || events.signal_number != 0; })) {
-          break;  // the writes before quit are still waiting: interrupt them
-        }
-        continue;
-      }
-      events.cv.wait(lock);
-    }
-    interrupted = !events.session_done;
-    events.exiting = true;
-  }
-  if (interrupted) interrupt();
-  // Lines not handled are dropped; a reader waiting for room in the queue is released.
-  input.Close();
-  (void)!write(stop_pipe[1], "x", 1);
-  if (interrupted) {
-    // The last replies may be stuck on a stdout nobody reads: the node is
-    // stopped (or the store's writes are durable as acknowledged), so leave.
-    std::unique_lock lock(events.mu);
-    if (!events.cv.wait_for(lock, kQuitGrace, [&] { return events.session_done; })) {
-      PrintError("the session does not end (is stdout read?); exiting without its last replies");
-      std::_Exit(kExitUsage);
-    }
-  }
-  worker.join();
-  reader.join();
-  pthread_kill(signals.native_handle(), SIGTERM);  // ends its sigwait if no signal came
-  signals.join();
-  close(stop_pipe[0]);
-  close(stop_pipe[1]);
-  return session_ok;
-}
-
-Status MakeNodeOptions(const Flags& flags, const EngineOptions& engine, replication::NodeOptions* options) {
-  options->dir = flags.dir;
-  options->engine = engine;
-  options->cluster_name = flags.cluster;
-  KEEL_RETURN_IF_ERROR(replication::ReadSecretFile(flags.secret_file, &options->secret));
-  options->role = flags.role == "primary" ? replication::NodeRole::kPrimary : replication::NodeRole::kBackup;
-  KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.listen, &options->listen_host, &options->listen_port, true));
-  if (options->role == replication::NodeRole::kBackup) {
-    if (flags.primary.empty()) return Status::InvalidArgument("--role backup needs --primary HOST:PORT");
-    KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.primary, &options->primary_host, &options->primary_port));
-  }
-  options->node_id = flags.node_id;
-  if (options->node_id == 0) {
-    // Unique enough on one machine: the listening port, else the process id.
-    options->node_id = options->listen_port != 0 ? options->listen_port : static_cast<uint64_t>(getpid());
-  }
-  options->sync_backups = flags.sync_backups;
-  KEEL_RETURN_IF_ERROR(replication::ParseAckMode(flags.ack, &options->ack_mode));
-  return Status::Ok();
-}
-
 int MainNode(const replication::NodeOptions& options, const std::vector<std::filesystem::path>& created) {
   const EngineOptions& engine_options = options.engine;
   KvStateMachine state;
@@ -733,10 +463,13 @@ int MainNode(const replication::NodeOptions& options, const std::vector<std::fil
   // waited for are answered "not acknowledged" (they stay in the log).
   Status stop_status;
   bool stopped = false;
-  const bool session_ok = ServeStdin(&session, StopSignals(), /*keep_serving=*/true, [&] {
-    stop_status = node->Stop();
-    stopped = true;
-  });
+  const bool session_ok = examples::ServeStdin(
+      &session, examples::StopSignals(), /*keep_serving=*/true,
+      [&] {
+        stop_status = node->Stop();
+        stopped = true;
+      },
+      kProgram);
   if (!stopped) stop_status = node->Stop();
   if (!stop_status.ok()) PrintError("stop: " + stop_status.ToString());
   return session_ok && stop_status.ok() ? kExitOk : kExitUsage;
@@ -746,7 +479,9 @@ int Main(const Flags& flags) {
   EngineOptions options;
   Status status = MakeOptions(flags, &options);
   replication::NodeOptions node_options;
-  if (status.ok() && !flags.role.empty()) status = MakeNodeOptions(flags, options, &node_options);
+  if (status.ok() && flags.replication.enabled()) {
+    status = examples::MakeNodeOptions(flags.replication, flags.dir, options, &node_options);
+  }
   // Every flag is checked before the first directory is made.
   std::vector<std::filesystem::path> created;
   if (status.ok()) status = PrepareStoreDir(flags, &created);
@@ -754,7 +489,7 @@ int Main(const Flags& flags) {
     PrintError(status.message());
     return kExitUsage;
   }
-  if (!flags.role.empty()) return MainNode(node_options, created);
+  if (flags.replication.enabled()) return MainNode(node_options, created);
   KvStateMachine state;
   std::unique_ptr<Engine> engine;
   recovery::Report report;
@@ -775,7 +510,7 @@ int Main(const Flags& flags) {
   // for the command word and separators.
   Session session(engine.get(), nullptr, &state, durability, LineLimitBytes(options));
   // A standalone store's waits are its own fdatasyncs, which end by themselves.
-  const bool session_ok = ServeStdin(&session, StopSignals(), /*keep_serving=*/false, [] {});
+  const bool session_ok = examples::ServeStdin(&session, examples::StopSignals(), /*keep_serving=*/false, [] {}, kProgram);
   if (isatty(STDIN_FILENO) == 1) std::fputc('\n', stdout);
 
   const Status engine_status = engine->status();
@@ -795,7 +530,7 @@ int main(int argc, char** argv) {
   // SIGINT and SIGTERM stay blocked in every thread (the engine's and the
   // node's inherit the mask) and are taken by one thread in sigwait
   // (ServeStdin), so none is lost and none interrupts a system call.
-  const sigset_t stop_signals = keel::kv::StopSignals();
+  const sigset_t stop_signals = keel::examples::StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   keel::kv::Flags flags;
   CLI::App app{"keel-kv: a key-value store on keel's engine; commands on stdin, one per line (type help)"};
@@ -822,23 +557,7 @@ int main(int argc, char** argv) {
                  "existing store keeps its own and refuses another [default: the store's own, " +
                      std::to_string(keel::wal::kDefaultSegmentSizeBytes >> 20) + "m for a new store]")
       ->transform(CLI::AsSizeValue(false));
-  app.add_option("--role", flags.role, "run as a replication node: primary or backup")
-      ->check(CLI::IsMember({"primary", "backup"}));
-  app.add_option("--listen", flags.listen, "with --role: where peers and keel status/promote connect (port 0: any)")
-      ->capture_default_str();
-  app.add_option("--primary", flags.primary, "with --role backup: the primary's HOST:PORT");
-  app.add_option("--node-id", flags.node_id, "with --role: this node's id, unique in the cluster (default: the port)")
-      ->check(CLI::Range(uint64_t{1}, UINT64_MAX));
-  app.add_option("--sync-backups", flags.sync_backups,
-                 "with --role primary: a write is acknowledged once K backups have it (0: local only)")
-      ->check(CLI::Range(0U, 64U))
-      ->capture_default_str();
-  app.add_option("--ack", flags.ack, "with --sync-backups: received (written by the backups) or durable (synced)")
-      ->check(CLI::IsMember({"received", "durable"}))
-      ->capture_default_str();
-  app.add_option("--cluster", flags.cluster, "the cluster's name; nodes of other clusters are refused")
-      ->capture_default_str();
-  app.add_option("--secret-file", flags.secret_file, "a file holding the cluster's shared secret");
+  keel::examples::AddReplicationFlags(&app, &flags.replication);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -188,8 +188,14 @@ Status KvStateMachine::Validate(std::span<const std::byte> payload) {
 }
 
 Status KvStateMachine::Apply(Lsn lsn, std::span<const std::byte> payload) {
+  Outcome ignored;
+  return ApplyWithOutcome(lsn, payload, &ignored);
+}
+
+Status KvStateMachine::ApplyWithOutcome(Lsn lsn, std::span<const std::byte> payload, Outcome* outcome) {
   Op op;
   KEEL_RETURN_IF_ERROR(DecodeOp(lsn, payload, &op));
+  *outcome = Outcome();
   if (op.kind == OpKind::kPut) {
     auto it = map_.find(op.key);
     if (it == map_.end()) {
@@ -197,10 +203,14 @@ Status KvStateMachine::Apply(Lsn lsn, std::span<const std::byte> payload) {
     } else {
       it->second.assign(op.value);
     }
+    outcome->code = kOutcomeOk;
   } else {
     auto it = map_.find(op.key);
-    if (it != map_.end()) map_.erase(it);
+    const bool found = it != map_.end();
+    if (found) map_.erase(it);
+    outcome->code = found ? 1 : 0;
   }
+  if (observer_) observer_(lsn, *outcome);
   return Status::Ok();
 }
 

@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -77,6 +78,17 @@ inline std::span<const std::byte> AsBytes(std::string_view text) {
 
 using Map = std::map<std::string, std::string, std::less<>>;
 
+// What Apply reports for a record (keel::Outcome::code), as Redis answers the
+// same commands: a put always succeeds (kOutcomeOk); a delete reports how many
+// keys it removed, 0 or 1. A function of the record and the state before it,
+// so a backup computes the same outcome as the primary for every LSN.
+inline constexpr uint32_t kOutcomeOk = 0;
+
+// Called after each record is applied, with its LSN and outcome, on the thread
+// that applies it (under the engine's apply lock: keep it short, and never
+// call back into the engine).
+using OutcomeObserver = std::function<void(Lsn lsn, const Outcome& outcome)>;
+
 class KvStateMachine final : public StateMachine {
  public:
   KvStateMachine() = default;
@@ -84,8 +96,10 @@ class KvStateMachine final : public StateMachine {
   KvStateMachine& operator=(const KvStateMachine&) = delete;
 
   // StateMachine. Apply fails (and so fails the engine) only on a payload that
-  // does not decode; the map is unchanged then.
+  // does not decode; the map is unchanged then. Apply forwards to
+  // ApplyWithOutcome, which the engine calls.
   Status Apply(Lsn lsn, std::span<const std::byte> payload) override;
+  Status ApplyWithOutcome(Lsn lsn, std::span<const std::byte> payload, Outcome* outcome) override;
   // Refuses, before it is logged, any payload Apply would refuse.
   Status Validate(std::span<const std::byte> payload) override;
   // Copies the map into an immutable snapshot. The hand-off cost is one copy
@@ -107,8 +121,14 @@ class KvStateMachine final : public StateMachine {
   size_t size() const { return map_.size(); }
   const Map& map() const { return map_; }
 
+  // Sees every outcome this state machine computes from now on, wherever the
+  // record comes from (an Append, a backup's stream, recovery). Set it before
+  // an engine drives this object; null: nobody watches.
+  void set_outcome_observer(OutcomeObserver observer) { observer_ = std::move(observer); }
+
  private:
   Map map_;
+  OutcomeObserver observer_;
 };
 
 // The snapshot writer on its own, so tests can serialise a model map.
