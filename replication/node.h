@@ -59,6 +59,9 @@
 
 namespace keel::replication {
 
+class CommitTracker;  // commit_tracker.h, private to replication/
+class FrameCache;     // frame_cache.h, private to replication/
+
 enum class AckMode : uint8_t {
   kLocal,     // durable on the primary
   kReceived,  // and received (written, not yet synced) by k backups
@@ -224,62 +227,90 @@ class Node {
   static std::vector<std::byte> EncodeEpochPayload(Epoch epoch, uint64_t node_id);
 
  private:
-  struct Backup;      // a backup connected to this primary
-  struct Chunk;       // frames of one log write, cached for shipping
+  struct Backup;      // a backup connected to this primary (node_internal.h)
   explicit Node(const NodeOptions& options);
 
+  // The node itself (node.cc): start and stop, the engine, roles, promotion.
   // Opens the engine; a log created now starts at first_lsn_if_new (seeding).
   Status OpenEngine(Lsn first_lsn_if_new = 1, bool create = false);
   Status CloseEngine();
+  Status RefuseToStartAsPrimary() const;
+  void StartThreads();
   void Log(const std::string& line) const;
   // A line of a kind that may come in bursts (refusals, retries): one per key
   // and window, then a count (NodeLog::Limited).
   void LogLimited(std::string_view key, const std::string& line) const;
-  Hello MakeHello(NodeRole role) const;
-  Status CheckPeerHello(const Hello& hello, std::string* why, RejectReason* reason) const;
+  Status RefusePromotion(const PromoteOptions& options) const;
+  void StopFollowing();
+  Status StartEpoch(Epoch* epoch = nullptr, Lsn* lsn = nullptr);
 
-  // Listener side.
-  void ListenLoop();
-  void ServeConnection(std::unique_ptr<Connection> connection);
-  void ServeAdmin(Connection* connection);
-  void ServeBackup(std::unique_ptr<Connection> connection, const Hello& hello);
-  void ShipLoop(const std::shared_ptr<Backup>& backup);
-  Status ShipCheckpoint(Backup* backup, Lsn* next_lsn);
-  Status ShipRecords(Backup* backup, Lsn from, Lsn through, Lsn* next_lsn);
-  void OnWrite(const wal::WriteEvent& event);
-  Lsn RetentionFloor() const;
+  // Fencing (node_fencing.cc): what this node learns of a higher epoch, and
+  // what it tells others.
   void Fence(Epoch seen, const std::string& why);
-  // Fencing: what this node learns of a higher epoch, and what it tells others.
   Epoch KnownEpoch() const;
   Status LearnEpoch(Epoch seen, const std::string& why);
   std::vector<std::string> FenceTargets() const;
   void FenceMembers(const std::vector<std::string>& targets, PromoteResult* result);
   Status FenceOne(const std::string& address, std::string* outcome);
   void FenceInBackground(const std::string& address);
-  Status RefusePromotion(const PromoteOptions& options) const;
-  void StopFollowing();
+
+  // Sessions (node_session.cc): listen, handshake, admin requests, heartbeats.
+  Hello MakeHello(NodeRole role) const;
+  Status CheckPeerHello(const Hello& hello, std::string* why, RejectReason* reason) const;
+  void ListenLoop();
+  void ServeConnection(std::unique_ptr<Connection> connection);
+  Status ReceivePeerHello(Connection* connection, Hello* hello);
+  void JudgeFollower(const Hello& hello, const Hello& mine, RejectReason* reason, std::string* why,
+                     Epoch* reply_epoch);
+  void ServeAdmin(Connection* connection);
+  AdminReply AnswerAdmin(const AdminRequest& request);
+  void HeartbeatLoop();
+
+  // The primary side (node_primary.cc): the append path, shipping, acknowledgements.
+  void OnWrite(const wal::WriteEvent& event);
+  void ServeBackup(std::unique_ptr<Connection> connection, const Hello& hello);
+  std::shared_ptr<Backup> AddBackup(std::unique_ptr<Connection> connection, const Hello& hello);
+  std::string ReceiveFromBackup(Backup* backup);
+  bool OnAck(Backup* backup, std::span<const std::byte> body, std::string* why);
+  void RemoveBackup(const std::shared_ptr<Backup>& backup);
+  void ShipLoop(const std::shared_ptr<Backup>& backup);
+  bool WaitForWindow(Backup* backup);
+  Status ShipCheckpoint(Backup* backup, Lsn* next_lsn);
+  Status ShipRecords(Backup* backup, Lsn from, Lsn through, Lsn* next_lsn);
+  Status ReadFramesFromLog(Backup* backup, Lsn from, Lsn through, std::vector<std::byte>* frames, Lsn* next_lsn);
+  void NotifyAckWaiters();
+  Lsn CommittedLsn(AckMode mode, uint32_t k) const;
+  Lsn RetentionFloor() const;
   Members MembersToSend() const;
   void OnMembersFromBackup(uint64_t node_id, const std::string& peer, const Members& members);
-  void OnMembersFromPrimary(const std::string& peer, const Members& members);
-  void NotifyAckWaiters();
-  Status StartEpoch(Epoch* epoch = nullptr, Lsn* lsn = nullptr);
 
-  // Backup side.
+  // The backup side (node_backup.cc): follow, receive, sync.
   void FollowLoop();
   Status FollowOnce(bool* connected);
+  Status ReopenEngineIfClosed();
+  Status HandshakeWithPrimary(std::unique_ptr<Connection>* connection, Hello* mine, Hello* primary,
+                              HelloReply* reply);
+  Status OnRefusedByPrimary(const Hello& mine, const Hello& primary, const HelloReply& reply, bool* connected);
+  Status BeginSession(Connection* connection, const Hello& mine, const Hello& primary, bool* stopped);
+  Status FollowSession(Connection* connection, const Hello& primary);
+  Status OnFrameFromPrimary(Connection* connection, const Frame& frame, const Hello& primary);
   Status ReceiveRecords(Connection* connection, const Records& records);
   Status ReceiveCheckpoint(Connection* connection, const CheckpointChunk& first, const Hello& primary);
-  Status CutDivergentTail(Lsn keep_through);
-  Status CutLeavesARecoverableState(Lsn keep_through, bool* recoverable) const;
-  Status QuarantineEverything(Lsn keep_through);
-  Status Reseed(const std::string& checkpoint_path, Lsn checkpoint_lsn, const std::vector<EpochHistoryEntry>& history);
   void SyncLoop();
   bool FollowingStopped() const;
   std::string PrimaryStateLocked() const;  // follow_mu_ held
   bool SendAckLocked(const Ack& ack);      // follow_mu_ held
-  void HeartbeatLoop();
-  Lsn CommittedLsn(AckMode mode, uint32_t k) const;
+  void OnMembersFromPrimary(const std::string& peer, const Members& members);
+
+  // Status (node_status.cc).
+  std::vector<PeerStatus> BackupsStatus(Lsn durable_lsn) const;
   PeerStatus BackupsViewOfPrimary(const NodeStatus& now) const;  // follow_mu_ held
+
+  // Rejoining (node_rejoin.cc): cut a divergent tail, or be seeded afresh.
+  Status CutDivergentTail(Lsn keep_through);
+  Status CutLeavesARecoverableState(Lsn keep_through, bool* recoverable) const;
+  Status QuarantineEverything(Lsn keep_through);
+  Status Reseed(const std::string& checkpoint_path, Lsn checkpoint_lsn, const std::vector<EpochHistoryEntry>& history);
 
   const NodeOptions options_;
   StateMachine* sm_ = nullptr;
@@ -319,33 +350,17 @@ class Node {
   std::vector<Session> sessions_;        // finished ones are joined by the listener
   std::vector<Connection*> connections_; // live, for Stop to shut down
 
-  // Primary: backups and their acknowledgements.
-  mutable std::mutex backups_mu_;
-  std::condition_variable received_cv_;  // a received LSN advanced; or a backup left, fencing, stop
-  std::condition_variable durable_cv_;   // a durable LSN advanced; or the same events
+  // Primary: the backups connected now. Taken before the tracker's lock.
+  mutable std::mutex backups_mu_;        // guards backups_, their acknowledged fields, members_
+  std::condition_variable window_cv_;    // a backup's durable LSN advanced; or a backup left, fencing, stop
   std::vector<std::shared_ptr<Backup>> backups_;
-  // Every backup seen this run, connected or not: its acknowledgements count
-  // for Append across reconnects, and it holds the log back (retention).
-  struct KnownBackup {
-    std::string address;
-    Lsn received_lsn = 0;
-    Lsn durable_lsn = 0;
-    std::chrono::steady_clock::time_point heard{};
-    bool connected = false;
-    std::string listen;                  // where it listens ("host:port"), from its Members
-  };
-  std::map<uint64_t, KnownBackup> known_backups_;
+  // Every backup seen this run, connected or not, and what it acknowledged.
+  std::unique_ptr<CommitTracker> commits_;
   // Backup: the members its primary listed (node id -> "host:port"), self excluded.
   std::map<uint64_t, std::string> members_;
 
-  // Primary: frames of recent writes, and the durable LSN they reached.
-  mutable std::mutex cache_mu_;
-  std::condition_variable ship_cv_;      // new durable records, or stop
-  std::deque<std::shared_ptr<const Chunk>> cache_;
-  uint64_t cache_bytes_ = 0;
-  Lsn shippable_lsn_ = 0;                // written here: may be shipped
-  Lsn last_durable_lsn_ = 0;             // durable here, as the write observer last said
-  std::map<Lsn, std::chrono::steady_clock::time_point> durable_times_;  // sampled, for lag in seconds
+  // Primary: frames of recent writes, and the LSNs written and durable here.
+  std::unique_ptr<FrameCache> frames_;
 
   // Backup: the connection to the primary and the syncer.
   std::thread follow_thread_;

@@ -71,7 +71,7 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
-// The replication planted bugs (replication/node.cc) break P7, and the
+// The replication planted bugs (replication/node_*.cc) break P7, and the
 // replication campaign must catch each within kReplicationRounds rounds of
 // its default fault mix: backup-ack-before-fsync through its lone
 // acknowledging backup that loses power with the primary (lost-backup step),
