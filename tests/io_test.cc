@@ -27,8 +27,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <keel/io/io.h>
-#include <keel/io/mem_fs.h>
-#include <keel/io/sim_fs.h>
+#include "testing/mem_fs.h"
+#include "testing/sim_fs.h"
 #include "tests/test_util.h"
 
 namespace keel::io {

@@ -34,8 +34,8 @@
 
 #include <keel/checkpoint/checkpoint.h>
 #include <keel/engine/engine.h>
-#include "examples/kv/kv_state.h"
-#include <keel/io/mem_fs.h>
+#include "testing/kv_state.h"
+#include "testing/mem_fs.h"
 #include "tests/test_util.h"
 
 namespace keel::kv {

@@ -19,7 +19,7 @@
 #include <map>
 
 #include <keel/checkpoint/checkpoint.h>
-#include <keel/io/sim_fs.h>
+#include "testing/sim_fs.h"
 #include <keel/recovery/quarantine.h>
 #include <keel/recovery/recovery.h>
 #include "tests/wal_test_util.h"

@@ -14,7 +14,7 @@
 
 #include "tests/wal_test_util.h"
 #include <keel/wal/format.h>
-#include <keel/wal/planted.h>
+#include "testing/planted.h"
 
 namespace keel::testing {
 namespace {

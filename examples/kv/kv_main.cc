@@ -71,7 +71,7 @@
 #include <CLI/CLI.hpp>
 
 #include <keel/engine/engine.h>
-#include "examples/kv/kv_state.h"
+#include "testing/kv_state.h"
 #include <keel/replication/node.h>
 
 namespace keel::kv {

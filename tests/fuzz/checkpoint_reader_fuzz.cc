@@ -32,7 +32,7 @@
 
 #include <keel/checkpoint/checkpoint.h>
 #include <keel/checkpoint/format.h>
-#include <keel/io/mem_fs.h>
+#include "testing/mem_fs.h"
 
 namespace {
 

@@ -39,7 +39,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include <keel/io/mem_fs.h>
+#include "testing/mem_fs.h"
 #include <keel/wal/format.h>
 #include <keel/wal/reader.h>
 

@@ -1,6 +1,6 @@
 // SimFileSystem: durable and unsynced state per file and per directory, a
 // crash that keeps a random part of what was never synced, injected faults,
-// latent corruption and a trace (see io/sim_fs.h for the model).
+// latent corruption and a trace (see testing/sim_fs.h for the model).
 //
 // Invariants (checked by assertions where cheap):
 //   - inode.view == inode.durable with inode.pending applied in order. Writes
@@ -16,7 +16,7 @@
 // Locking: mu_ guards everything but the lock table, which has its own mutex
 // because a FileLock may outlive the file system; the order is mu_ then the
 // table's mutex, never the reverse.
-#include <keel/io/sim_fs.h>
+#include "testing/sim_fs.h"
 
 #include <algorithm>
 #include <cassert>

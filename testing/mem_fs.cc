@@ -1,5 +1,5 @@
 // MemFileSystem: every file's bytes in memory, the FileSystem contract of
-// io/io.h, and a fault hook (see io/mem_fs.h).
+// io/io.h, and a fault hook (see testing/mem_fs.h).
 //
 // Files are shared by path through shared_ptr<Node>, so an open File keeps
 // working after a rename or remove, as a descriptor does on POSIX. Errors are
@@ -9,7 +9,7 @@
 // Locking: mu_ guards files_, dirs_, the counters and every Node. The fault
 // hook is called without mu_ held, because a hook may call back into the
 // file system (to look at contents, or to corrupt them).
-#include <keel/io/mem_fs.h>
+#include "testing/mem_fs.h"
 
 #include <algorithm>
 #include <cassert>
