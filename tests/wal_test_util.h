@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "testing/mem_fs.h"
+#include "testing/sim_fs.h"
 #include <keel/wal/log.h>
 #include <keel/wal/reader.h>
 
