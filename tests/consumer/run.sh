@@ -12,7 +12,7 @@ test -f "$scratch/prefix/include/keel/io/io.h"
 test -f "$scratch/prefix/include/keel/version.h"
 test -f "$scratch/prefix/share/doc/keel/docs/format.md"
 test -f "$scratch/prefix/include/keel/recovery/quarantine.h"
-# Test machinery (testing/: simulated file systems, the fault proxy, the planted-bug
+# Test machinery (testing/: the simulated file system, the fault proxy, the planted-bug
 # registry, the key-value model; and wal/planted.h, the hooks) is not part of the
 # package: neither its headers, where they are now or used to be, nor its code.
 for machinery in testing io/sim_fs.h io/mem_fs.h wal/planted.h replication/fault_proxy.h; do
