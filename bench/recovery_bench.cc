@@ -52,7 +52,7 @@
 
 #include <keel/checkpoint/checkpoint.h>
 #include <keel/engine/engine.h>
-#include "examples/kv/kv_state.h"
+#include "testing/kv_state.h"
 #include <keel/recovery/recovery.h>
 #include "bench/bench_util.h"
 #include <keel/wal/log.h>

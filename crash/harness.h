@@ -1,7 +1,7 @@
 // The crash harness: campaigns that crash and corrupt keel thousands of times
 // and check every promise of DESIGN.md against a model of what was appended.
 //
-//   Sim campaign      in one process, on io/sim_fs.h. Each iteration ("crash
+//   Sim campaign      in one process, on testing/sim_fs.h. Each iteration ("crash
 //                     point") is a pure function of (campaign seed, iteration
 //                     index): a fresh SimFileSystem, a Log or an Engine with the
 //                     key-value state machine, a random workload with the
@@ -33,7 +33,7 @@
 #include <string_view>
 #include <vector>
 
-#include <keel/io/sim_fs.h>
+#include "testing/sim_fs.h"
 #include <keel/io/status.h>
 
 namespace keel::crash {

@@ -54,8 +54,8 @@
 #include <vector>
 
 #include "crash/harness.h"
-#include "examples/kv/kv_state.h"
-#include <keel/replication/fault_proxy.h>
+#include "testing/kv_state.h"
+#include "testing/fault_proxy.h"
 #include <keel/replication/node.h>
 
 namespace keel::crash {

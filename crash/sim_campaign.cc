@@ -18,7 +18,7 @@
 
 #include "crash/harness.h"
 #include <keel/engine/engine.h>
-#include "examples/kv/kv_state.h"
+#include "testing/kv_state.h"
 #include <keel/wal/log.h>
 #include <keel/wal/reader.h>
 

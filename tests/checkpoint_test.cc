@@ -10,7 +10,7 @@
 //     frame, a misnamed file, a wrong whole-file hash behind valid checksums:
 //     each is Corruption from Open or from reading, and state returned before
 //     the error is never wrong;
-//   - the publication protocol through MemFileSystem's fault hook: a failed
+//   - the publication protocol through SimFileSystem's fault hook: a failed
 //     write, fdatasync, rename or directory fsync leaves no .ckpt and returns
 //     the error; a dropped writer leaves nothing; .tmp files are never listed;
 //   - ListCheckpoints' order and damaged list; Retain's keep/skip/remove rules.
@@ -27,7 +27,7 @@
 
 #include <keel/checkpoint/checkpoint.h>
 #include <keel/checkpoint/format.h>
-#include <keel/io/mem_fs.h>
+#include "testing/sim_fs.h"
 #include "tests/test_util.h"
 
 namespace keel::testing {
@@ -124,7 +124,7 @@ class CheckpointTest : public ::testing::Test {
 
   std::string Contents(Lsn lsn) { return fs_.Contents(PathFor(kDir, lsn)).value_or(""); }
 
-  io::MemFileSystem fs_;
+  io::SimFileSystem fs_;
 };
 
 // ---------------------------------------------------------------------------
@@ -170,7 +170,7 @@ TEST(CheckpointOptions, BadLevelsWorkersAndFrameSizesAreRefused_P8) {
   check(3, 0, (64 << 20) + 1, false);
 
   // Create refuses them too, naming the option, and leaves no file behind.
-  io::MemFileSystem fs;
+  io::SimFileSystem fs;
   ASSERT_TRUE(fs.CreateDir(kDir).ok());
   WriterOptions bad;
   bad.zstd_level = 42;
@@ -345,14 +345,14 @@ TEST(CheckpointPosix, StateLargerThanTheMemoryBudgetStreamsThroughOnDisk_P6) {
 
 // Stores bytes as the checkpoint at lsn and reads it fully. Returns the status
 // of Open or of reading; when it is OK, *state holds what the reader returned.
-Status OpenAndReadAll(io::MemFileSystem* fs, const std::string& path, const std::string& bytes, std::string* state) {
+Status OpenAndReadAll(io::SimFileSystem* fs, const std::string& path, const std::string& bytes, std::string* state) {
   fs->SetContents(path, bytes);
   return ReadState(fs, path, state, 65536);
 }
 
 // Flips byte `position` with a nonzero mask and expects Corruption. Returns false
 // (and says why) when the damage went unnoticed or wrong state came out.
-bool FlipIsDetected(io::MemFileSystem* fs, const std::string& path, const std::string& original,
+bool FlipIsDetected(io::SimFileSystem* fs, const std::string& path, const std::string& original,
                     const std::string& state, size_t position, uint8_t mask) {
   std::string damaged = original;
   damaged[position] = static_cast<char>(damaged[position] ^ static_cast<char>(mask));
@@ -543,7 +543,7 @@ TEST_F(CheckpointTest, CreateReplacesAStaleTemporaryFile_P6) {
 // nothing is published, and once the writer is gone nothing is left.
 void ExpectFaultPublishesNothing(io::FaultPoint point) {
   SCOPED_TRACE(std::string(io::FaultPointName(point)));
-  io::MemFileSystem fs;
+  io::SimFileSystem fs;
   ASSERT_TRUE(fs.CreateDir(kDir).ok());
   std::unique_ptr<CheckpointWriter> writer;
   ASSERT_TRUE(CheckpointWriter::Create(&fs, kDir, 40, 1, SmallFrames(), &writer).ok());

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "crash/harness.h"
-#include <keel/wal/planted.h>
+#include "testing/planted.h"
 
 namespace keel::crash {
 namespace {

@@ -1,6 +1,6 @@
 // What this proves: P1, P2, P4, P5 and P6 hold across tens of thousands of
 // simulated crash points (crash/harness.h): random workloads on a Log and on an
-// Engine with the key-value state machine, every fault kind of io/sim_fs.h,
+// Engine with the key-value state machine, every fault kind of testing/sim_fs.h,
 // latent corruption of acknowledged records, power loss, recovery, and a check
 // against the model of what was appended and acknowledged. And that a campaign
 // is reproducible: the same seed gives the same SimFileSystem trace hashes and

@@ -215,7 +215,7 @@ class EngineContractTest : public ::testing::Test {
     return files;
   }
 
-  io::MemFileSystem fs_;
+  io::SimFileSystem fs_;
 };
 
 // The race that left stores unopenable: 8 threads, 3 accounts, amounts close

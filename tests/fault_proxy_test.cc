@@ -1,4 +1,4 @@
-// What this proves: the fault-injecting proxy (replication/fault_proxy.h)
+// What this proves: the fault-injecting proxy (testing/fault_proxy.h)
 // forwards a replication connection byte for byte when told to inject
 // nothing, and that each fault it injects reaches the peers as the fault it
 // stands for: a cut ends both connections, a flipped bit is refused by the
@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include <keel/replication/fault_proxy.h>
+#include "testing/fault_proxy.h"
 #include <keel/replication/protocol.h>
 #include <keel/replication/transport.h>
 

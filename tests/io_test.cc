@@ -4,12 +4,14 @@
 // after its predecessor succeeded (a broken link is a failure, never success;
 // P5 relies on this), hold many requests in flight and handle many iovecs.
 //
-// How: one parameterized suite runs the same tests over MemFileSystem, the
-// portable POSIX backend, the io_uring backend (skipped where the kernel
-// refuses io_uring) and SimFileSystem (its crash model: sim_fs_test.cc). Failures are provoked honestly: a write through a file
-// opened read-only fails in every backend; short writes come from a real
-// RLIMIT_FSIZE in a forked child. MemFileSystem's fault hook and counters
-// have their own tests at the end.
+// How: one parameterized suite runs the same tests over SimFileSystem as the
+// unit suites use it (default-constructed: "Memory"), the portable POSIX
+// backend, the io_uring backend (skipped where the kernel refuses io_uring)
+// and SimFileSystem as the crash harness makes it (seeded, full trace: "Sim";
+// its crash model: sim_fs_test.cc). Failures are provoked honestly: a write
+// through a file opened read-only fails in every backend; short writes come
+// from a real RLIMIT_FSIZE in a forked child. SimFileSystem's directed fault
+// hook and counters have their own tests at the end.
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -27,8 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <keel/io/io.h>
-#include <keel/io/mem_fs.h>
-#include <keel/io/sim_fs.h>
+#include "testing/sim_fs.h"
 #include "tests/test_util.h"
 
 namespace keel::io {
@@ -63,7 +64,7 @@ class IoContractTest : public ::testing::TestWithParam<Kind> {
  protected:
   void SetUp() override {
     if (GetParam() == Kind::kMemory || GetParam() == Kind::kSim) {
-      if (GetParam() == Kind::kMemory) fs_ = std::make_unique<MemFileSystem>();
+      if (GetParam() == Kind::kMemory) fs_ = std::make_unique<SimFileSystem>();
       if (GetParam() == Kind::kSim) fs_ = std::make_unique<SimFileSystem>(/*seed=*/1);
       root_ = "/db";
       ASSERT_TRUE(fs_->CreateDir(root_).ok());
@@ -528,9 +529,9 @@ TEST(UringQueueTest, ShortWriteThenRemainderSucceedsAndCancelledSyncRuns) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
-// --- MemFileSystem only: the fault hook and the counters. ---
+// --- SimFileSystem, directed: the fault hook and the counters. ---
 
-class MemFileSystemTest : public ::testing::Test {
+class SimFileSystemDirectedTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(fs_.CreateDir("/db").ok()); }
 
@@ -540,10 +541,10 @@ class MemFileSystemTest : public ::testing::Test {
     return file;
   }
 
-  MemFileSystem fs_;
+  SimFileSystem fs_;
 };
 
-TEST_F(MemFileSystemTest, FaultHookFailsAWriteAndTheWriteHasNoEffect) {
+TEST_F(SimFileSystemDirectedTest, FaultHookFailsAWriteAndTheWriteHasNoEffect) {
   auto file = Create("/db/a");
   ASSERT_TRUE(file->WriteAt(0, AsBytes("before")).ok());
   const uint64_t writes = fs_.write_count();
@@ -562,7 +563,7 @@ TEST_F(MemFileSystemTest, FaultHookFailsAWriteAndTheWriteHasNoEffect) {
   EXPECT_EQ(fs_.write_count(), writes + 1);
 }
 
-TEST_F(MemFileSystemTest, FaultHookFailsSyncsAndSyncCountCountsOnlySuccesses) {
+TEST_F(SimFileSystemDirectedTest, FaultHookFailsSyncsAndSyncCountCountsOnlySuccesses) {
   auto file = Create("/db/a");
   ASSERT_TRUE(file->Sync().ok());
   EXPECT_EQ(fs_.sync_count(), 1u);
@@ -574,7 +575,7 @@ TEST_F(MemFileSystemTest, FaultHookFailsSyncsAndSyncCountCountsOnlySuccesses) {
 }
 
 // The queue consults the hook too, and a failed write cancels its linked sync.
-TEST_F(MemFileSystemTest, InjectedQueueWriteFaultCancelsTheLinkedSync) {
+TEST_F(SimFileSystemDirectedTest, InjectedQueueWriteFaultCancelsTheLinkedSync) {
   auto file = Create("/db/a");
   std::unique_ptr<IoQueue> queue;
   ASSERT_TRUE(fs_.NewQueue(4, &queue).ok());
@@ -599,7 +600,7 @@ TEST_F(MemFileSystemTest, InjectedQueueWriteFaultCancelsTheLinkedSync) {
   EXPECT_EQ(fs_.Contents("/db/a"), "");
 }
 
-TEST_F(MemFileSystemTest, EveryFaultPointIsAskedAndBlocksItsOperation) {
+TEST_F(SimFileSystemDirectedTest, EveryFaultPointIsAskedAndBlocksItsOperation) {
   auto file = Create("/db/a");
   std::vector<std::string> asked;
   fs_.SetFaultHook([&asked](FaultPoint point, const std::string& path) {
@@ -622,7 +623,7 @@ TEST_F(MemFileSystemTest, EveryFaultPointIsAskedAndBlocksItsOperation) {
 }
 
 // The hook runs without the file system's lock, so it may use the file system.
-TEST_F(MemFileSystemTest, HookMayCallBackIntoTheFileSystem) {
+TEST_F(SimFileSystemDirectedTest, HookMayCallBackIntoTheFileSystem) {
   fs_.SetContents("/db/a", "abc");
   auto file = std::unique_ptr<File>();
   ASSERT_TRUE(fs_.Open("/db/a", OpenMode::kReadWrite, &file).ok());
@@ -636,7 +637,7 @@ TEST_F(MemFileSystemTest, HookMayCallBackIntoTheFileSystem) {
   EXPECT_EQ(fs_.Contents("/db/a"), "abcd");
 }
 
-TEST_F(MemFileSystemTest, ContentsAndSetContentsBypassTheHook) {
+TEST_F(SimFileSystemDirectedTest, ContentsAndSetContentsBypassTheHook) {
   fs_.SetFaultHook([](FaultPoint, const std::string&) { return Status::IoError("no"); });
   EXPECT_EQ(fs_.Contents("/db/none"), std::nullopt);
   fs_.SetContents("/db/x", "bytes");

@@ -34,8 +34,8 @@
 
 #include <keel/checkpoint/checkpoint.h>
 #include <keel/engine/engine.h>
-#include "examples/kv/kv_state.h"
-#include <keel/io/mem_fs.h>
+#include "testing/kv_state.h"
+#include "testing/sim_fs.h"
 #include "tests/test_util.h"
 
 namespace keel::kv {
@@ -347,7 +347,7 @@ Map CheckpointContents(io::FileSystem* fs, const std::string& path) {
 // a checkpoint published meanwhile then comes with more log than it needs,
 // never with less (segments are removed only after a covering checkpoint is
 // durable).
-void CopyEngineFiles(io::MemFileSystem* from, io::MemFileSystem* to) {
+void CopyEngineFiles(io::SimFileSystem* from, io::SimFileSystem* to) {
   ASSERT_TRUE(to->CreateDir(kDir).ok());
   for (const std::string& dir :
        {std::string(kDir), Engine::WalDir(kDir), Engine::CheckpointDir(kDir), Engine::QuarantineDir(kDir)}) {
@@ -398,7 +398,7 @@ std::string RandomValue(std::mt19937_64* random) {
 void RunModelSeed(uint64_t seed) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 random(seed);
-  auto fs = std::make_unique<io::MemFileSystem>();
+  auto fs = std::make_unique<io::SimFileSystem>();
   Model model;
   Lsn acknowledged_lsn = 0;  // the highest LSN known durable
   bool restored_from_checkpoint = false;
@@ -436,7 +436,7 @@ void RunModelSeed(uint64_t seed) {
       // checkpoint thread still running. Whatever was durable before the copy
       // started must be in it.
       acknowledged_lsn = std::max(acknowledged_lsn, opened.engine->durable_lsn());
-      auto image = std::make_unique<io::MemFileSystem>();
+      auto image = std::make_unique<io::SimFileSystem>();
       CopyEngineFiles(fs.get(), image.get());
       ASSERT_TRUE(opened.engine->Close().ok()) << where;
       opened.engine.reset();
@@ -464,7 +464,7 @@ void RunModelSeed(uint64_t seed) {
 // Opening a directory that is not an engine's, without create_if_missing,
 // fails before the LOCK is taken: nothing is written into it.
 TEST(KvEngineOpenTest, P8OpeningADirectoryThatIsNotAnEngineWritesNothingIntoIt) {
-  io::MemFileSystem fs;
+  io::SimFileSystem fs;
   ASSERT_TRUE(fs.CreateDir(kDir).ok());
   EngineOptions options = SmallEngineOptions(&fs);
   options.log.create_if_missing = false;
@@ -492,7 +492,7 @@ TEST(KvEngineModelTest, P2P6RecoveredStateEqualsTheModelAcrossCheckpointsAndReop
 TEST(KvEngineConcurrencyTest, P6CheckpointsWhileEightThreadsAppendAreConsistentCuts) {
   constexpr int kThreads = 8;
   constexpr int kOpsPerThread = 400;
-  io::MemFileSystem fs;
+  io::SimFileSystem fs;
   EngineOptions options = SmallEngineOptions(&fs);
   options.checkpoints_to_keep = 16;  // keep many cuts around to check afterwards
   options.checkpoint_log_bytes = 16 * 1024;

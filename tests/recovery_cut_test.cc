@@ -1,5 +1,5 @@
 // What this proves: the recovery side of log-shipping replication keeps P2,
-// P4 and P6, on the in-memory backend and on the crash simulator.
+// P4 and P6, on the simulator (testing/sim_fs.h) with and without a power loss.
 //   - recovery::CutTail (a deposed primary cutting its divergent tail, P7)
 //     leaves a log that opens clean with last_lsn == keep_through_lsn and
 //     continues from keep_through_lsn + 1, whether the cut falls in the middle
@@ -19,7 +19,7 @@
 #include <map>
 
 #include <keel/checkpoint/checkpoint.h>
-#include <keel/io/sim_fs.h>
+#include "testing/sim_fs.h"
 #include <keel/recovery/quarantine.h>
 #include <keel/recovery/recovery.h>
 #include "tests/wal_test_util.h"
@@ -64,16 +64,11 @@ struct Applied {
   }
 };
 
-// Both backends are final classes: the fixture owns one and names it fs_.
+// The fixture owns one file system and names it fs_. (It was a template over
+// two backends; the in-memory one is now the simulator with its faults off.)
 template <typename FileSystem>
-std::unique_ptr<FileSystem> MakeFileSystem();
-template <>
-std::unique_ptr<io::MemFileSystem> MakeFileSystem() {
-  return std::make_unique<io::MemFileSystem>();
-}
-template <>
-std::unique_ptr<io::SimFileSystem> MakeFileSystem() {
-  return std::make_unique<io::SimFileSystem>(/*seed=*/7);
+std::unique_ptr<FileSystem> MakeFileSystem() {
+  return std::make_unique<FileSystem>(/*seed=*/7);
 }
 
 template <typename FileSystem>
@@ -173,7 +168,7 @@ class CutFixture : public ::testing::Test {
   FileSystem& fs_ = *owned_fs_;
 };
 
-using CutTailTest = CutFixture<io::MemFileSystem>;
+using CutTailTest = CutFixture<io::SimFileSystem>;
 using CutTailSimTest = CutFixture<io::SimFileSystem>;
 
 // A keep_through_lsn whose next record starts in the middle of a sector of the
@@ -551,7 +546,7 @@ TEST_F(CutTailSimTest, P1TheCutIsDurableWhenCutTailReturns) {
 
 // ---- Recovery with epoch records and with a log that starts late ----
 
-class RecoveryReplicationTest : public CutFixture<io::MemFileSystem> {
+class RecoveryReplicationTest : public CutFixture<io::SimFileSystem> {
  protected:
   recovery::Options Options() {
     recovery::Options options;

@@ -130,7 +130,7 @@ class RecoveryTest : public ::testing::Test {
     fs_.SetContents(path, bytes);
   }
 
-  io::MemFileSystem fs_;
+  io::SimFileSystem fs_;
 };
 
 TEST_F(RecoveryTest, P2RestorePlusReplayGivesExactlyTheAppliedSequence) {

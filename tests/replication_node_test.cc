@@ -52,10 +52,10 @@
 #include <vector>
 
 #include <keel/engine/engine.h>
-#include "examples/kv/kv_state.h"
+#include "testing/kv_state.h"
 #include <keel/io/io.h>
 #include <keel/replication/epoch_history.h>
-#include <keel/replication/fault_proxy.h>
+#include "testing/fault_proxy.h"
 #include <keel/replication/node.h>
 #include <keel/replication/protocol.h>
 #include <keel/replication/transport.h>

@@ -18,7 +18,7 @@
 // both that every outcome is allowed and that the interesting outcomes were
 // observed, so a simulator that never loses anything would fail here too.
 // The io contract itself is checked in io_test.cc (the Sim backend).
-#include <keel/io/sim_fs.h>
+#include "testing/sim_fs.h"
 
 #include <set>
 #include <string>

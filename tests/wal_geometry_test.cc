@@ -73,7 +73,7 @@ class GeometryTest : public ::testing::Test {
     return count;
   }
 
-  io::MemFileSystem fs_;
+  io::SimFileSystem fs_;
 };
 
 TEST_F(GeometryTest, P8AReopenWithSizesUnsetKeepsTheLogsSegmentSizeAndItsSpares) {

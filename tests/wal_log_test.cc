@@ -14,7 +14,7 @@
 
 #include "tests/wal_test_util.h"
 #include <keel/wal/format.h>
-#include <keel/wal/planted.h>
+#include "testing/planted.h"
 
 namespace keel::testing {
 namespace {
@@ -57,7 +57,7 @@ class LogTest : public ::testing::Test {
     fs_.SetContents(path, bytes);
   }
 
-  io::MemFileSystem fs_;
+  io::SimFileSystem fs_;
 };
 
 TEST_F(LogTest, P1P2RoundTripAcrossSegmentRollsAndReopen) {
@@ -461,7 +461,7 @@ TEST_F(LogTest, P8ASecondWriterOnTheSameLogIsRefused) {
 TEST_F(LogTest, WithoutBackgroundThreadsTheFileOperationsAreFixedByTheCalls) {
   // The crash harness replays a seed by repeating calls; that needs a log whose
   // I/O does not depend on thread timing. Two identical runs, identical bytes.
-  auto run = [](io::MemFileSystem* fs) {
+  auto run = [](io::SimFileSystem* fs) {
     EXPECT_TRUE(fs->CreateDir("/").ok());
     LogOptions options = SmallLogOptions(fs);
     options.background_threads = false;
@@ -479,7 +479,7 @@ TEST_F(LogTest, WithoutBackgroundThreadsTheFileOperationsAreFixedByTheCalls) {
     EXPECT_TRUE(log->Close().ok());
     return std::make_pair(fs->write_count(), fs->sync_count());
   };
-  io::MemFileSystem other;
+  io::SimFileSystem other;
   const auto first = run(&fs_);
   const auto second = run(&other);
   EXPECT_EQ(first, second);

@@ -77,7 +77,7 @@ class DecisionTableTest : public ::testing::Test {
   void Store(SegmentBuilder& segment) { fs_.SetContents(std::string(kDir) + "/" + segment.name(), segment.bytes()); }
   ReadBack Scan() { return ReadAll(&fs_, kDir); }
 
-  io::MemFileSystem fs_;
+  io::SimFileSystem fs_;
 };
 
 // Offset of sector n (sector 0 is the header).
@@ -421,7 +421,7 @@ TEST_F(DecisionTableTest, DamagedHeaderUnknownVersionTruncationAndMisnamingAreCo
       {"too short", [](std::string* bytes, std::string*) { bytes->resize(10); }},
   };
   for (const Case& c : cases) {
-    io::MemFileSystem fs;
+    io::SimFileSystem fs;
     ASSERT_TRUE(fs.CreateDir(kDir).ok());
     SegmentBuilder segment(1);
     segment.PutSynced(1, 2);

@@ -167,7 +167,7 @@ class ReplicatedLogTest : public ::testing::Test {
     ExpectObserverMatchesDisk(observed.Snapshot(), 1, last);
   }
 
-  io::MemFileSystem fs_;
+  io::SimFileSystem fs_;
 };
 
 // ---- AppendWith ----
@@ -259,7 +259,7 @@ TEST_F(ReplicatedLogTest, P8UnknownKindIsRefusedBeforeAnythingIsReserved) {
 TEST_F(ReplicatedLogTest, P2EpochRaisesRacingAppendsAndRollsLeaveAValidLog) {
   for (bool background : {true, false}) {
     SCOPED_TRACE(background ? "background threads" : "no background threads");
-    io::MemFileSystem fs;
+    io::SimFileSystem fs;
     ASSERT_TRUE(fs.CreateDir("/").ok());
     LogOptions options = SmallLogOptions(&fs);
     options.background_threads = background;

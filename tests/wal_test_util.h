@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include <keel/io/mem_fs.h>
+#include "testing/sim_fs.h"
 #include <keel/wal/log.h>
 #include <keel/wal/reader.h>
 

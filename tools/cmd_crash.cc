@@ -20,7 +20,7 @@
 #include <string>
 
 #include "crash/harness.h"
-#include <keel/wal/planted.h>
+#include "testing/planted.h"
 
 namespace keel::tools {
 namespace {

@@ -3,10 +3,19 @@
 // in builds configured with -DKEEL_PLANTED_BUGS=ON. In every other build
 // Planted() is a constant false, the misbehaving branches compile away, and
 // nothing at run time can switch one on.
+//
+// This header is the hook the product code asks (wal/, replication/): the
+// list of bugs and the switch. It stays in the library, header only, because
+// the hooks need the switch in every planted build, whatever links them. The
+// registry that names the bugs for the command line and the harness is test
+// machinery: testing/planted.h.
 #pragma once
 
 #include <cstdint>
-#include <string_view>
+
+#ifdef KEEL_PLANTED_BUGS
+#include <atomic>
+#endif
 
 namespace keel::wal {
 
@@ -23,15 +32,13 @@ enum class PlantedBug : uint8_t {
                                  // that meets a higher epoch goes on acknowledging
 };
 
-std::string_view PlantedBugName(PlantedBug bug);
-// "ack-before-fsync", "skip-checksum", "cut-too-much-tail", "overwrite-acked-sector", "ignore-fsync-error",
-// "backup-ack-before-fsync", "accept-lower-epoch".
-bool ParsePlantedBug(std::string_view name, PlantedBug* bug);
-
 #ifdef KEEL_PLANTED_BUGS
 inline constexpr bool kPlantedBugsBuilt = true;
-void SetPlantedBug(PlantedBug bug);
-PlantedBug ActivePlantedBug();
+// One switch for the whole process (an inline variable: one definition however
+// many libraries include this header).
+inline std::atomic<PlantedBug> active_planted_bug{PlantedBug::kNone};
+inline void SetPlantedBug(PlantedBug bug) { active_planted_bug.store(bug); }
+inline PlantedBug ActivePlantedBug() { return active_planted_bug.load(std::memory_order_relaxed); }
 inline bool Planted(PlantedBug bug) { return ActivePlantedBug() == bug; }
 #else
 inline constexpr bool kPlantedBugsBuilt = false;

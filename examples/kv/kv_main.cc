@@ -66,7 +66,7 @@
 #include "examples/common/line_reader.h"
 #include "examples/common/node_flags.h"
 #include "examples/common/serve_stdin.h"
-#include "examples/kv/kv_state.h"
+#include "testing/kv_state.h"
 #include <keel/replication/node.h>
 
 namespace keel::kv {

@@ -12,13 +12,19 @@ test -f "$scratch/prefix/include/keel/io/io.h"
 test -f "$scratch/prefix/include/keel/version.h"
 test -f "$scratch/prefix/share/doc/keel/docs/format.md"
 test -f "$scratch/prefix/include/keel/recovery/quarantine.h"
-# Test machinery (simulated file systems, the fault proxy, planted bugs) is not part of the package.
-for machinery in io/sim_fs.h io/mem_fs.h wal/planted.h replication/fault_proxy.h; do
+# Test machinery (testing/: the simulated file system, the fault proxy, the planted-bug
+# registry, the key-value model; and wal/planted.h, the hooks) is not part of the
+# package: neither its headers, where they are now or used to be, nor its code.
+for machinery in testing io/sim_fs.h io/mem_fs.h wal/planted.h replication/fault_proxy.h; do
   if test -e "$scratch/prefix/include/keel/$machinery"; then
     echo "consumer: test machinery installed: include/keel/$machinery" >&2
     exit 1
   fi
 done
+if find "$scratch/prefix" -name '*.a' -exec nm -C {} + 2>/dev/null | grep -E ' [TW] .*(SimFileSystem|FaultProxy|ParsePlantedBug|KvStateMachine)'; then
+  echo "consumer: an installed library holds test machinery" >&2
+  exit 1
+fi
 # Installed headers include each other as <keel/...>: a quoted project path would need
 # include/keel on the user's include path.
 if grep -rn '^#include "' "$scratch/prefix/include/keel"; then

@@ -32,7 +32,7 @@
 
 #include <keel/checkpoint/checkpoint.h>
 #include <keel/checkpoint/format.h>
-#include <keel/io/mem_fs.h>
+#include "testing/sim_fs.h"
 
 namespace {
 
@@ -126,7 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   MaybeRepair(&file, (flags & kFlagRepair) != 0);
   const size_t chunk_bytes = kChunkChoices[(flags >> 1) & 3];
 
-  keel::io::MemFileSystem fs;
+  keel::io::SimFileSystem fs;
   FUZZ_CHECK(fs.CreateDir(kDir).ok());
   const std::string path = keel::io::JoinPath(kDir, ckpt::CheckpointFileName(1));
   fs.SetContents(path, file);

@@ -3,7 +3,7 @@
 //   make_checkpoint_corpus tests/fuzz/corpus/checkpoint_reader
 //
 // Each seed is a real checkpoint, written by CheckpointWriter into a
-// MemFileSystem, behind the fuzz target's flags byte (see
+// SimFileSystem, behind the fuzz target's flags byte (see
 // checkpoint_reader_fuzz.cc), so the fuzzer starts from files that pass the
 // header, footer and frame checks and reach zstd, rather than failing at the
 // magic number. All are for LSN 1 (the name the target gives its file) and
@@ -17,7 +17,7 @@
 
 #include <keel/checkpoint/checkpoint.h>
 #include <keel/checkpoint/format.h>
-#include <keel/io/mem_fs.h>
+#include "testing/sim_fs.h"
 
 namespace {
 
@@ -40,7 +40,7 @@ std::string Text(size_t bytes, int salt) {
 
 // The bytes of a checkpoint of state, cut into frames of frame_raw_bytes.
 std::string Checkpoint(const std::string& state, size_t frame_raw_bytes) {
-  keel::io::MemFileSystem fs;
+  keel::io::SimFileSystem fs;
   ckpt::WriterOptions options;
   options.frame_raw_bytes = frame_raw_bytes;
   std::unique_ptr<ckpt::CheckpointWriter> writer;

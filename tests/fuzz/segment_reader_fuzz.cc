@@ -6,7 +6,7 @@
 // always ends with a stated end kind; and how it reads (chunk size of its
 // read-ahead window, an LSN limit) never changes what it decides.
 //
-// How: the input becomes one or two segment files in a MemFileSystem log
+// How: the input becomes one or two segment files in a SimFileSystem log
 // directory, then three scans run over it:
 //   A  Next() to the end, with the chunk size the input chose, touching every
 //      payload byte and checking each record and the end;
@@ -39,7 +39,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include <keel/io/mem_fs.h>
+#include "testing/sim_fs.h"
 #include <keel/wal/format.h>
 #include <keel/wal/reader.h>
 
@@ -171,7 +171,7 @@ void CheckEnd(const LogScanner& scanner) {
   }
 }
 
-Outcome Scan(keel::io::MemFileSystem* fs, size_t chunk_bytes, Lsn to_lsn, size_t max_records, bool use_next) {
+Outcome Scan(keel::io::SimFileSystem* fs, size_t chunk_bytes, Lsn to_lsn, size_t max_records, bool use_next) {
   ScanOptions options;
   options.read_chunk_bytes = chunk_bytes;
   options.to_lsn = to_lsn;
@@ -251,7 +251,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   MaybeRepair(&first, repair);
   MaybeRepair(&second, repair);
 
-  keel::io::MemFileSystem fs;
+  keel::io::SimFileSystem fs;
   FUZZ_CHECK(fs.CreateDir(kDir).ok());
   fs.SetContents(keel::io::JoinPath(kDir, keel::wal::SegmentFileName(1)), first);
   if (two) {

@@ -1,6 +1,6 @@
 // SimFileSystem: durable and unsynced state per file and per directory, a
 // crash that keeps a random part of what was never synced, injected faults,
-// latent corruption and a trace (see io/sim_fs.h for the model).
+// latent corruption and a trace (see testing/sim_fs.h for the model).
 //
 // Invariants (checked by assertions where cheap):
 //   - inode.view == inode.durable with inode.pending applied in order. Writes
@@ -16,7 +16,7 @@
 // Locking: mu_ guards everything but the lock table, which has its own mutex
 // because a FileLock may outlive the file system; the order is mu_ then the
 // table's mutex, never the reverse.
-#include <keel/io/sim_fs.h>
+#include "testing/sim_fs.h"
 
 #include <algorithm>
 #include <cassert>
@@ -34,7 +34,8 @@ namespace keel::io {
 
 namespace {
 
-// Keeps a runaway offset from exhausting memory, as in MemFileSystem.
+// Keeps a runaway offset in a test from exhausting memory: the sim answers
+// like a full disk instead.
 constexpr uint64_t kMaxFileBytes = uint64_t{1} << 30;
 
 enum class ChangeKind : uint8_t { kWrite, kTruncate, kExtend };
@@ -163,6 +164,7 @@ class SimFile final : public internal::VectorFile {
 
   // Writes all of iov at offset as one operation: one fault roll, one change.
   Status WriteVec(uint64_t offset, const iovec* iov, int iov_count) override {
+    if (writable_) KEEL_RETURN_IF_ERROR(fs_->AskHook(FaultPoint::kWrite, path_));
     const size_t total = internal::IovecBytes(iov, iov_count);
     std::lock_guard lock(fs_->mu_);
     if (Dead()) return DeadError("write");
@@ -195,6 +197,7 @@ class SimFile final : public internal::VectorFile {
       Apply(change, &inode_->view);
       inode_->pending.push_back(std::move(change));
     }
+    fs_->write_count_++;
     fs_->Trace(line + (target == offset ? " ok" : " misdirected to " + std::to_string(target)));
     return Status::Ok();
   }
@@ -202,6 +205,7 @@ class SimFile final : public internal::VectorFile {
   // fdatasync. A failure makes nothing durable and may drop the dirty data
   // (fsyncgate): the caller must not trust any later sync either (P5).
   Status Sync() override {
+    KEEL_RETURN_IF_ERROR(fs_->AskHook(FaultPoint::kSync, path_));
     std::lock_guard lock(fs_->mu_);
     if (Dead()) return DeadError("fdatasync");
     if (fs_->Roll(fs_->faults_.sync_error)) {
@@ -219,11 +223,13 @@ class SimFile final : public internal::VectorFile {
     for (const Change& change : inode_->pending) Apply(change, &inode_->durable);
     inode_->pending.clear();
     assert(inode_->durable.size() == inode_->view.size());
+    fs_->sync_count_++;
     fs_->Trace("fdatasync " + path_ + " " + std::to_string(changes) + " ok");
     return Status::Ok();
   }
 
   Status Allocate(uint64_t length) override {
+    if (writable_) KEEL_RETURN_IF_ERROR(fs_->AskHook(FaultPoint::kAllocate, path_));
     return Resize(ChangeKind::kExtend, "fallocate", length, EBADF);
   }
 
@@ -319,6 +325,18 @@ class SimFileLock final : public FileLock {
 };
 
 }  // namespace
+
+namespace {
+
+SimOptions QuietOptions() {
+  SimOptions options;
+  options.keep_full_trace = false;
+  return options;
+}
+
+}  // namespace
+
+SimFileSystem::SimFileSystem() : SimFileSystem(/*seed=*/0, QuietOptions()) {}
 
 SimFileSystem::SimFileSystem(uint64_t seed, SimOptions options)
     : seed_(seed),
@@ -434,6 +452,7 @@ void SimFileSystem::ApplyDirOpDurably(const std::string& dir_key, size_t index) 
 
 Status SimFileSystem::Open(const std::string& raw_path, OpenMode mode, std::unique_ptr<File>* file) {
   const std::string path = Normalize(raw_path);
+  KEEL_RETURN_IF_ERROR(AskHook(FaultPoint::kOpen, path));
   std::lock_guard lock(mu_);
   const char* mode_name = mode == OpenMode::kCreate ? "create" : mode == OpenMode::kRead ? "read" : "readwrite";
   const std::string line = std::string("open ") + path + " " + mode_name;
@@ -491,6 +510,7 @@ Status SimFileSystem::CreateDir(const std::string& raw_dir) {
 
 Status SimFileSystem::SyncDir(const std::string& raw_dir) {
   const std::string dir = Normalize(raw_dir);
+  KEEL_RETURN_IF_ERROR(AskHook(FaultPoint::kSyncDir, dir));
   std::lock_guard lock(mu_);
   Dir* found = FindDir(dir);
   if (found == nullptr) return Status::FromErrno("open directory " + dir, ENOENT);
@@ -510,6 +530,7 @@ Status SimFileSystem::SyncDir(const std::string& raw_dir) {
 Status SimFileSystem::Rename(const std::string& raw_from, const std::string& raw_to) {
   const std::string from = Normalize(raw_from);
   const std::string to = Normalize(raw_to);
+  KEEL_RETURN_IF_ERROR(AskHook(FaultPoint::kRename, from));
   const std::string what = "rename " + from + " to " + to;
   std::lock_guard lock(mu_);
   std::shared_ptr<Inode> inode = FindCurrent(from);
@@ -537,6 +558,7 @@ Status SimFileSystem::Rename(const std::string& raw_from, const std::string& raw
 
 Status SimFileSystem::Remove(const std::string& raw_path) {
   const std::string path = Normalize(raw_path);
+  KEEL_RETURN_IF_ERROR(AskHook(FaultPoint::kRemove, path));
   std::lock_guard lock(mu_);
   if (IsRootDir(path) || dirs_.count(path) != 0) return Status::FromErrno("remove " + path, EISDIR);
   std::shared_ptr<Inode> inode = FindCurrent(path);
@@ -769,6 +791,39 @@ Status SimFileSystem::CorruptRandomDurableByte(const std::string& raw_path, uint
   Trace("random_byte " + path + " " + std::to_string(offset));
   if (damage != nullptr) *damage = {path, offset, 1, "random_byte"};
   return Status::Ok();
+}
+
+// --- Setup (see sim_fs_direct.cc for the rest of the directed side) ---
+
+// Test setup states what is on disk: the name and the bytes are durable at
+// once, and missing parent directories are made (durable, as CreateDir's
+// are), so a suite can lay out files in any order.
+void SimFileSystem::SetContents(const std::string& raw_path, std::string bytes) {
+  const std::string path = Normalize(raw_path);
+  std::lock_guard lock(mu_);
+  MakeParents(path);
+  Dir* dir = FindDir(ParentDir(path));
+  assert(dir != nullptr);
+  const std::string name = BaseName(path);
+  std::shared_ptr<Inode> inode = FindCurrent(path);
+  if (inode == nullptr) {
+    inode = std::make_shared<Inode>(next_inode_id_++);
+    dir->current[name] = inode;
+  }
+  dir->durable[name] = inode;
+  inode->durable = std::move(bytes);
+  inode->pending.clear();
+  inode->view = inode->durable;
+  Trace("set_contents " + path + " inode " + std::to_string(inode->id) + " " + std::to_string(inode->durable.size()));
+}
+
+// mkdir -p of path's parents, each directory durable at once.
+void SimFileSystem::MakeParents(const std::string& path) {
+  const std::string parent = ParentDir(path);
+  if (parent == path || FindDir(parent) != nullptr) return;
+  MakeParents(parent);
+  dirs_[parent] = std::make_unique<Dir>();
+  Trace("mkdir " + parent + " ok");
 }
 
 // --- Observability ---

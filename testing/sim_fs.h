@@ -1,11 +1,14 @@
-// SimFileSystem: the simulated storage backend of the crash harness.
+// SimFileSystem: the simulated storage backend of the crash harness, and the
+// in-memory file system of the unit suites.
 //
 // It implements the whole FileSystem contract of io/io.h (files, directories,
-// LockFile, and a synchronous IoQueue that honours links) and, unlike
-// MemFileSystem, it models what a power loss does to a real disk. Every
-// decision it makes comes from one std::mt19937_64 seeded in the constructor,
-// so a run is a pure function of (seed, options, the sequence of calls): never
-// time, addresses or hash-table order.
+// LockFile, and a synchronous IoQueue that honours links) and models what a
+// power loss does to a real disk. Every decision it makes comes from one
+// std::mt19937_64 seeded in the constructor, so a run is a pure function of
+// (seed, options, the sequence of calls): never time, addresses or hash-table
+// order. With its faults off and no Crash() (the default constructor), nothing
+// is drawn and it is a plain in-memory file system: what a suite wants when
+// it inspects every byte on "disk" and directs faults itself (below).
 //
 // The model
 //   Files (inodes) hold durable bytes (what survives a crash) and the ordered
@@ -21,8 +24,7 @@
 //   makes that directory's list durable. An open File keeps its inode after a
 //   rename or remove, as a descriptor does on POSIX. Simplifications:
 //     - CreateDir is durable at once (the harness makes its directories at
-//       setup); Remove and Rename of directories are refused as in
-//       MemFileSystem.
+//       setup); Remove and Rename of directories are refused.
 //     - A rename between two directories is one operation, pending in the
 //       target directory and made durable by syncing the target: it then adds
 //       the new name and drops the old one from the source's durable
@@ -57,8 +59,16 @@
 //                         reports success; the intended bytes are untouched.
 // LockFile and the corruption helpers are never faulted.
 //
+// Directed faults and setup (sim_fs_direct.cc), for suites that choose the
+// operation to fail rather than draw it: a fault hook is asked before every
+// open, write, sync, allocate, rename, remove and directory sync; a non-OK
+// status it returns becomes that operation's result and the operation has no
+// effect. The hook is called without the file system's lock, so it may call
+// back into it. SetContents states what is on disk (durable at once), and
+// sync_count / write_count say how often the code under test synced and wrote.
+//
 // Lifetimes: Files and IoQueues must not outlive the SimFileSystem that made
-// them (as with MemFileSystem); a FileLock may.
+// them; a FileLock may.
 //
 // Thread-safe (one mutex guards everything but the lock table); the crash
 // harness drives it from one thread, which is what makes runs reproducible.
@@ -66,6 +76,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -120,8 +131,16 @@ struct SimDamage {
   std::string kind;  // "flip_bit", "zero_sector" or "random_byte"
 };
 
+// Where a directed fault hook is asked (see "Directed faults" above).
+enum class FaultPoint : uint8_t { kOpen, kWrite, kSync, kAllocate, kRename, kRemove, kSyncDir };
+std::string_view FaultPointName(FaultPoint point);
+
 class SimFileSystem final : public FileSystem {
  public:
+  using FaultHook = std::function<Status(FaultPoint point, const std::string& path)>;
+
+  // Seed 0, faults off, no full trace: the in-memory file system of the suites.
+  SimFileSystem();
   explicit SimFileSystem(uint64_t seed, SimOptions options = {});
   ~SimFileSystem() override;
   SimFileSystem(const SimFileSystem&) = delete;
@@ -145,6 +164,16 @@ class SimFileSystem final : public FileSystem {
   // Replaces the fault probabilities (a harness turns faults off to recover).
   void SetFaults(const SimFaults& faults);
   FaultCounts fault_counts() const;
+
+  // --- Directed faults and setup (never faulted) ---
+  // Installs (or, with nullptr, removes) the fault hook.
+  void SetFaultHook(FaultHook hook);
+  // Replaces (or creates) the file's bytes, bypassing the hook: name and
+  // bytes are durable at once, and missing parent directories are made.
+  void SetContents(const std::string& path, std::string bytes);
+  // Successful File::Sync calls (queued kSyncs included) and writes so far.
+  uint64_t sync_count() const;
+  uint64_t write_count() const;
 
   // --- Latent corruption of durable bytes (never faulted, never dead) ---
   // Each changes the durable bytes of the file durably named path (and so the
@@ -187,6 +216,9 @@ class SimFileSystem final : public FileSystem {
   friend class SimFile;
   friend class SimQueue;
 
+  // Asks the fault hook, if any; takes mu_ itself, so call it without.
+  Status AskHook(FaultPoint point, const std::string& path) const;
+
   // The helpers below expect mu_ held.
   bool Roll(double probability);
   uint64_t Below(uint64_t bound);
@@ -199,6 +231,7 @@ class SimFileSystem final : public FileSystem {
   void CrashDirectories();
   void CrashInode(Inode* inode);
   uint64_t Misdirect(uint64_t view_size, uint64_t offset, uint64_t length);
+  void MakeParents(const std::string& path);
   Status DurableTarget(const std::string& path, std::string_view what, std::shared_ptr<Inode>* inode) const;
 
   const uint64_t seed_;
@@ -217,6 +250,9 @@ class SimFileSystem final : public FileSystem {
   uint64_t trace_hash_ = 0;
   uint64_t trace_events_ = 0;
   std::shared_ptr<LockTable> locks_;
+  FaultHook hook_;
+  uint64_t sync_count_ = 0;
+  uint64_t write_count_ = 0;
 };
 
 }  // namespace keel::io

@@ -1,9 +1,13 @@
 // KvStateMachine: an ordered string-to-string map kept by keel's Engine.
 //
-// The example shows the whole contract of keel::StateMachine on something
-// small enough to read in one sitting: records are mutations (put, delete),
-// Apply replays them in LSN order, Capture hands a consistent cut to the
-// checkpoint thread, Restore rebuilds the map from a checkpoint.
+// The key-value model of the proving ground: the crash harness drives the
+// engine and replication nodes with it, the suites check recovered state
+// against it, and the keel-kv example (examples/kv) serves it. It shows the
+// whole contract of keel::StateMachine on something small enough to read in
+// one sitting: records are mutations (put, delete), Apply replays them in LSN
+// order, Capture hands a consistent cut to the checkpoint thread, Restore
+// rebuilds the map from a checkpoint. Its byte layouts below are what the
+// harness's fixed seeds were chosen on: changing them changes every campaign.
 //
 // Record payload (one mutation per record; integers little-endian):
 //

@@ -1,4 +1,4 @@
-#include <keel/replication/fault_proxy.h>
+#include "testing/fault_proxy.h"
 
 #include <poll.h>
 #include <sys/socket.h>

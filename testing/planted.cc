@@ -1,6 +1,4 @@
-#include <keel/wal/planted.h>
-
-#include <atomic>
+#include "testing/planted.h"
 
 namespace keel::wal {
 namespace {
@@ -39,14 +37,5 @@ bool ParsePlantedBug(std::string_view name, PlantedBug* bug) {
   }
   return false;
 }
-
-#ifdef KEEL_PLANTED_BUGS
-namespace {
-std::atomic<PlantedBug> active_bug{PlantedBug::kNone};
-}  // namespace
-
-void SetPlantedBug(PlantedBug bug) { active_bug.store(bug); }
-PlantedBug ActivePlantedBug() { return active_bug.load(std::memory_order_relaxed); }
-#endif
 
 }  // namespace keel::wal

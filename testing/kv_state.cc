@@ -1,4 +1,4 @@
-#include "examples/kv/kv_state.h"
+#include "testing/kv_state.h"
 
 #include <algorithm>
 #include <cassert>
