@@ -90,13 +90,6 @@ bool ParseLsnDigits(std::string_view digits, Lsn* lsn) {
   return true;
 }
 
-// "<20 digits>.ckpt.tmp": what a writer writes before it publishes.
-bool IsTempFileName(std::string_view name) {
-  if (name.size() <= kTempSuffix.size() || !name.ends_with(kTempSuffix)) return false;
-  Lsn ignored = 0;
-  return ParseCheckpointFileName(name.substr(0, name.size() - kTempSuffix.size()), &ignored);
-}
-
 struct CCtxDeleter {
   void operator()(ZSTD_CCtx* context) const { ZSTD_freeCCtx(context); }
 };
@@ -260,6 +253,12 @@ std::string CheckpointFileName(Lsn lsn) {
 bool ParseCheckpointFileName(std::string_view name, Lsn* lsn) {
   if (!name.ends_with(kFinalSuffix)) return false;
   return ParseLsnDigits(name.substr(0, name.size() - kFinalSuffix.size()), lsn);
+}
+
+bool IsCheckpointTempFileName(std::string_view name) {
+  if (name.size() <= kTempSuffix.size() || !name.ends_with(kTempSuffix)) return false;
+  Lsn ignored = 0;
+  return ParseCheckpointFileName(name.substr(0, name.size() - kTempSuffix.size()), &ignored);
 }
 
 Status ReadAll(Source* source, std::string* out) {
@@ -834,7 +833,7 @@ Status Retain(io::FileSystem* fs, const std::string& dir, size_t keep, Lsn* olde
   std::vector<std::string> names;
   KEEL_RETURN_IF_ERROR(fs->ListDir(dir, &names));
   for (const std::string& name : names) {
-    if (!IsTempFileName(name)) continue;
+    if (!IsCheckpointTempFileName(name)) continue;
     const Status removed = fs->Remove(io::JoinPath(dir, name));
     if (!removed.ok() && !removed.IsNotFound()) return removed;
   }
