@@ -3,9 +3,10 @@
 // `keel probe`; a program that embeds keel can run it too.
 //
 // Measure works in one temporary file, DIR/.keel-probe-XXXXXX, which it always
-// removes: on success, on an I/O error, and on SIGINT, SIGTERM or SIGHUP (the
-// handlers it installs for the time it runs remove the file, then hand the
-// signal to whatever handled it before). It is bounded in time (seconds, split
+// removes: on success, on an I/O error, and on SIGINT, SIGTERM or SIGHUP (for
+// the time it runs, a handler removes the file and ends the process by the
+// signal's default action; the handlers that were set before come back when
+// it returns). It is bounded in time (seconds, split
 // evenly between five phases) and in bytes (size_bytes for the bandwidth
 // phases; the latency phases rewrite at most 16 MiB, wrapping around):
 //   1. pwrite 4 KiB + fdatasync at successive offsets of a zero-filled file

@@ -18,16 +18,16 @@ constexpr int kCleanupSignals[] = {SIGINT, SIGTERM, SIGHUP};
 constexpr size_t kSignalCount = std::size(kCleanupSignals);
 
 // The probe file's path for the signal handler, which may not allocate, and
-// the handlers it replaced, which it hands the signal back to.
+// the handlers Create replaced, put back when the file goes.
 char g_probe_path[4096];
 volatile sig_atomic_t g_probe_path_set = 0;
 struct sigaction g_previous[kSignalCount];
 
+// Removes the file, then ends the process by the signal's default action: a
+// probe stopped half way has nothing to report.
 extern "C" void RemoveProbeFileAndReraise(int signal_number) {
   if (g_probe_path_set != 0) ::unlink(g_probe_path);
-  for (size_t i = 0; i < kSignalCount; ++i) {
-    if (kCleanupSignals[i] == signal_number) ::sigaction(signal_number, &g_previous[i], nullptr);
-  }
+  ::signal(signal_number, SIG_DFL);
   ::raise(signal_number);
 }
 

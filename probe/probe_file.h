@@ -13,7 +13,8 @@ namespace keel::probe {
 
 // Created by Create, removed (with its descriptor closed) when the object
 // goes, or by a signal handler if SIGINT, SIGTERM or SIGHUP stops the process
-// meanwhile. One at a time in a process: the handler knows one path.
+// meanwhile (probe/probe.h). One at a time in a process: the handler knows
+// one path.
 class ProbeFile {
  public:
   ProbeFile() = default;

@@ -14,10 +14,15 @@
 //   - one short real probe of a scratch directory (0.1 s, 1 MiB): every figure
 //     is there and positive, the phases are announced in order, the directory
 //     is left as it was; a missing directory, a file and too little space are
-//     errors that name what is wrong. No timing is asserted.
+//     errors that name what is wrong; a child process that SIGTERMs itself in
+//     the middle of a probe dies by that signal with its probe file removed.
+//     No timing is asserted.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -212,6 +217,29 @@ TEST(ProbeMeasureTest, BadDirectoriesAndTooLittleSpaceAreErrorsNamingThem) {
   EXPECT_NE(status.message().find("bytes free"), std::string::npos) << status.ToString();
   EXPECT_NE(status.message().find("(lower --size)"), std::string::npos) << status.ToString();
   EXPECT_EQ(Names(dir.path()), std::vector<std::string>{"file"});  // the probe file is gone
+}
+
+TEST(ProbeMeasureTest, ASignalMidwayRemovesTheProbeFileAndEndsTheProcess) {
+  TempDir dir;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    probe::MeasureOptions options;
+    options.dir = dir.path();
+    options.seconds = 0.1;
+    options.size_bytes = probe::kChunkBytes;
+    options.on_phase = [](int number, const char*) {
+      if (number == 3) ::raise(SIGTERM);
+    };
+    Measurements m;
+    (void)probe::Measure(options, &m);
+    ::_exit(0);  // reached only if the signal did not end the process
+  }
+  int wait_status = 0;
+  ASSERT_EQ(::waitpid(child, &wait_status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(wait_status)) << "exit status " << wait_status;
+  EXPECT_EQ(WTERMSIG(wait_status), SIGTERM);
+  EXPECT_TRUE(Names(dir.path()).empty());
 }
 
 }  // namespace
