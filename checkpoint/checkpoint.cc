@@ -71,13 +71,6 @@ Status ReadExactly(io::File* file, uint64_t offset, std::span<std::byte> out) {
 }
 
 
-// "<20 digits>.ckpt.tmp": what a writer writes before it publishes.
-bool IsTempFileName(std::string_view name) {
-  if (name.size() <= kTempSuffix.size() || !name.ends_with(kTempSuffix)) return false;
-  Lsn ignored = 0;
-  return ParseCheckpointFileName(name.substr(0, name.size() - kTempSuffix.size()), &ignored);
-}
-
 struct CCtxDeleter {
   void operator()(ZSTD_CCtx* context) const { ZSTD_freeCCtx(context); }
 };
@@ -250,6 +243,12 @@ std::string CheckpointFileName(Lsn lsn) {
 
 bool ParseCheckpointFileName(std::string_view name, Lsn* lsn) {
   return ParseLsnFileName(name, kFinalSuffix, lsn);
+}
+
+bool IsCheckpointTempFileName(std::string_view name) {
+  if (name.size() <= kTempSuffix.size() || !name.ends_with(kTempSuffix)) return false;
+  Lsn ignored = 0;
+  return ParseCheckpointFileName(name.substr(0, name.size() - kTempSuffix.size()), &ignored);
 }
 
 Status ReadAll(Source* source, std::string* out) {
@@ -824,7 +823,7 @@ Status Retain(io::FileSystem* fs, const std::string& dir, size_t keep, Lsn* olde
   std::vector<std::string> names;
   KEEL_RETURN_IF_ERROR(fs->ListDir(dir, &names));
   for (const std::string& name : names) {
-    if (!IsTempFileName(name)) continue;
+    if (!IsCheckpointTempFileName(name)) continue;
     const Status removed = fs->Remove(io::JoinPath(dir, name));
     if (!removed.ok() && !removed.IsNotFound()) return removed;
   }

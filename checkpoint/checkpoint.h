@@ -68,6 +68,8 @@ Status ValidateWriterOptions(const WriterOptions& options);
 // (including the .tmp names).
 std::string CheckpointFileName(Lsn lsn);
 bool ParseCheckpointFileName(std::string_view name, Lsn* lsn);
+// "<20 digits>.ckpt.tmp": what a writer writes before it publishes.
+bool IsCheckpointTempFileName(std::string_view name);
 
 class CheckpointWriter final : public Sink {
  public:

@@ -68,7 +68,7 @@ Status Engine::Open(const std::string& dir, const EngineOptions& options, StateM
   }
   io::FileSystem* fs = opened->fs_;
   KEEL_RETURN_IF_ERROR(PrepareDirectories(fs, dir, options.log.create_if_missing));
-  KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, "LOCK"), &opened->lock_));
+  KEEL_RETURN_IF_ERROR(fs->LockFile(io::JoinPath(dir, kEngineLockFileName), &opened->lock_));
 
   KEEL_RETURN_IF_ERROR(opened->Recover(report));
   report->backend_notice = notice;

@@ -5,6 +5,7 @@
 //   DIR/checkpoints/   *.ckpt (checkpoint/checkpoint.h)
 //   DIR/quarantine/    bytes moved aside by point-in-time recovery; never deleted
 //   DIR/LOCK           one engine per directory
+//   (the names: engine/layout.h)
 //
 // Open recovers (recovery/recovery.h): restore the newest valid checkpoint, then
 // replay the log after it through Apply. Then Append logs a record and applies
@@ -32,6 +33,7 @@
 #include <thread>
 
 #include <keel/checkpoint/checkpoint.h>
+#include <keel/engine/layout.h>
 #include <keel/recovery/recovery.h>
 #include <keel/wal/log.h>
 
@@ -205,9 +207,13 @@ class Engine {
   // Stops the checkpoint thread, syncs and closes the log.
   Status Close();
 
-  static std::string WalDir(const std::string& dir) { return dir + "/wal"; }
-  static std::string CheckpointDir(const std::string& dir) { return dir + "/checkpoints"; }
-  static std::string QuarantineDir(const std::string& dir) { return dir + "/quarantine"; }
+  static std::string WalDir(const std::string& dir) { return dir + "/" + std::string(kEngineWalDirName); }
+  static std::string CheckpointDir(const std::string& dir) {
+    return dir + "/" + std::string(kEngineCheckpointDirName);
+  }
+  static std::string QuarantineDir(const std::string& dir) {
+    return dir + "/" + std::string(kEngineQuarantineDirName);
+  }
 
  private:
   Engine(std::string dir, const EngineOptions& options, StateMachine* sm);

@@ -1,9 +1,8 @@
-// Engine directories and checkpoints for the `keel` subcommands: telling an
-// engine directory (DIR/wal, DIR/checkpoints, DIR/quarantine, DIR/LOCK) from a
-// plain log directory, listing a checkpoint directory, checking one checkpoint
-// file with the library's CheckpointReader (header, footer, every frame
-// checksum, the whole-file hash: P6) and the formatting verify, info and dump
-// share. Read-only, like the commands that use it.
+// Engine directories and checkpoints for the `keel` subcommands: the
+// formatting verify, info and dump share (ages, times, JSON, progress lines,
+// file listings). What a directory is and whether a checkpoint is intact are
+// the library's (engine/layout.h, checkpoint/inspect.h). Read-only, like the
+// commands that use it.
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,103 +18,12 @@
 namespace keel::tools {
 namespace {
 
-constexpr std::string_view kTempSuffix = ".tmp";
-
 bool IsDirectory(io::FileSystem* fs, const std::string& path) {
   bool is_dir = false;
   return fs->Stat(path, &is_dir).ok() && is_dir;
 }
 
-bool HoldsSegments(io::FileSystem* fs, const std::string& dir) {
-  std::vector<std::string> names;
-  if (!fs->ListDir(dir, &names).ok()) return false;
-  return std::any_of(names.begin(), names.end(), [](const std::string& name) {
-    wal::Lsn first_lsn = 0;
-    return wal::ParseSegmentFileName(name, &first_lsn);
-  });
-}
-
-// "<20 digits>.ckpt.tmp"
-bool IsCheckpointTempName(std::string_view name) {
-  if (!name.ends_with(kTempSuffix)) return false;
-  wal::Lsn lsn = 0;
-  return checkpoint::ParseCheckpointFileName(name.substr(0, name.size() - kTempSuffix.size()), &lsn);
-}
-
-std::string BaseName(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 }  // namespace
-
-DirLayout DetectLayout(io::FileSystem* fs, const std::string& dir) {
-  DirLayout layout;
-  layout.dir = dir;
-  layout.wal_dir = dir;
-  if (HoldsSegments(fs, dir)) return layout;  // a plain log, whatever else lies next to it
-  const std::string wal_dir = io::JoinPath(dir, "wal");
-  const std::string checkpoint_dir = io::JoinPath(dir, "checkpoints");
-  const bool has_log = IsDirectory(fs, wal_dir) && HoldsSegments(fs, wal_dir);
-  if (!has_log && !IsDirectory(fs, checkpoint_dir)) return layout;
-  layout.engine = true;
-  layout.wal_dir = wal_dir;
-  layout.checkpoint_dir = checkpoint_dir;
-  layout.quarantine_dir = io::JoinPath(dir, "quarantine");
-  return layout;
-}
-
-Status ListCheckpointDir(io::FileSystem* fs, const std::string& dir, CheckpointDirListing* listing) {
-  *listing = CheckpointDirListing{};
-  bool is_dir = false;
-  Status status = fs->Stat(dir, &is_dir);
-  if (status.IsNotFound()) return Status::Ok();
-  KEEL_RETURN_IF_ERROR(status);
-  if (!is_dir) return Status::InvalidArgument(dir + " is not a directory");
-  listing->exists = true;
-  std::vector<std::string> names;
-  KEEL_RETURN_IF_ERROR(fs->ListDir(dir, &names));
-  std::sort(names.begin(), names.end());
-  for (const std::string& name : names) {
-    wal::Lsn lsn = 0;
-    if (checkpoint::ParseCheckpointFileName(name, &lsn)) {
-      listing->checkpoints.push_back(name);
-    } else if (IsCheckpointTempName(name)) {
-      listing->temp_files.push_back(name);
-    } else {
-      listing->other_files.push_back(name);
-    }
-  }
-  // 20-digit names: the name order is the LSN order.
-  std::reverse(listing->checkpoints.begin(), listing->checkpoints.end());
-  return Status::Ok();
-}
-
-Status CheckCheckpoint(io::FileSystem* fs, const std::string& path, bool full, CheckpointCheck* check) {
-  *check = CheckpointCheck{};
-  check->path = path;
-  check->name = BaseName(path);
-  if (!checkpoint::ParseCheckpointFileName(check->name, &check->lsn)) check->lsn = 0;
-  std::unique_ptr<checkpoint::CheckpointReader> reader;
-  Status status = checkpoint::CheckpointReader::Open(fs, path, &reader);
-  if (status.IsCorruption()) {
-    check->corruption = status.message();
-    return Status::Ok();
-  }
-  KEEL_RETURN_IF_ERROR(status);
-  check->opened = true;
-  check->info = reader->info();
-  if (check->lsn == 0) check->lsn = check->info.lsn;
-  if (!full) return Status::Ok();
-  status = reader->VerifyAll();
-  if (status.IsCorruption()) {
-    check->corruption = status.message();
-    return Status::Ok();
-  }
-  KEEL_RETURN_IF_ERROR(status);
-  check->verified = true;
-  return Status::Ok();
-}
 
 double CompressionRatio(const checkpoint::CheckpointInfo& info) {
   if (info.file_bytes == 0) return 0;

@@ -1,10 +1,12 @@
-// Declarations shared by the `keel` subcommands (tools/cmd_*.cc) and main (tools/keel.cc).
+// Declarations shared by the `keel` subcommands (tools/cmd_*.cc), their common
+// helpers (tools/common.cc) and main (tools/keel.cc).
 //
 // Each subcommand adds itself to the CLI11 app and leaves behind a function
 // that runs it once the command line is parsed. The functions return the
 // process exit code of the command-line conventions in DESIGN.md:
 //   0 ok, 1 corruption found, 2 usage or I/O error.
-// Tools are thin: they parse, call the library (LogScanner, Log, CheckpointReader), and print.
+// Tools are thin: they parse, call the library (LogScanner, Log, CheckpointReader,
+// DetectLayout, probe::Measure), and print.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,8 @@
 #include <nlohmann/json.hpp>
 
 #include <keel/checkpoint/checkpoint.h>
+#include <keel/checkpoint/inspect.h>
+#include <keel/engine/layout.h>
 #include <keel/io/io.h>
 #include <keel/io/status.h>
 #include <keel/recovery/quarantine.h>
@@ -110,46 +114,14 @@ Status MeasureFiles(io::FileSystem* fs, const std::string& dir, std::string_view
 Status ListStrayFiles(io::FileSystem* fs, const std::string& dir, std::vector<std::string>* names);
 
 // ---- engine directories and checkpoints (tools/checkpoints.cc) ----
-
-// What DIR is. An engine directory (engine/engine.h) holds DIR/wal (the log),
-// DIR/checkpoints (*.ckpt), DIR/quarantine and DIR/LOCK; anything else is
-// taken for a plain log directory, so every command behaves on it as before.
-struct DirLayout {
-  bool engine = false;
-  std::string dir;             // as given
-  std::string wal_dir;         // DIR/wal for an engine directory, DIR itself for a plain log
-  std::string checkpoint_dir;  // DIR/checkpoints; empty for a plain log
-  std::string quarantine_dir;  // DIR/quarantine; empty for a plain log
-};
-// DIR is an engine directory when it holds no segment itself and either
-// DIR/wal holds segments or DIR/checkpoints is a directory. Never fails: what
-// cannot be read is left to the log scanner to report, as for a plain log.
-DirLayout DetectLayout(io::FileSystem* fs, const std::string& dir);
-
-// The files of a checkpoint directory, sorted by name.
-struct CheckpointDirListing {
-  bool exists = false;                       // the directory is there
-  std::vector<std::string> checkpoints;      // <20 digits>.ckpt, newest (highest LSN) first
-  std::vector<std::string> temp_files;       // <20 digits>.ckpt.tmp: a writer's leftover, never read
-  std::vector<std::string> other_files;      // ignored by the engine
-};
-Status ListCheckpointDir(io::FileSystem* fs, const std::string& dir, CheckpointDirListing* listing);
-
-// One checkpoint file looked at: its header and footer (always), and with a
-// full check every frame and the whole-file hash too (VerifyAll).
-struct CheckpointCheck {
-  std::string name;
-  std::string path;
-  wal::Lsn lsn = 0;                    // from the name (0 when the name is not a checkpoint's)
-  bool opened = false;                 // header and footer passed: info is valid
-  checkpoint::CheckpointInfo info;
-  bool verified = false;               // a full check passed
-  std::string corruption;              // empty when no corruption was found
-  bool ok() const { return corruption.empty(); }
-};
-// Corruption is recorded in *check (returns OK); a missing file is NotFound
-// and every other failure (I/O) is returned as is.
-Status CheckCheckpoint(io::FileSystem* fs, const std::string& path, bool full, CheckpointCheck* check);
+//
+// What a directory is (DirLayout, DetectLayout: engine/layout.h) and what its
+// checkpoints are (ListCheckpointDir, CheckCheckpoint: checkpoint/inspect.h)
+// are the library's; the formatting verify, info and dump share is here.
+using checkpoint::CheckCheckpoint;
+using checkpoint::CheckpointCheck;
+using checkpoint::CheckpointDirListing;
+using checkpoint::ListCheckpointDir;
 
 // For --checkpoint FILE: true when FILE exists and is not a directory;
 // otherwise prints one line naming the flag and the file (the caller exits 2).
