@@ -33,7 +33,7 @@ inline constexpr size_t kChunkBytes = 1 << 20;  // one bandwidth request, and th
 inline constexpr int kPhases = 5;
 // The log's and the engine's defaults the capacity plan assumes
 // (LogOptions::spare_segments, EngineOptions::checkpoint_log_bytes).
-inline constexpr uint64_t kSpareSegments = 2;
+inline constexpr uint64_t kSpareSegments = 1;
 inline constexpr uint64_t kEngineCheckpointLogBytes = 256ULL << 20;
 inline constexpr double kBytesPerMb = 1e6;
 

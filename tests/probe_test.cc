@@ -151,6 +151,10 @@ TEST(ProbeCapacityTest, PlansWithTheEngineDefaultCheckpointSize) {
   EXPECT_EQ(probe::kEngineCheckpointLogBytes, EngineOptions{}.checkpoint_log_bytes);
 }
 
+TEST(ProbeCapacityTest, PlansWithTheLogDefaultSpareCount) {
+  EXPECT_EQ(probe::kSpareSegments, wal::LogOptions{}.spare_segments);
+}
+
 std::vector<std::string> Names(const std::string& dir) {
   std::vector<std::string> names;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) names.push_back(entry.path().filename());

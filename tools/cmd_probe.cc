@@ -185,7 +185,8 @@ void PrintCapacity(const ProbeFlags& flags, const Capacity& capacity) {
                                     Format("%.1f", capacity.records_per_fdatasync) + " records per fdatasync)");
   Line("disk_bytes_for_retention", Integer(Bytes(capacity.disk_bytes_for_retention)) + " (" +
                                        HumanBytes(capacity.disk_bytes_for_retention) +
-                                       "; with the current segment and 2 spares)");
+                                       "; with the current segment and " + std::to_string(probe::kSpareSegments) +
+                                       (probe::kSpareSegments == 1 ? " spare)" : " spares)"));
   Line("checkpoint_interval_seconds", Format("%.0f", capacity.checkpoint_interval_seconds) +
                                           " (replay since the last checkpoint stays under 10 s)");
   Line("checkpoint_log_bytes", Integer(Bytes(capacity.checkpoint_log_bytes)) + " (the engine option for that interval)");
