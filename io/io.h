@@ -3,8 +3,17 @@
 // pwrite/fdatasync, and on an in-memory backend that injects faults.
 //
 //   File       positional reads and writes of one open file, fdatasync, fallocate.
-//   IoQueue    asynchronous requests (write, fdatasync, read) and their completions;
-//              the log writer's hot path uses it to link a write to its fdatasync.
+//   IoQueue    asynchronous requests (write, fdatasync, read) and their completions.
+//              What the log uses today: the queue carries only its unsynced batches
+//              (plain Append). A durable batch is written with File::WriteAt
+//              (pwritev) and synced with File::Sync (fdatasync) on the flushing
+//              thread, which waits for both anyway: at queue depth one, io_uring
+//              handed a buffered write and its fsync to worker threads and cost
+//              25-50 us more per durable batch (docs/performance.md, "The I/O
+//              path"). Queued kSync requests and link_next (a write linked to its
+//              fdatasync) are kept, and checked on every backend by
+//              tests/io_test.cc, for a durable path that overlaps flushes; nothing
+//              in the library issues them yet.
 //   FileSystem opens files, lists, renames, removes, fsyncs directories, makes queues.
 //
 // Contracts every backend keeps (keel's test suite checks each on each backend):
