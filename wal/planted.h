@@ -26,7 +26,7 @@ enum class PlantedBug : uint8_t {
   kCutTooMuchTail,               // opening a torn log also cuts the sector of the last valid record
   kOverwriteAcknowledgedSector,  // the next write after a sync starts inside the synced sector (P3)
   kIgnoreFsyncError,             // a failed fdatasync is treated as success (fsyncgate, P5)
-  // Replication (replication/node.cc), caught by the cluster harness (P7):
+  // Replication (replication/node_backup.cc and the node files it talks to), caught by the cluster harness (P7):
   kBackupAckBeforeFsync,         // a backup acknowledges records as durable as soon as it receives them
   kAcceptLowerEpoch,             // no fencing: a backup follows a primary of a lower epoch, and a primary
                                  // that meets a higher epoch goes on acknowledging
