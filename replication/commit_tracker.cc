@@ -50,9 +50,11 @@ std::optional<Lsn> CommitTracker::AcknowledgedByK(AckMode mode, uint32_t k) cons
 std::optional<Lsn> CommitTracker::AcknowledgedByKLocked(AckMode mode, uint32_t k) const {
   assert(mode != AckMode::kLocal);
   assert(k > 0);
-  if (rows_.size() < k) return std::nullopt;
   scratch_.clear();
-  for (const auto& [id, row] : rows_) scratch_.push_back(row.acked_lsn[Column(mode)]);
+  for (const auto& [id, row] : rows_) {
+    if (!counted_.has_value() || counted_->contains(id)) scratch_.push_back(row.acked_lsn[Column(mode)]);
+  }
+  if (scratch_.size() < k) return std::nullopt;
   std::nth_element(scratch_.begin(), scratch_.begin() + (k - 1), scratch_.end(), std::greater<>());
   return scratch_[k - 1];
 }
@@ -77,6 +79,14 @@ Status CommitTracker::WaitFor(Lsn lsn, AckMode mode, uint32_t k, std::chrono::mi
     }
   }
   return Status::Ok();
+}
+
+void CommitTracker::SetCounted(std::optional<std::set<uint64_t>> counted) {
+  {
+    std::lock_guard lock(mu_);
+    counted_ = std::move(counted);
+  }
+  for (std::condition_variable& advanced : advanced_) advanced.notify_all();
 }
 
 void CommitTracker::WakeAll() {

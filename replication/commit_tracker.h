@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,12 @@ class CommitTracker {
   // Wakes every waiter to ask give_up() again (a fence, a stop, a backup came or left).
   void WakeAll();
 
+  // Which backups count toward k: nullopt (the default) counts every one;
+  // otherwise only those named (an automatic-failover primary counts only the
+  // synchronous set it has recorded in the coordinator, failover/sync_set.h).
+  // Wakes every waiter.
+  void SetCounted(std::optional<std::set<uint64_t>> counted);
+
   // The lowest LSN a known backup still needs (UINT64_MAX: none known).
   Lsn LowestNeededLsn() const;
   std::map<uint64_t, Row> Rows() const;
@@ -80,6 +87,7 @@ class CommitTracker {
   mutable std::mutex mu_;
   std::array<std::condition_variable, kColumns> advanced_;  // a column advanced, or WakeAll
   std::map<uint64_t, Row> rows_;
+  std::optional<std::set<uint64_t>> counted_;  // nullopt: every row counts
   mutable std::vector<Lsn> scratch_;     // one column's LSNs, reused: no allocation per wake-up
 };
 

@@ -23,7 +23,8 @@ Status CheckOptions(const NodeOptions& options) {
   if (options.role != NodeRole::kPrimary && options.role != NodeRole::kBackup) {
     return Status::InvalidArgument("a node starts as primary or backup");
   }
-  if (options.role == NodeRole::kBackup && (options.primary_host.empty() || options.primary_port == 0)) {
+  if (options.role == NodeRole::kBackup && !options.coordinated &&
+      (options.primary_host.empty() || options.primary_port == 0)) {
     return Status::InvalidArgument("a backup needs its primary's address (--primary HOST:PORT)");
   }
   if (options.heartbeat_interval.count() <= 0 || options.suspect_after < options.heartbeat_interval ||
@@ -97,6 +98,7 @@ Node::Node(const NodeOptions& options)
       log_(options.node_id, options.log_line),
       role_(options.role) {
   commits_ = std::make_unique<CommitTracker>();
+  if (options.coordinated) commits_->SetCounted(std::set<uint64_t>{});
   frames_ = std::make_unique<FrameCache>(options.frame_cache_bytes);
 }
 
@@ -214,6 +216,9 @@ Status Node::Stop() {
   for (std::thread* thread : {&listen_thread_, &heartbeat_thread_}) {
     if (thread->joinable()) thread->join();
   }
+  // Closed now, not when the node is destroyed: a node started next on the
+  // same port (an automatic-failover restart) must be able to bind it.
+  listener_.reset();
   {
     // Promote joins these too; one joiner at a time.
     std::lock_guard lock(promote_mu_);
@@ -288,7 +293,7 @@ Status Node::Promote(const PromoteOptions& options, PromoteResult* result) {
   KEEL_RETURN_IF_ERROR(RefusePromotion(options));
   // Stop following first: nothing from the old primary may land after the epoch record.
   StopFollowing();
-  KEEL_RETURN_IF_ERROR(StartEpoch(&result->epoch, &result->lsn));
+  KEEL_RETURN_IF_ERROR(StartEpoch(&result->epoch, &result->lsn, options.epoch));
   {
     std::lock_guard lock(state_mu_);
     role_ = NodeRole::kPrimary;
@@ -302,7 +307,7 @@ Status Node::Promote(const PromoteOptions& options, PromoteResult* result) {
 
 // Durably begins the next epoch at the next LSN: first the history entry,
 // then the epoch record (see epoch_history.h for why in that order).
-Status Node::StartEpoch(Epoch* epoch, Lsn* lsn) {
+Status Node::StartEpoch(Epoch* epoch, Lsn* lsn, Epoch given) {
   std::shared_lock engine_lock(engine_mu_);
   if (!engine_) return Status::Failed("the engine is closed");
   KEEL_RETURN_IF_ERROR(engine_->status());
@@ -312,6 +317,11 @@ Status Node::StartEpoch(Epoch* epoch, Lsn* lsn) {
     std::lock_guard lock(state_mu_);
     // Above every epoch this node knows of, including one it only heard of.
     next = std::max(history_.current(), fenced_epoch_.load()) + 1;
+    if (given != 0 && given < next) {
+      return Status::InvalidArgument("epoch " + std::to_string(given) + " is not above every epoch this node knows of (" +
+                                     std::to_string(next - 1) + ")");
+    }
+    if (given != 0) next = given;
     EpochHistory updated = history_;
     KEEL_RETURN_IF_ERROR(updated.Add(next, first));
     KEEL_RETURN_IF_ERROR(updated.Save(fs_, options_.dir));
@@ -325,6 +335,12 @@ Status Node::StartEpoch(Epoch* epoch, Lsn* lsn) {
   if (lsn != nullptr) *lsn = written;
   Log("epoch " + std::to_string(next) + " begins at LSN " + std::to_string(written));
   return Status::Ok();
+}
+
+void Node::SetSynchronousSet(std::optional<std::vector<uint64_t>> node_ids) {
+  std::optional<std::set<uint64_t>> counted;
+  if (node_ids.has_value()) counted.emplace(node_ids->begin(), node_ids->end());
+  commits_->SetCounted(std::move(counted));
 }
 
 // Why this node must not be promoted now, if it must not.

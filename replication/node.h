@@ -115,6 +115,15 @@ struct NodeOptions {
   // The log is kept for a known backup at most this many records behind the
   // primary's last LSN; a backup further behind is seeded from a checkpoint.
   uint64_t retain_records_for_backups = 4ULL << 20;
+  // Automatic failover (failover/agent.h) sets these; a manual cluster leaves
+  // them as they are. A coordinated node may start as a backup with no
+  // primary (primary_port 0: it waits to be restarted towards one), counts
+  // no backup toward k until SetSynchronousSet names them, and asks
+  // may_acknowledge at the moment it would acknowledge (Commit returning OK)
+  // or take a write (Append): false refuses, as when its leader lease may
+  // have expired.
+  bool coordinated = false;
+  std::function<bool()> may_acknowledge;
   // Where the node writes its one-line log messages (null: stderr); each
   // starts with the UTC time and the node id (replication/node_log.h).
   std::function<void(const std::string&)> log_line;
@@ -158,6 +167,10 @@ struct PromoteOptions {
   // Promote even though this backup still hears from its primary (streaming,
   // heartbeat fresh): two primaries then run until the old one is fenced.
   bool force = false;
+  // The epoch to start (0: one above every epoch this node knows of). A
+  // coordinated node takes the one the coordinator handed out; it must be
+  // above every epoch this node knows of.
+  Epoch epoch = 0;
 };
 
 struct PromoteResult {
@@ -215,6 +228,10 @@ class Node {
     return status;
   }
 
+  // Which backups count toward k from now on (nullopt: every backup, the
+  // default of a manual cluster). See CommitTracker::SetCounted.
+  void SetSynchronousSet(std::optional<std::vector<uint64_t>> node_ids);
+
   NodeStatus status() const;
   uint16_t port() const { return port_; }
   bool is_primary() const;
@@ -242,7 +259,10 @@ class Node {
   void LogLimited(std::string_view key, const std::string& line) const;
   Status RefusePromotion(const PromoteOptions& options) const;
   void StopFollowing();
-  Status StartEpoch(Epoch* epoch = nullptr, Lsn* lsn = nullptr);
+  // given 0: one above every epoch known; otherwise exactly given.
+  Status StartEpoch(Epoch* epoch = nullptr, Lsn* lsn = nullptr, Epoch given = 0);
+  // Whether this node may acknowledge now (NodeOptions::may_acknowledge).
+  Status RefuseIfMayNotAcknowledge(Lsn lsn) const;
 
   // Fencing (node_fencing.cc): what this node learns of a higher epoch, and
   // what it tells others.

@@ -18,6 +18,12 @@ using std::chrono::milliseconds;
 void Node::FollowLoop() {
   std::mt19937_64 random(options_.node_id ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count()));
   uint32_t attempt = 0;
+  if (options_.primary_port == 0) {
+    // A coordinated backup that knows no primary yet waits to be restarted towards one.
+    std::unique_lock lock(follow_mu_);
+    sync_cv_.wait(lock, [&] { return stop_following_; });
+    return;
+  }
   for (;;) {
     {
       std::lock_guard lock(follow_mu_);

@@ -62,10 +62,12 @@ Status Node::Append(std::span<const std::byte> payload, Lsn* lsn, Outcome* outco
                                 " exists; this deposed primary acknowledges nothing");
     }
     if (role_ != NodeRole::kPrimary) {
+      if (options_.primary_port == 0) return Status::NotPrimary("this node is a backup and knows no primary yet");
       return Status::NotPrimary("this node is a backup; send writes to the primary at " + options_.primary_host +
                                 ":" + std::to_string(options_.primary_port));
     }
   }
+  KEEL_RETURN_IF_ERROR(RefuseIfMayNotAcknowledge(0));
   std::shared_lock lock(engine_mu_);
   if (!engine_) return Status::Failed("the engine is closed");
   return engine_->Append(payload, Durability::kNone, lsn, outcome);
@@ -385,14 +387,26 @@ Status Node::Commit(Lsn lsn, AckMode mode, uint32_t k) {
     KEEL_RETURN_IF_ERROR(engine_->Sync(lsn));
   }
   if (deposed_.load()) return Status::Failed("fenced: LSN " + std::to_string(lsn) + " is not acknowledged");
-  if (mode == AckMode::kLocal || k == 0) return Status::Ok();
-  return commits_->WaitFor(lsn, mode, k, options_.ack_timeout, [this, lsn] {
-    if (stopping_.load()) return Status::Failed("stopping: LSN " + std::to_string(lsn) + " not acknowledged");
-    if (deposed_.load()) {
-      return Status::Failed("fenced while waiting: LSN " + std::to_string(lsn) + " is not acknowledged");
-    }
-    return Status::Ok();
-  });
+  if (mode != AckMode::kLocal && k != 0) {
+    KEEL_RETURN_IF_ERROR(commits_->WaitFor(lsn, mode, k, options_.ack_timeout, [this, lsn] {
+      if (stopping_.load()) return Status::Failed("stopping: LSN " + std::to_string(lsn) + " not acknowledged");
+      if (deposed_.load()) {
+        return Status::Failed("fenced while waiting: LSN " + std::to_string(lsn) + " is not acknowledged");
+      }
+      return RefuseIfMayNotAcknowledge(lsn);
+    }));
+  }
+  // Last, with nothing that can block after it: the lease rule's check.
+  return RefuseIfMayNotAcknowledge(lsn);
+}
+
+// lsn 0: a write not yet logged.
+Status Node::RefuseIfMayNotAcknowledge(Lsn lsn) const {
+  if (!options_.may_acknowledge || options_.may_acknowledge()) return Status::Ok();
+  if (wal::Planted(wal::PlantedBug::kAckAfterLeaseLapsed)) return Status::Ok();
+  return Status::NotPrimary(std::string(lsn == 0 ? "write refused" : "LSN " + std::to_string(lsn) +
+                                                                         " is not acknowledged") +
+                            ": this primary's leader lease may have expired (it steps down unless etcd renews it)");
 }
 
 // The highest LSN Commit(lsn, mode, k) would acknowledge now.

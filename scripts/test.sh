@@ -35,8 +35,12 @@ step "planted bugs: the crash harness must catch each one"
 # presets above): crash_planted_test fails unless every planted bug is caught.
 cmake -S . -B build/planted -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_PLANTED_BUGS=ON \
   -DKEEL_BUILD_BENCH=OFF -DKEEL_WERROR=ON >/dev/null
-cmake --build build/planted --target crash_planted_test -j "$jobs"
+cmake --build build/planted --target crash_planted_test failover_rule_test failover_agent_test -j "$jobs"
 build/planted/tests/crash_planted_test
+# The failover suites' planted cases: a promotion outside the synchronous set
+# and an acknowledgement after the leader lease may have expired.
+build/planted/tests/failover_rule_test --gtest_filter='*Planted*'
+build/planted/tests/failover_agent_test --gtest_filter='*Planted*'
 
 step "crash campaign: ${crash_iterations} crash points on each of 2 cores"
 # Two sim campaigns side by side (one per core), every fault kind and the mixed

@@ -17,6 +17,8 @@ constexpr Name kNames[] = {
     {PlantedBug::kIgnoreFsyncError, "ignore-fsync-error"},
     {PlantedBug::kBackupAckBeforeFsync, "backup-ack-before-fsync"},
     {PlantedBug::kAcceptLowerEpoch, "accept-lower-epoch"},
+    {PlantedBug::kAckAfterLeaseLapsed, "ack-after-lease-lapsed"},
+    {PlantedBug::kPromoteOutsideSyncSet, "promote-outside-sync-set"},
 };
 
 }  // namespace

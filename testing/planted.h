@@ -11,7 +11,7 @@ namespace keel::wal {
 
 std::string_view PlantedBugName(PlantedBug bug);
 // "ack-before-fsync", "skip-checksum", "cut-too-much-tail", "overwrite-acked-sector", "ignore-fsync-error",
-// "backup-ack-before-fsync", "accept-lower-epoch".
+// "backup-ack-before-fsync", "accept-lower-epoch", "ack-after-lease-lapsed", "promote-outside-sync-set".
 bool ParsePlantedBug(std::string_view name, PlantedBug* bug);
 
 }  // namespace keel::wal

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include <keel/failover/cluster_status.h>
 #include <keel/replication/node.h>
 #include "tools/commands.h"
 
@@ -41,6 +42,20 @@ int RunAdmin(std::string_view name, const std::string& address, const ClusterFla
   }
   std::fputs(reply.text.c_str(), stdout);
   if (!reply.text.empty() && reply.text.back() != '\n') std::fputc('\n', stdout);
+  return kExitOk;
+}
+
+// keel status --coordinator URL: the cluster as etcd holds it.
+int RunCoordinatorStatus(const std::string& coordinator, const ClusterFlags& flags, bool json) {
+  failover::ClusterView view;
+  const Status status = failover::ReadCluster({coordinator}, flags.cluster, &view);
+  if (!status.ok()) {
+    PrintError("status", coordinator + ": " + status.ToString());
+    return kExitUsage;
+  }
+  const std::string text = json ? failover::ClusterToJson(flags.cluster, view) + "\n"
+                                : failover::DescribeCluster(flags.cluster, view);
+  std::fputs(text.c_str(), stdout);
   return kExitOk;
 }
 
@@ -142,13 +157,25 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   auto status_address = std::make_shared<std::string>();
   auto status_flags = std::make_shared<ClusterFlags>();
   auto status_json = std::make_shared<bool>(false);
+  auto status_coordinator = std::make_shared<std::string>();
   CLI::App* status_command = app->add_subcommand(
-      "status", "show a node's role, epoch, LSNs (last, durable, committed) and, per peer, state and lag");
-  status_command->add_option("ADDRESS", *status_address, "the node's HOST:PORT")->required();
+      "status", "show a node's role, epoch, LSNs (last, durable, committed) and, per peer, state and lag; or, with "
+                "--coordinator, the whole cluster as etcd holds it");
+  CLI::Option* address_option = status_command->add_option("ADDRESS", *status_address, "the node's HOST:PORT");
+  CLI::Option* coordinator_option = status_command->add_option(
+      "--coordinator", *status_coordinator,
+      "etcd's client URL (http://HOST:PORT): show the leader, epoch, synchronous set and every member");
+  address_option->excludes(coordinator_option);
+  status_command->callback([address_option, coordinator_option] {
+    if (address_option->count() == 0 && coordinator_option->count() == 0) {
+      throw CLI::RequiredError("ADDRESS or --coordinator");
+    }
+  });
   status_command->add_flag("--json", *status_json,
                            "print one JSON object: role, epoch, LSNs and peers (keys in docs/operations.md)");
   AddClusterFlags(status_command, status_flags.get());
-  *status = [status_address, status_flags, status_json] {
+  *status = [status_address, status_flags, status_json, status_coordinator] {
+    if (!status_coordinator->empty()) return RunCoordinatorStatus(*status_coordinator, *status_flags, *status_json);
     return RunAdmin("status", *status_address, *status_flags,
                     replication::AdminRequest{*status_json ? replication::AdminCommand::kStatusJson
                                                            : replication::AdminCommand::kStatus});

@@ -30,6 +30,9 @@ enum class PlantedBug : uint8_t {
   kBackupAckBeforeFsync,         // a backup acknowledges records as durable as soon as it receives them
   kAcceptLowerEpoch,             // no fencing: a backup follows a primary of a lower epoch, and a primary
                                  // that meets a higher epoch goes on acknowledging
+  // Automatic failover (replication/node_primary.cc, failover/promotion_rule.cc), caught by the failover tests:
+  kAckAfterLeaseLapsed,          // a primary acknowledges after its leader lease may have expired
+  kPromoteOutsideSyncSet,        // the promotion rule lets a backup outside the synchronous set take over
 };
 
 #ifdef KEEL_PLANTED_BUGS
