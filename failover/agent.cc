@@ -245,6 +245,8 @@ Status Agent::RestartNode(const std::optional<LeaderValue>& leader) {
   node_ = std::move(started);
   state_.role = leader.has_value() ? "backup" : "standby";
   state_.leader = leader.has_value() ? leader->node_id : 0;
+  state_.leader_serve = leader.has_value() ? leader->serve : "";
+  if (leader.has_value()) state_.epoch = leader->epoch;
   return Status::Ok();
 }
 

@@ -62,6 +62,7 @@ struct AgentOptions {
 struct AgentState {
   std::string role;        // "primary", "backup", "standby"
   uint64_t leader = 0;     // the leader etcd names (0: none)
+  std::string leader_serve;  // where its clients reach it ("host:port"; empty: not known or none)
   Epoch epoch = 0;
   uint64_t promotions = 0; // how many times this member took the leader key
 };

@@ -101,6 +101,7 @@ void Agent::Promote(Epoch epoch) {
   std::lock_guard lock(node_mu_);
   state_.role = "primary";
   state_.leader = options_.node.node_id;
+  state_.leader_serve = options_.serve;
   state_.epoch = epoch;
   ++state_.promotions;
 }
