@@ -10,12 +10,14 @@
 
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <keel/cluster/etcd_client.h>
+#include <keel/cluster/etcd_watch.h>
 #include <keel/failover/agent.h>
 #include <keel/failover/keys.h>
 #include <keel/wal/planted.h>
@@ -250,6 +252,53 @@ TEST_F(FailoverAgentTest, WhenTheMostUpToDateBackupIsLostTooTheClusterWaits) {
   ASSERT_NE(next, nullptr);
   EXPECT_EQ(next->id, fresh->id);
   for (int i = 0; i < 20; ++i) EXPECT_TRUE(Has(next, "late" + std::to_string(i), "x"));
+}
+
+// Three members start at once and race for the key; then the leader is lost
+// three times. etcd's whole history of the leader key, read back with a watch
+// from revision 1, shows one leader at a time (every put follows a delete),
+// each with its own epoch, increasing.
+TEST_F(FailoverAgentTest, RacingMembersNeverShareAnEpochAsEtcdsHistoryShows) {
+  for (uint64_t id = 1; id <= 3; ++id) StartMember(id);
+  for (int round = 0; round < 3; ++round) {
+    Member* leader = AwaitLeader();
+    ASSERT_NE(leader, nullptr) << "round " << round;
+    ASSERT_TRUE(Eventually([&] { return Write(leader, "round" + std::to_string(round), "1"); }, 20s));
+    const uint64_t id = leader->id;
+    ASSERT_TRUE(leader->agent->Abandon().ok());
+    leader->agent.reset();
+    ASSERT_TRUE(Eventually([&] { Member* next = Leader(); return next != nullptr && next->id != id; }, 20s));
+    StartMember(id);
+  }
+  std::mutex mu;
+  std::vector<cluster::WatchEvent> events;
+  cluster::WatchCallbacks callbacks;
+  callbacks.on_event = [&](const cluster::WatchEvent& event) {
+    std::lock_guard lock(mu);
+    events.push_back(event);
+  };
+  const std::string key = ClusterKeys("agents").leader();
+  std::unique_ptr<cluster::EtcdWatch> watch = etcd_client_->Watch(key, "", 1, callbacks);
+  // At least: 4 leaders (the first and one per round), 3 deletes.
+  ASSERT_TRUE(Eventually([&] { std::lock_guard lock(mu); return events.size() >= 7; }, 10s));
+  watch->Stop();
+  bool held = false;
+  Epoch last_epoch = 0;
+  int leaders = 0;
+  for (const cluster::WatchEvent& event : events) {
+    if (event.type == cluster::WatchEvent::Type::kDelete) {
+      held = false;
+      continue;
+    }
+    EXPECT_FALSE(held) << "the leader key was overwritten while held, at revision " << event.kv.mod_revision;
+    held = true;
+    LeaderValue value;
+    ASSERT_TRUE(DecodeLeader(key, event.kv.value, &value).ok());
+    EXPECT_GT(value.epoch, last_epoch) << "epoch reused or lowered at revision " << event.kv.mod_revision;
+    last_epoch = value.epoch;
+    ++leaders;
+  }
+  EXPECT_GE(leaders, 4);
 }
 
 }  // namespace
