@@ -100,6 +100,11 @@ void Agent::Loop() {
   }
 }
 
+bool Agent::StopRequested() {
+  std::lock_guard lock(loop_mu_);
+  return stop_;
+}
+
 void Agent::Tick() {
   Status status = EnsureLease();
   if (!status.ok()) return LogLimited("lease", "cannot hold a member lease: " + status.message());
@@ -179,17 +184,22 @@ void Agent::ActOnLeader(const ClusterView& view) {
   const uint64_t self = options_.node.node_id;
   const std::shared_ptr<replication::Node> node = this->node();
   if (leader.node_id == self) {
-    if (view.leader_lease == keeper_->lease_id() && leading_lease_.load() == view.leader_lease && node &&
-        node->is_primary()) {
-      GrowSyncSet(view);
-      return;
+    const bool mine = view.leader_lease == keeper_->lease_id();
+    if (mine && leading_lease_.load() == view.leader_lease && node && node->is_primary()) {
+      if (view.switchover.has_value() && view.switchover->from == self) return HandOver(view);
+      return GrowSyncSet(view);
     }
-    if (view.leader_lease != keeper_->lease_id()) {
-      // An earlier run of this member led; it is gone (this one holds the
-      // directory), so its leadership is released rather than waited out.
-      Log("releasing the leadership of an earlier run of this member (lease " + std::to_string(view.leader_lease) + ")");
-      (void)etcd_->LeaseRevoke(view.leader_lease);
+    if (mine) {
+      // Held without leading (a handover whose delete failed, a node that
+      // was deposed): give it back so that another member can lead.
+      Log("holding the leader key without leading: giving it back");
+      leading_lease_.store(0);
+      return ReleaseLeaderKey(view);
     }
+    // An earlier run of this member led; it is gone (this one holds the
+    // directory), so its leadership is released rather than waited out.
+    Log("releasing the leadership of an earlier run of this member (lease " + std::to_string(view.leader_lease) + ")");
+    (void)etcd_->LeaseRevoke(view.leader_lease);
     return;
   }
   leading_lease_.store(0);

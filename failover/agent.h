@@ -106,6 +106,11 @@ class Agent {
   Status TakeLeadership(const ClusterView& view, Epoch epoch, bool* won);
   void Promote(Epoch epoch);
   void GrowSyncSet(const ClusterView& view);
+  // keel switchover: stop acknowledging, let the backups catch up (at most
+  // one TTL), give up the leader key, step down.
+  void HandOver(const ClusterView& view);
+  bool StopRequested();
+  void ReleaseLeaderKey(const ClusterView& view);
   // Stops the running node and starts a new one: a backup of `leader`, or a
   // standby that follows nobody.
   Status RestartNode(const std::optional<LeaderValue>& leader);

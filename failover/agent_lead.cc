@@ -3,6 +3,7 @@
 #include <keel/failover/agent.h>
 
 #include <algorithm>
+#include <thread>
 
 #include <keel/failover/promotion_rule.h>
 
@@ -41,6 +42,14 @@ void Agent::TryToLead(const ClusterView& view) {
   input.self = options_.node.node_id;
   input.self_position = Position{status.epoch, status.durable_lsn};
   input.settled = std::chrono::steady_clock::now() - leaderless_since_ >= options_.settle;
+  if (view.switchover.has_value()) {
+    // A planned handover: the member handing over and everyone but its
+    // chosen successor stand aside (the key expires with the tool's lease).
+    if (view.switchover->from == input.self) return;
+    if (view.switchover->to != 0 && view.switchover->to != input.self) return;
+    input.excluded = view.switchover->from;
+    input.wins_ties = view.switchover->to == input.self;
+  }
   const PromotionDecision decision = DecidePromotion(input);
   if (!decision.promote) return LogLimited("rule " + decision.why, "not taking over: " + decision.why);
   const Epoch epoch = std::max({view.epoch_counter, status.epoch, status.fenced_epoch}) + 1;
@@ -70,6 +79,12 @@ Status Agent::TakeLeadership(const ClusterView& view, Epoch epoch, bool* won) {
   txn.success.push_back(PutOp(keys_.epoch(), std::to_string(epoch), 0));
   if (EffectiveK() == 0) {
     txn.success.push_back(PutOp(keys_.sync(), EncodeSync(SyncValue{epoch, leader.node_id, 0, {}}), 0));
+  }
+  if (view.switchover.has_value()) {
+    cluster::TxnOp done;
+    done.kind = cluster::TxnOp::Kind::kDelete;
+    done.key = keys_.switchover();
+    txn.success.push_back(done);
   }
   // Set before the key exists, so no acknowledgement can wait on it; cleared
   // if the key was not won.
@@ -145,6 +160,46 @@ void Agent::GrowSyncSet(const ClusterView& view) {
   std::string names;
   for (uint64_t id : sync.members) names += (names.empty() ? "" : ",") + std::to_string(id);
   Log("synchronous set of epoch " + std::to_string(sync.epoch) + ": [" + names + "], k = " + std::to_string(k));
+}
+
+void Agent::HandOver(const ClusterView& view) {
+  const uint64_t to = view.switchover->to;
+  Log("switchover to " + (to == 0 ? std::string("any eligible member") : "node " + std::to_string(to)) +
+      ": acknowledging nothing more, waiting for the backups to catch up");
+  leading_lease_.store(0);
+  const std::shared_ptr<replication::Node> node = this->node();
+  const Lsn last = node->last_lsn();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.lease_ttl_seconds);
+  while (std::chrono::steady_clock::now() < deadline && !StopRequested()) {
+    bool caught_up = false;
+    for (const replication::PeerStatus& peer : node->status().peers) {
+      const bool target = to == 0 ? (view.sync.has_value() && view.sync->Contains(peer.node_id)) : peer.node_id == to;
+      if (target && peer.durable_lsn >= last) caught_up = true;
+    }
+    if (caught_up) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ReleaseLeaderKey(view);
+  Log("gave up the leader key at LSN " + std::to_string(last));
+  const Status restarted = RestartNode(std::nullopt);
+  if (!restarted.ok()) LogLimited("restart", "cannot restart as a standby: " + restarted.message());
+}
+
+// Deletes the leader key if it is still the one this member created.
+void Agent::ReleaseLeaderKey(const ClusterView& view) {
+  cluster::Txn txn;
+  cluster::Compare mine;
+  mine.key = keys_.leader();
+  mine.target = cluster::Compare::Target::kCreateRevision;
+  mine.number = view.leader_create_revision;
+  txn.compares.push_back(mine);
+  cluster::TxnOp drop;
+  drop.kind = cluster::TxnOp::Kind::kDelete;
+  drop.key = keys_.leader();
+  txn.success.push_back(drop);
+  cluster::TxnReply reply;
+  const Status status = etcd_->Commit(txn, &reply);
+  if (!status.ok()) LogLimited("release", "could not give up the leader key (its lease will expire): " + status.message());
 }
 
 }  // namespace keel::failover

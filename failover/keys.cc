@@ -120,6 +120,17 @@ Status DecodeSync(const std::string& key, const std::string& text, SyncValue* va
   return Status::Ok();
 }
 
+std::string EncodeSwitchover(const SwitchoverValue& value) {
+  return json{{"from", value.from}, {"to", value.to}}.dump();
+}
+
+Status DecodeSwitchover(const std::string& key, const std::string& text, SwitchoverValue* value) {
+  json object;
+  KEEL_RETURN_IF_ERROR(ParseObject(key, text, &object));
+  KEEL_RETURN_IF_ERROR(GetUnsigned(object, "from", key, kU64, &value->from));
+  return GetUnsigned(object, "to", key, kU64, &value->to);
+}
+
 namespace {
 
 Status ParseKey(const ClusterKeys& keys, const cluster::KeyValue& kv, ClusterView* view) {
@@ -139,6 +150,10 @@ Status ParseKey(const ClusterKeys& keys, const cluster::KeyValue& kv, ClusterVie
     KEEL_RETURN_IF_ERROR(DecodeSync(kv.key, kv.value, &sync));
     view->sync = sync;
     view->sync_mod_revision = kv.mod_revision;
+  } else if (kv.key == keys.switchover()) {
+    SwitchoverValue switchover;
+    KEEL_RETURN_IF_ERROR(DecodeSwitchover(kv.key, kv.value, &switchover));
+    view->switchover = switchover;
   } else if (kv.key.starts_with(keys.members())) {
     MemberEntry entry;
     KEEL_RETURN_IF_ERROR(DecodeMember(kv.key, kv.value, &entry.value));

@@ -7,6 +7,8 @@
 //   sync             SyncValue: the backups whose acknowledgements the leader
 //                    counts toward --sync-backups k (written before it counts them)
 //   members/<id>     MemberValue, under each member's own lease
+//   switchover       SwitchoverValue, under the requesting tool's lease: a
+//                    planned handover in progress (keel switchover)
 //
 // Values are JSON objects; a value that does not parse is a Corruption status
 // naming the key and the field, never an exception. See docs/cluster.md.
@@ -33,6 +35,7 @@ struct ClusterKeys {
   std::string sync() const { return prefix + "sync"; }
   std::string members() const { return prefix + "members/"; }
   std::string member(uint64_t node_id) const { return members() + std::to_string(node_id); }
+  std::string switchover() const { return prefix + "switchover"; }
 };
 
 struct LeaderValue {
@@ -69,12 +72,22 @@ struct SyncValue {
   bool Contains(uint64_t node_id) const;
 };
 
+// A planned handover: the leader `from` stops acknowledging, waits for the
+// backups to catch up, then gives up its key; only `to` (0: any eligible
+// member but `from`) takes it.
+struct SwitchoverValue {
+  uint64_t from = 0;
+  uint64_t to = 0;
+};
+
 std::string EncodeLeader(const LeaderValue& value);
 std::string EncodeMember(const MemberValue& value);
 std::string EncodeSync(const SyncValue& value);
 Status DecodeLeader(const std::string& key, const std::string& text, LeaderValue* value);
 Status DecodeMember(const std::string& key, const std::string& text, MemberValue* value);
 Status DecodeSync(const std::string& key, const std::string& text, SyncValue* value);
+std::string EncodeSwitchover(const SwitchoverValue& value);
+Status DecodeSwitchover(const std::string& key, const std::string& text, SwitchoverValue* value);
 
 // A member as read, with the etcd revision of its last update.
 struct MemberEntry {
@@ -93,6 +106,7 @@ struct ClusterView {
   std::optional<SyncValue> sync;
   int64_t sync_mod_revision = 0;
   std::map<uint64_t, MemberEntry> members;
+  std::optional<SwitchoverValue> switchover;
 };
 
 // Parses a range reply of keys.prefix. Keys it does not know are ignored; a

@@ -14,10 +14,11 @@ bool Fresh(const PromotionInput& input, uint64_t node_id) {
 // member when among is null) is ahead of the candidate; *ahead names it.
 bool SomeoneAhead(const PromotionInput& input, const SyncValue* among, uint64_t* ahead) {
   for (const auto& [id, entry] : input.view->members) {
-    if (id == input.self || !Fresh(input, id)) continue;
+    if (id == input.self || id == input.excluded || !Fresh(input, id)) continue;
     if (among != nullptr && !among->Contains(id) && id != among->leader) continue;
     const Position& theirs = entry.value.position;
-    if (theirs > input.self_position || (theirs == input.self_position && id < input.self)) {
+    const bool tie_lost = theirs == input.self_position && id < input.self && !input.wins_ties;
+    if (theirs > input.self_position || tie_lost) {
       *ahead = id;
       return true;
     }

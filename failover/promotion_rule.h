@@ -39,6 +39,11 @@ struct PromotionInput {
   uint64_t self = 0;
   Position self_position;             // read from the candidate's own node, now
   bool settled = false;               // the settle time after R has passed
+  // A member handing over (keel switchover) that takes no part: it is not
+  // compared against (0: none).
+  uint64_t excluded = 0;
+  // The member a switchover names: equal positions do not defeat it.
+  bool wins_ties = false;
 };
 
 struct PromotionDecision {

@@ -138,6 +138,28 @@ TEST(PromotionRule, ALaterEpochOutranksALongerLog) {
   EXPECT_TRUE(DecidePromotion(input).promote);
 }
 
+TEST(PromotionRule, ASwitchoverTargetWinsTiesAndTheMemberHandingOverIsNotCompared) {
+  ClusterView view = View(1, {2, 3}, {{2, 50}, {3, 50}}, {2, 3});
+  PromotionInput input;
+  input.view = &view;
+  input.leaderless_revision = kR;
+  input.self = 3;
+  input.self_position = Position{3, 50};
+  input.settled = true;
+  EXPECT_FALSE(DecidePromotion(input).promote);  // node 2 wins the tie
+  input.wins_ties = true;
+  EXPECT_TRUE(DecidePromotion(input).promote);
+  // The old leader (1) reporting a longer log is not compared when excluded.
+  MemberEntry old;
+  old.value.node_id = 1;
+  old.value.position = Position{3, 60};
+  old.mod_revision = kR + 1;
+  view.members[1] = old;
+  EXPECT_FALSE(DecidePromotion(input).promote);
+  input.excluded = 1;
+  EXPECT_TRUE(DecidePromotion(input).promote);
+}
+
 #ifdef KEEL_PLANTED_BUGS
 TEST(PromotionRule, ThePlantedBugPromotesOutsideTheSyncSetAndThisSuiteCatchesIt) {
   const ClusterView view = View(1, {2}, {{2, 10}, {4, 90}}, {2, 4});

@@ -1,4 +1,4 @@
-// keel follow, keel status, keel promote: the replication tools. Thin: the
+// keel follow, keel status, keel promote, keel switchover: the replication tools. Thin: the
 // logic lives in replication/node.h (Node, RunAdminCommand).
 #include <pthread.h>
 #include <signal.h>
@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include <keel/failover/cluster_status.h>
+#include <keel/failover/switchover.h>
 #include <keel/replication/node.h>
 #include "tools/commands.h"
 
@@ -56,6 +57,17 @@ int RunCoordinatorStatus(const std::string& coordinator, const ClusterFlags& fla
   const std::string text = json ? failover::ClusterToJson(flags.cluster, view) + "\n"
                                 : failover::DescribeCluster(flags.cluster, view);
   std::fputs(text.c_str(), stdout);
+  return kExitOk;
+}
+
+int RunSwitchover(const failover::SwitchoverRequest& request) {
+  failover::SwitchoverResult result;
+  const Status status = failover::Switchover(request, &result);
+  if (!status.ok()) {
+    PrintError("switchover", status.ToString());
+    return kExitUsage;
+  }
+  std::printf("%s\n", result.Describe().c_str());
   return kExitOk;
 }
 
@@ -139,7 +151,8 @@ int RunFollow(const FollowFlags& flags) {
 
 }  // namespace
 
-void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* status, CommandRunner* promote) {
+void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* status, CommandRunner* promote,
+                        CommandRunner* switchover) {
   auto follow_flags = std::make_shared<FollowFlags>();
   CLI::App* follow_command = app->add_subcommand(
       "follow", "mirror a primary's log into DIR (an engine directory), as a backup that applies nothing; "
@@ -196,6 +209,27 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
     replication::AdminRequest request{replication::AdminCommand::kPromote};
     if (*promote_force) request.flags = replication::kAdminFlagForce;
     return RunAdmin("promote", *promote_address, *promote_flags, request);
+  };
+
+  auto switchover_request = std::make_shared<failover::SwitchoverRequest>();
+  auto switchover_coordinator = std::make_shared<std::string>();
+  auto switchover_timeout_ms = std::make_shared<int64_t>(30000);
+  CLI::App* switchover_command = app->add_subcommand(
+      "switchover", "hand leadership of a coordinated cluster to another member with nothing lost: the leader stops "
+                    "acknowledging, waits for the backups to catch up, gives up its key; then waits for the new leader");
+  switchover_command->add_option("--coordinator", *switchover_coordinator, "etcd's client URL (http://HOST:PORT)")
+      ->required();
+  switchover_command->add_option("--cluster", switchover_request->cluster, "the cluster's name")->capture_default_str();
+  switchover_command->add_option("--to", switchover_request->to,
+                                 "the node id to hand over to (a member of the synchronous set; default: the best "
+                                 "eligible member)");
+  switchover_command->add_option("--timeout-ms", *switchover_timeout_ms, "how long to wait for the new leader")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1000}, int64_t{600000}));
+  *switchover = [switchover_request, switchover_coordinator, switchover_timeout_ms] {
+    switchover_request->endpoints = {*switchover_coordinator};
+    switchover_request->timeout = std::chrono::milliseconds(*switchover_timeout_ms);
+    return RunSwitchover(*switchover_request);
   };
 }
 

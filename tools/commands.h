@@ -43,7 +43,8 @@ void AddDumpCommand(CLI::App* app, CommandRunner* run);
 void AddVerifyCommand(CLI::App* app, CommandRunner* run);
 void AddInfoCommand(CLI::App* app, CommandRunner* run);
 void AddProbeCommand(CLI::App* app, CommandRunner* run);
-void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* status, CommandRunner* promote);
+void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* status, CommandRunner* promote,
+                        CommandRunner* switchover);
 
 // Numeric flags are checked as text, before CLI11 converts them, so that every
 // subcommand refuses a bad number the same way: exit 2 and one line naming

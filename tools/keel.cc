@@ -48,14 +48,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "keel " + std::string(keel::Version()),
                        "print keel's version (that of the library it was built with) and exit");
 
-  CommandRunner append, dump, verify, info, probe, crash, follow, status, promote;
+  CommandRunner append, dump, verify, info, probe, crash, follow, status, promote, switchover;
   AddAppendCommand(&app, &append);
   AddDumpCommand(&app, &dump);
   AddVerifyCommand(&app, &verify);
   AddInfoCommand(&app, &info);
   AddProbeCommand(&app, &probe);
   AddCrashCommand(&app, &crash);
-  AddClusterCommands(&app, &follow, &status, &promote);
+  AddClusterCommands(&app, &follow, &status, &promote, &switchover);
 
   try {
     app.parse(argc, argv);
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     if (command.empty() && argc > 1) {
       message = std::string(argv[1]).starts_with("-") ? "unknown option " + std::string(argv[1])
                                                       : "unknown command " + std::string(argv[1]);
-      message += "; commands: append, dump, verify, info, probe, crash, follow, status, promote";
+      message += "; commands: append, dump, verify, info, probe, crash, follow, status, promote, switchover";
     }
     for (char& c : message) {
       if (c == '\n') c = ' ';
@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     if (command == "follow") code = follow();
     if (command == "status") code = status();
     if (command == "promote") code = promote();
+    if (command == "switchover") code = switchover();
   } catch (const std::exception& error) {
     // Nothing in keel throws across its API; this catches allocation failures
     // and the like so that even they exit 2 with one line.
