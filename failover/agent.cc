@@ -100,16 +100,30 @@ void Agent::Loop() {
   }
 }
 
+// A leader whose lease may have expired (etcd unreachable, or this process
+// was paused) already acknowledges nothing (MayAcknowledge); it also steps
+// down, so that clients asking it are sent elsewhere, without waiting to
+// reach etcd again.
+void Agent::StepDownIfLeaseLapsed() {
+  if (leading_lease_.load() == 0 || keeper_->MayAct()) return;
+  leading_lease_.store(0);
+  Log("the leader lease may have expired (etcd not reached in time): stepping down to a standby");
+  const Status status = RestartNode(std::nullopt);
+  if (!status.ok()) LogLimited("restart", "cannot restart as a standby: " + status.message());
+}
+
 bool Agent::StopRequested() {
   std::lock_guard lock(loop_mu_);
   return stop_;
 }
 
 void Agent::Tick() {
+  StepDownIfLeaseLapsed();
   Status status = EnsureLease();
   if (!status.ok()) return LogLimited("lease", "cannot hold a member lease: " + status.message());
   ClusterView view;
   status = ReadView(&view);
+  StepDownIfLeaseLapsed();
   if (!status.ok()) return LogLimited("read", "cannot read the cluster from etcd: " + status.message());
   if (view.leader.has_value()) {
     leaderless_revision_ = 0;
@@ -162,7 +176,7 @@ MemberValue Agent::DescribeSelf() const {
   self.role = status.role == "backup" && following_ == 0 ? "standby" : status.role;
   self.position = Position{status.epoch, status.durable_lsn};
   self.last_lsn = status.last_lsn;
-  self.listen = options_.node.listen_host + ":" + std::to_string(node->port());
+  self.listen = Advertised(node->port());
   return self;
 }
 
@@ -218,6 +232,11 @@ void Agent::ActWithoutLeader(const ClusterView& view) {
     if (!status.ok()) return LogLimited("restart", "cannot restart as a standby: " + status.message());
   }
   TryToLead(view);
+}
+
+std::string Agent::Advertised(uint16_t port) const {
+  if (!options_.advertise.empty()) return options_.advertise;
+  return options_.node.listen_host + ":" + std::to_string(port);
 }
 
 bool Agent::MayAcknowledge() const {

@@ -44,6 +44,10 @@ struct AgentOptions {
   replication::NodeOptions node;
   std::vector<std::string> endpoints;  // etcd: "http://HOST:PORT", one or more
   std::string serve;                   // the client address to publish ("host:port"), may be empty
+  // The replication address other members connect to ("host:port"); empty:
+  // the node's listen address (set it when members reach this one through a
+  // proxy or a translated address).
+  std::string advertise;
   // The member lease. A leader that dies is replaced about one TTL later; a
   // shorter TTL fails over sooner and mistakes a slow etcd for a dead leader
   // sooner (docs/cluster.md, "Timing").
@@ -110,11 +114,13 @@ class Agent {
   // one TTL), give up the leader key, step down.
   void HandOver(const ClusterView& view);
   bool StopRequested();
+  void StepDownIfLeaseLapsed();
   void ReleaseLeaderKey(const ClusterView& view);
   // Stops the running node and starts a new one: a backup of `leader`, or a
   // standby that follows nobody.
   Status RestartNode(const std::optional<LeaderValue>& leader);
   bool MayAcknowledge() const;
+  std::string Advertised(uint16_t port) const;
   uint32_t EffectiveK() const;
 
   AgentOptions options_;

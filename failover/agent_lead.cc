@@ -69,7 +69,7 @@ Status Agent::TakeLeadership(const ClusterView& view, Epoch epoch, bool* won) {
   LeaderValue leader;
   leader.node_id = options_.node.node_id;
   leader.epoch = epoch;
-  leader.listen = options_.node.listen_host + ":" + std::to_string(options_.node.listen_port);
+  leader.listen = Advertised(options_.node.listen_port);
   leader.serve = options_.serve;
   cluster::Txn txn;
   txn.compares.push_back(Unchanged(keys_.leader(), 0));

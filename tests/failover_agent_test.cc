@@ -24,6 +24,7 @@
 #include <keel/failover/switchover.h>
 #include <keel/wal/planted.h>
 #include "cluster_etcd_fixture.h"
+#include "testing/fault_proxy.h"
 #include "testing/kv_state.h"
 
 namespace keel::failover {
@@ -86,20 +87,23 @@ class FailoverAgentTest : public ::testing::Test {
     return options;
   }
 
-  void StartMember(uint64_t id) {
+  void StartMember(uint64_t id, std::function<void(AgentOptions*)> adjust = {}) {
     if (members_.size() < id) members_.resize(id);
     Member& member = members_[id - 1];
     member.id = id;
     member.state = std::make_unique<kv::KvStateMachine>();
-    const Status status = Agent::Start(Options(id), member.state.get(), &member.agent);
+    AgentOptions options = Options(id);
+    if (adjust) adjust(&options);
+    const Status status = Agent::Start(options, member.state.get(), &member.agent);
     ASSERT_TRUE(status.ok()) << status.ToString();
   }
 
-  // The member whose node is primary now, or null.
-  Member* Leader() {
+  // The member whose node is primary now, or null; `ignored` (a leader cut
+  // off, which may not have stepped down yet) is not looked at.
+  Member* Leader(const Member* ignored = nullptr) {
     Member* found = nullptr;
     for (Member& member : members_) {
-      if (!member.agent) continue;
+      if (!member.agent || &member == ignored) continue;
       const auto node = member.agent->node();
       if (node && node->is_primary()) {
         if (found != nullptr) ADD_FAILURE() << "two primaries: " << found->id << " and " << member.id;
@@ -317,6 +321,58 @@ TEST_F(FailoverAgentTest, ASwitchoverToAMemberOutsideTheSynchronousSetIsRefused)
   EXPECT_NE(status.message().find("not a live member"), std::string::npos) << status.message();
   request.to = 1;
   EXPECT_NE(Switchover(request, &result).message().find("already leads"), std::string::npos);
+}
+
+// Each member reaches etcd, and is reached by the others, only through a
+// fault proxy of its own. The leader is cut off from both: it stops
+// acknowledging, a backup takes over with every write the old leader
+// acknowledged, and once the partition heals the old leader follows the new
+// one by itself.
+TEST_F(FailoverAgentTest, ALeaderCutOffFromEtcdAndItsBackupsIsReplacedAndRejoinsAfterHealing) {
+  std::vector<std::unique_ptr<replication::FaultProxy>> to_etcd(4), to_member(4);
+  const uint16_t etcd_port = static_cast<uint16_t>(std::stoi(etcd_.endpoint().substr(etcd_.endpoint().rfind(':') + 1)));
+  for (uint64_t id = 1; id <= 3; ++id) {
+    const uint16_t listen = static_cast<uint16_t>(testing::FreeLoopbackPort());
+    replication::FaultProxyOptions proxy;
+    proxy.target_port = etcd_port;
+    ASSERT_TRUE(replication::FaultProxy::Start(proxy, &to_etcd[id]).ok());
+    proxy.target_port = listen;
+    ASSERT_TRUE(replication::FaultProxy::Start(proxy, &to_member[id]).ok());
+    StartMember(id, [&](AgentOptions* options) {
+      options->node.listen_port = listen;
+      options->advertise = "127.0.0.1:" + std::to_string(to_member[id]->port());
+      options->endpoints = {"http://127.0.0.1:" + std::to_string(to_etcd[id]->port())};
+    });
+  }
+  Member* leader = AwaitLeader();
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(Eventually([&] { return Sync().has_value() && Sync()->members.size() == 2; }, 20s));
+  std::vector<std::string> acked;
+  for (int i = 0; i < 20; ++i) {
+    if (Write(leader, "before" + std::to_string(i), "1")) acked.push_back("before" + std::to_string(i));
+  }
+  to_etcd[leader->id]->Partition(true);
+  to_member[leader->id]->Partition(true);
+  // Writes to the cut-off leader: some may still be acknowledged (local and
+  // k = 1 need a backup, which is cut off too, so none should be), none after
+  // its lease deadline.
+  for (int i = 0; i < 20; ++i) {
+    if (Write(leader, "cut" + std::to_string(i), "1")) acked.push_back("cut" + std::to_string(i));
+  }
+  Member* next = nullptr;
+  ASSERT_TRUE(Eventually([&] {
+    next = Leader(leader);
+    return next != nullptr;
+  }, 20s)) << "no new leader";
+  // The old leader stepped down by itself, still cut off from etcd.
+  EXPECT_TRUE(Eventually([&] { const auto node = leader->agent->node(); return node && !node->is_primary(); }, 10s));
+  for (const std::string& key : acked) EXPECT_TRUE(Has(next, key, "1")) << key;
+  ASSERT_TRUE(Eventually([&] { return Write(next, "after", "1"); }, 20s));
+  to_etcd[leader->id]->Partition(false);
+  to_member[leader->id]->Partition(false);
+  EXPECT_TRUE(Eventually([&] { return Has(leader, "after", "1"); }, 20s)) << "the old leader did not rejoin";
+  const auto node = leader->agent->node();
+  EXPECT_TRUE(node && !node->is_primary());
 }
 
 // Three members start at once and race for the key; then the leader is lost
