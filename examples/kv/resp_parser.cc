@@ -72,7 +72,9 @@ ParseResult ReadHeader(std::string_view input, size_t* pos, char prefix, int64_t
   }
   const size_t end = FindLineEnd(input, *pos);
   if (end == std::string_view::npos || end - *pos > kMaxHeaderLineBytes) {
-    if (input.size() - *pos > kMaxHeaderLineBytes) {
+    // Refused only once no ending can make it short enough: a \r may be
+    // the last byte so far.
+    if (input.size() - *pos > kMaxHeaderLineBytes + 1) {
       *error = std::string("Protocol error: too big ") + what + " count string";
       return ParseResult::kError;
     }
