@@ -4,13 +4,15 @@
 //
 //   - Every command answers as Redis does (SET, GET, DEL, EXISTS, SCAN with
 //     MATCH, DBSIZE, INFO's replication section, ROLE, errors for an unknown
-//     command and a wrong arity), and a protocol error is answered -ERR and
-//     the connection closed.
+//     command and a wrong arity), a pipeline longer than a connection's reply
+//     queue is answered whole and in order, and a protocol error is answered
+//     -ERR after the replies before it and the connection closed.
 //   - P1: redis-benchmark's pipelined SETs (-P 16) are all acknowledged, and
 //     every key and value is there after SIGKILL and restart. A pipeline of
 //     SETs acknowledged over a raw socket, then SIGKILL at once, loses none.
 //   - P7: a primary with --sync-backups 1 does not answer a SET while no
-//     backup holds it, and answers +OK once one does (a server that replied
+//     backup holds it, nor a GET pipelined behind it, and answers +OK then
+//     the value once one does (a server that replied
 //     before the commit, the bug this guards against, answers at once); a
 //     backup answers writes -READONLY, serves the value after WAITLSN on the
 //     write's LSN (LASTLSN), and ROLE and INFO on each name the roles and the
@@ -224,6 +226,18 @@ TEST(KvRespRedisTest, RedisCliGetsEveryCommandAnsweredAsRedisWould) {
   EXPECT_EQ(Lines(Cli(port, "", "SET k v\nLASTLSN\nWAITLSN 6 1000\nWAITLSN 1000000 1\n")),
             (std::vector<std::string>{"OK", "6", "1", "0"}));
 
+  // A pipeline longer than a connection's reply queue (4096), and than one pass of the loop
+  // runs (8 rounds), is answered whole, in order.
+  RawClient pipelined(port);
+  std::string pings;
+  constexpr int kPings = 100000;
+  for (int i = 0; i < kPings; ++i) pings += "*2\r\n$4\r\nECHO\r\n$" + std::to_string(std::to_string(i).size()) + "\r\n" + std::to_string(i) + "\r\n";
+  pipelined.Send(pings);
+  for (int i = 0; i < kPings; ++i) {
+    ASSERT_EQ(pipelined.ReadLine(), "$" + std::to_string(std::to_string(i).size()));
+    ASSERT_EQ(pipelined.ReadLine(), std::to_string(i));
+  }
+
   RawClient raw(port);
   raw.Send("PING\r\n*1\r\n$x\r\n");
   EXPECT_EQ(raw.ReadLine(), "+PONG");
@@ -297,8 +311,9 @@ TEST(KvRespRedisTest, P7APrimaryAcknowledgesOnlyWhatItsBackupHoldsAndTheBackupIs
   ASSERT_NE(primary_port, 0);
   RawClient client(primary_port);
   client.Send(SetCommand("city", "Lisbon"));
-  // No backup holds it: no reply. A server answering before the commit
-  // would have answered by now.
+  client.Send("GET city\r\n");
+  // No backup holds it: no reply, and the GET's waits behind it. A server
+  // answering before the commit would have answered by now.
   EXPECT_FALSE(client.Readable(500));
   EXPECT_EQ(Lines(Cli(primary_port, "ROLE")).front(), "master");
 
@@ -309,6 +324,8 @@ TEST(KvRespRedisTest, P7APrimaryAcknowledgesOnlyWhatItsBackupHoldsAndTheBackupIs
   const uint16_t backup_port = backup.WaitForPort("serving Redis clients");
   ASSERT_NE(backup_port, 0);
   EXPECT_EQ(client.ReadLine(), "+OK");
+  EXPECT_EQ(client.ReadLine(), "$6");
+  EXPECT_EQ(client.ReadLine(), "Lisbon");
   client.Send("LASTLSN\r\n");
   const std::string lsn_line = client.ReadLine();
   ASSERT_EQ(lsn_line.front(), ':') << lsn_line;

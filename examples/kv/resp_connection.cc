@@ -27,6 +27,11 @@ bool Connection::wants_input() const {
   return input_.size() <= options_->limits.max_command_bytes + options_->limits.max_line_bytes;
 }
 
+bool Connection::can_run_more() const {
+  return !stop_reading_ && !input_parsed_ && queue_.size() < options_->max_queued_replies_per_client &&
+         output_.size() - output_sent_ < options_->max_output_bytes_per_client;
+}
+
 bool Connection::finished() const {
   const bool input_done = stop_reading_ || (peer_closed_ && input_parsed_);
   return input_done && queue_.empty() && !wants_output();

@@ -50,7 +50,8 @@ class Connection {
   bool wants_output() const { return output_sent_ < output_.size(); }
   bool waits_applied() const { return waits_applied_ > 0; }
   bool finished() const;
-  bool has_unparsed_input() const { return !stop_reading_ && !input_parsed_; }
+  // Whole commands may wait in the input, and the queue and output have room to run them.
+  bool can_run_more() const;
 
  private:
   struct QueuedReply {

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "examples/kv/resp_committer.h"
@@ -29,6 +30,7 @@ constexpr int kMaxEventsPerWait = 256;
 // "applied", so the loop polls it while someone waits).
 constexpr int kAppliedPollMs = 5;
 constexpr int kListenBacklog = 512;
+constexpr int kMaxRoundsPerServe = 8;
 
 Status Errno(const std::string& what) { return Status::FromErrno(what, errno); }
 
@@ -107,6 +109,7 @@ class RespServer::Loop {
   std::atomic<bool> stopping_{false};
   std::map<int, std::unique_ptr<Connection>> connections_;
   std::map<int, uint32_t> watched_;  // fd -> the epoll events registered
+  std::set<int> again_;              // connections to serve on the next pass without an event
   Lsn committed_lsn_ = 0;            // every write through it is acknowledged
   Lsn settled_lsn_ = 0;              // every write through it is answered (acknowledged or failed)
 };
@@ -142,10 +145,16 @@ void RespServer::Loop::Run() {
       if (connection->waits_applied()) waiting.push_back(fd);
     }
     for (const int fd : waiting) Serve(fd, false);
+    std::set<int> again;
+    again.swap(again_);
+    for (const int fd : again) {
+      if (connections_.contains(fd)) Serve(fd, false);
+    }
   }
 }
 
 int RespServer::Loop::PollTimeoutMs() const {
+  if (!again_.empty()) return 0;
   for (const auto& [fd, connection] : connections_) {
     if (connection->waits_applied()) return kAppliedPollMs;
   }
@@ -205,9 +214,12 @@ void RespServer::Loop::Serve(int fd, bool readable) {
     return;
   }
   std::vector<Lsn> commit_requests;
-  // Run commands, answer what is ready, and run again while answering made room.
-  for (int round = 0; round < 2; ++round) {
-    if (connection->has_unparsed_input()) connection->ProcessInput(backend_, &commit_requests);
+  // Run commands, answer what is ready, and run again while answering made
+  // room, a bounded number of rounds so that one client cannot hold the loop.
+  bool first = true;
+  for (int round = 0; round < kMaxRoundsPerServe && (first || connection->can_run_more()); ++round) {
+    first = false;
+    if (connection->can_run_more()) connection->ProcessInput(backend_, &commit_requests);
     connection->Resolve(committed_lsn_, connection->waits_applied() ? backend_->AppliedLsn() : 0,
                         Connection::Clock::now());
     if (!connection->Flush()) {
@@ -220,6 +232,9 @@ void RespServer::Loop::Serve(int fd, bool readable) {
     Close(fd);
     return;
   }
+  // Commands left in its input with room to run them: no socket event will
+  // say so (the client waits for replies), so the loop comes back by itself.
+  if (connection->can_run_more()) again_.insert(fd);
   Watch(connection);
 }
 
@@ -240,6 +255,7 @@ void RespServer::Loop::Watch(Connection* connection) {
 void RespServer::Loop::Close(int fd) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   watched_.erase(fd);
+  again_.erase(fd);
   connections_.erase(fd);  // closes the socket
 }
 
