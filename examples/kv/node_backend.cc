@@ -85,7 +85,8 @@ RoleInfo NodeBackend::Role() {
   info.applied_lsn = AppliedLsn();
   if (info.primary) {
     for (const replication::PeerStatus& peer : status.peers) {
-      if (peer.role == "backup") info.backups.push_back({peer.address, peer.durable_lsn});
+      // Known backups that are down are not connected replicas.
+      if (peer.role == "backup" && peer.state != "down") info.backups.push_back({peer.address, peer.durable_lsn});
     }
     return info;
   }

@@ -9,8 +9,9 @@
 //     other error for a transient or permanent failure (-ERR). Nothing here
 //     assumes the role, the epoch or the object underneath stays the same
 //     between two calls; the server never caches them.
-//   - Append and Read are called from the server's event loop and must not
-//     block beyond the store's own locks (no waiting for disks or peers).
+//   - Append, Read, Role and AppliedLsn are called from the server's event
+//     loop and must not wait for a disk flush or a peer (the store's own
+//     short locks, and a log ring that is briefly full, are fine).
 //   - Commit is called from the server's committer thread only, one call at a
 //     time, and may block for as long as the acknowledgement takes; it must
 //     return when the backend is interrupted (the node is stopped or
