@@ -231,7 +231,10 @@ TEST(KvRespRedisTest, RedisCliGetsEveryCommandAnsweredAsRedisWould) {
   RawClient pipelined(port);
   std::string pings;
   constexpr int kPings = 100000;
-  for (int i = 0; i < kPings; ++i) pings += "*2\r\n$4\r\nECHO\r\n$" + std::to_string(std::to_string(i).size()) + "\r\n" + std::to_string(i) + "\r\n";
+  for (int i = 0; i < kPings; ++i) {
+    const std::string number = std::to_string(i);
+    pings += "*2\r\n$4\r\nECHO\r\n$" + std::to_string(number.size()) + "\r\n" + number + "\r\n";
+  }
   pipelined.Send(pings);
   for (int i = 0; i < kPings; ++i) {
     ASSERT_EQ(pipelined.ReadLine(), "$" + std::to_string(std::to_string(i).size()));

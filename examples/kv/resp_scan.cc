@@ -49,7 +49,9 @@ std::string ParseScan(const std::vector<std::string>& args, ScanRequest* request
     if (EqualsIgnoringCase(args[i], "MATCH")) {
       request->pattern = args[i + 1];
     } else if (EqualsIgnoringCase(args[i], "COUNT")) {
-      if (!ParseNumber(args[i + 1], &request->count) || request->count == 0) return "ERR value is not an integer or out of range";
+      if (!ParseNumber(args[i + 1], &request->count) || request->count == 0) {
+        return "ERR value is not an integer or out of range";
+      }
       request->count = std::min<uint64_t>(request->count, kMaxScanCount);
     } else {
       return "ERR syntax error";
