@@ -12,6 +12,9 @@
 #    replays the log after it, and prints its recovery report.
 # 4. It is asked for every acknowledged key; each must hold exactly the value
 #    acknowledged. The script exits non-zero if any is lost.
+# 5. With redis-cli installed (redis-tools), the same store serves Redis
+#    clients (keel-kv --serve): redis-cli reads an acknowledged key back and
+#    writes one more.
 set -euo pipefail
 export LC_ALL=C
 
@@ -106,5 +109,33 @@ if (( lost != 0 )); then
   echo "demo_kv: FAILED: acknowledged puts were lost or changed (P1):" >&2
   paste "$WORK/expected.txt" "$WORK/present.txt" | awk -F '\t' '$1 != $2' | head -n 10 >&2
   exit 1
+fi
+echo "== 5. the same store serves Redis clients: keel-kv --serve 127.0.0.1:0"
+if command -v redis-cli >/dev/null 2>&1; then
+  "$KV" "$STORE" "${STORE_FLAGS[@]}" --serve 127.0.0.1:0 </dev/null 2>"$WORK/serve.err" &
+  KV_PID=$!
+  port=""
+  for _ in $(seq 1 1000); do
+    port=$(sed -n 's/^keel-kv: serving Redis clients on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/serve.err")
+    [[ -n "$port" ]] && break
+    kill -0 "$KV_PID" 2>/dev/null || break
+    sleep 0.02
+  done
+  if [[ -z "$port" ]]; then
+    echo "demo_kv: keel-kv --serve did not start:" >&2
+    cat "$WORK/serve.err" >&2
+    exit 1
+  fi
+  echo "   \$ redis-cli -p $port GET k1"
+  echo "   $(redis-cli -p "$port" GET k1)"
+  echo "   \$ redis-cli -p $port SET greeting hello"
+  echo "   $(redis-cli -p "$port" SET greeting hello)"
+  echo "   \$ redis-cli -p $port DBSIZE"
+  echo "   $(redis-cli -p "$port" DBSIZE)"
+  kill -TERM "$KV_PID"
+  wait "$KV_PID"
+  KV_PID=""
+else
+  echo "   (skipped: redis-cli is not installed; scripts/deps.sh installs redis-tools)"
 fi
 echo "demo_kv: OK"

@@ -11,6 +11,7 @@ packages=(
   clang-14 libclang-rt-14-dev
   librocksdb-dev libleveldb-dev time
   libcurl4-openssl-dev libssl-dev etcd-server etcd-client
+  redis-tools
 )
 
 missing=()

@@ -4,7 +4,17 @@
 //               [--recovery tolerate-torn-tail|absolute|point-in-time] [--io-backend auto|uring|portable]
 //               [--segment-size N]
 //               [--role primary|backup --listen HOST:PORT [--primary HOST:PORT] [--node-id N]
-//                [--sync-backups K] [--ack received|durable] [--cluster NAME] [--secret-file F]]
+//                [--sync-backups K] [--ack received|durable] [--cluster NAME] [--secret-file F]
+//                [--primary-serve HOST:PORT]]
+//               [--serve HOST:PORT]
+//
+// With --serve, keel-kv also answers Redis clients (redis-cli,
+// redis-benchmark, any RESP2 client) on HOST:PORT, in every mode, alongside
+// stdin, and keeps serving after stdin ends until SIGINT or SIGTERM
+// (resp_server.h; the commands in resp_commands.h and docs/operations.md,
+// "Serving Redis clients"). A SET answers +OK once the write is acknowledged
+// as "OK <lsn>" would be; a backup answers writes -READONLY. --primary-serve
+// tells a backup where clients reach its primary, for ROLE and INFO.
 //
 // With --role the store is a replication node (replication/node.h): a primary
 // prints "OK <lsn>" once the write is durable here and acknowledged by K
@@ -66,6 +76,9 @@
 #include "examples/common/line_reader.h"
 #include "examples/common/node_flags.h"
 #include "examples/common/serve_stdin.h"
+#include "examples/kv/engine_backend.h"
+#include "examples/kv/node_backend.h"
+#include "examples/kv/resp_server.h"
 #include "testing/kv_state.h"
 #include <keel/replication/node.h>
 
@@ -98,6 +111,8 @@ struct Flags {
   std::string io_backend = "auto";
   uint64_t segment_size_bytes = 0;  // 0: the store's own (a new store: wal::kDefaultSegmentSizeBytes)
   examples::ReplicationFlags replication;  // an empty role: a standalone store
+  std::string serve;                       // HOST:PORT for Redis clients; empty: stdin only
+  std::string primary_serve;               // a backup's primary's --serve address, for ROLE and INFO
 };
 
 constexpr std::string_view kProgram = "keel-kv";
@@ -445,9 +460,44 @@ size_t LineLimitBytes(const EngineOptions& options) {
   return size_t{max_record} + 64;
 }
 
-int MainNode(const replication::NodeOptions& options, const std::vector<std::filesystem::path>& created) {
+// What --serve and --primary-serve asked for, checked before anything starts.
+struct ServeSetup {
+  bool enabled = false;
+  RespServerOptions server;
+  std::string primary_host;  // empty: ROLE shows the primary's replication address
+  uint16_t primary_port = 0;
+};
+
+Status MakeServeSetup(const Flags& flags, const EngineOptions& engine, ServeSetup* setup) {
+  if (!flags.primary_serve.empty()) {
+    if (flags.replication.role != "backup") return Status::InvalidArgument("--primary-serve goes with --role backup");
+    KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.primary_serve, &setup->primary_host, &setup->primary_port));
+  }
+  if (flags.serve.empty()) return Status::Ok();
+  setup->enabled = true;
+  KEEL_RETURN_IF_ERROR(
+      replication::ParseHostPort(flags.serve, &setup->server.host, &setup->server.port, /*allow_zero_port=*/true));
+  // A value as large as the largest record the log takes, with slack for the key.
+  setup->server.limits.max_bulk_bytes = LineLimitBytes(engine);
+  return Status::Ok();
+}
+
+// Starts the Redis-protocol server in front of backend, when asked for; the
+// port line lets scripts and tests find an ephemeral port.
+Status StartServer(const ServeSetup& setup, RespBackend* backend, std::unique_ptr<RespServer>* server) {
+  if (!setup.enabled) return Status::Ok();
+  KEEL_RETURN_IF_ERROR(RespServer::Start(setup.server, backend, server));
+  std::fprintf(stderr, "keel-kv: serving Redis clients on %s:%u\n", setup.server.host.c_str(), (*server)->port());
+  std::fflush(stderr);
+  return Status::Ok();
+}
+
+int MainNode(const replication::NodeOptions& options, const ServeSetup& setup,
+             const std::vector<std::filesystem::path>& created) {
   const EngineOptions& engine_options = options.engine;
   KvStateMachine state;
+  // Made before the node, so that it sees every record applied (recovery too).
+  NodeBackend backend(&state, setup.primary_host, setup.primary_port);
   std::unique_ptr<replication::Node> node;
   Status status = replication::Node::Start(options, &state, &node);
   if (!status.ok()) {
@@ -455,45 +505,43 @@ int MainNode(const replication::NodeOptions& options, const std::vector<std::fil
     PrintError("start " + options.dir + ": " + status.message());
     return status.IsCorruption() ? kExitCorruption : kExitUsage;
   }
+  backend.set_node(node.get());
   // The port line lets scripts find an ephemeral port.
   std::fprintf(stderr, "keel-kv: listening on %s:%u\n", options.listen_host.c_str(), node->port());
   std::fflush(stderr);
+  std::unique_ptr<RespServer> server;
+  status = StartServer(setup, &backend, &server);
+  if (!status.ok()) {
+    PrintError(status.ToString());
+    (void)node->Stop();
+    return kExitUsage;
+  }
   Session session(nullptr, node.get(), &state, Durability::kDurable, LineLimitBytes(engine_options));
   // Stopping the node ends a Commit that waits for backups: the writes it
-  // waited for are answered "not acknowledged" (they stay in the log).
+  // waited for are answered "not acknowledged" (they stay in the log). The
+  // server's loop stops first, so nothing calls the node once it is stopped.
   Status stop_status;
   bool stopped = false;
-  const bool session_ok = examples::ServeStdin(
-      &session, examples::StopSignals(), /*keep_serving=*/true,
-      [&] {
-        stop_status = node->Stop();
-        stopped = true;
-      },
-      kProgram);
-  if (!stopped) stop_status = node->Stop();
+  auto stop = [&] {
+    auto stop_node = [&] {
+      stop_status = node->Stop();
+      stopped = true;
+    };
+    server ? server->Stop(stop_node) : stop_node();
+  };
+  const bool session_ok =
+      examples::ServeStdin(&session, examples::StopSignals(), /*keep_serving=*/true, stop, kProgram);
+  if (!stopped) stop();
   if (!stop_status.ok()) PrintError("stop: " + stop_status.ToString());
   return session_ok && stop_status.ok() ? kExitOk : kExitUsage;
 }
 
-int Main(const Flags& flags) {
-  EngineOptions options;
-  Status status = MakeOptions(flags, &options);
-  replication::NodeOptions node_options;
-  if (status.ok() && flags.replication.enabled()) {
-    status = examples::MakeNodeOptions(flags.replication, flags.dir, options, &node_options);
-  }
-  // Every flag is checked before the first directory is made.
-  std::vector<std::filesystem::path> created;
-  if (status.ok()) status = PrepareStoreDir(flags, &created);
-  if (!status.ok()) {
-    PrintError(status.message());
-    return kExitUsage;
-  }
-  if (flags.replication.enabled()) return MainNode(node_options, created);
+int MainStandalone(const Flags& flags, const EngineOptions& options, const ServeSetup& setup,
+                   const std::vector<std::filesystem::path>& created) {
   KvStateMachine state;
   std::unique_ptr<Engine> engine;
   recovery::Report report;
-  status = Engine::Open(flags.dir, options, &state, &engine, &report);
+  Status status = Engine::Open(flags.dir, options, &state, &engine, &report);
   if (!status.ok()) {
     UndoCreated(created);
     PrintError("open " + flags.dir + ": " + status.message());
@@ -506,11 +554,23 @@ int Main(const Flags& flags) {
   std::fputs(description.c_str(), stderr);
 
   const Durability durability = flags.sync ? Durability::kDurable : Durability::kNone;
-  // The longest useful line is a put of the largest record; a little slack
-  // for the command word and separators.
+  EngineBackend backend(engine.get(), &state, durability);
+  std::unique_ptr<RespServer> server;
+  status = StartServer(setup, &backend, &server);
+  if (!status.ok()) {
+    PrintError(status.ToString());
+    (void)engine->Close();
+    return kExitUsage;
+  }
   Session session(engine.get(), nullptr, &state, durability, LineLimitBytes(options));
-  // A standalone store's waits are its own fdatasyncs, which end by themselves.
-  const bool session_ok = examples::ServeStdin(&session, examples::StopSignals(), /*keep_serving=*/false, [] {}, kProgram);
+  // A standalone store's waits are its own fdatasyncs, which end by
+  // themselves. With --serve it serves clients after stdin ends.
+  auto stop = [&] {
+    if (server) server->Stop({});
+  };
+  const bool session_ok =
+      examples::ServeStdin(&session, examples::StopSignals(), /*keep_serving=*/setup.enabled, stop, kProgram);
+  stop();
   if (isatty(STDIN_FILENO) == 1) std::fputc('\n', stdout);
 
   const Status engine_status = engine->status();
@@ -518,6 +578,26 @@ int Main(const Flags& flags) {
   if (!engine_status.ok()) PrintError("the engine failed: " + engine_status.ToString());
   if (!close_status.ok()) PrintError("close: " + close_status.ToString());
   return session_ok && engine_status.ok() && close_status.ok() ? kExitOk : kExitUsage;
+}
+
+int Main(const Flags& flags) {
+  EngineOptions options;
+  Status status = MakeOptions(flags, &options);
+  replication::NodeOptions node_options;
+  if (status.ok() && flags.replication.enabled()) {
+    status = examples::MakeNodeOptions(flags.replication, flags.dir, options, &node_options);
+  }
+  ServeSetup setup;
+  if (status.ok()) status = MakeServeSetup(flags, options, &setup);
+  // Every flag is checked before the first directory is made.
+  std::vector<std::filesystem::path> created;
+  if (status.ok()) status = PrepareStoreDir(flags, &created);
+  if (!status.ok()) {
+    PrintError(status.message());
+    return kExitUsage;
+  }
+  if (flags.replication.enabled()) return MainNode(node_options, setup, created);
+  return MainStandalone(flags, options, setup, created);
 }
 
 }  // namespace
@@ -558,6 +638,11 @@ int main(int argc, char** argv) {
                      std::to_string(keel::wal::kDefaultSegmentSizeBytes >> 20) + "m for a new store]")
       ->transform(CLI::AsSizeValue(false));
   keel::examples::AddReplicationFlags(&app, &flags.replication);
+  app.add_option("--serve", flags.serve,
+                 "also serve Redis clients (RESP2) on HOST:PORT (port 0: any); no authentication, so keep it on "
+                 "loopback or a trusted network");
+  app.add_option("--primary-serve", flags.primary_serve,
+                 "with --role backup: where clients reach the primary (its --serve HOST:PORT), shown by ROLE and INFO");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
