@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace keel::examples {
 
 void AddReplicationFlags(CLI::App* app, ReplicationFlags* flags) {
@@ -24,6 +26,22 @@ void AddReplicationFlags(CLI::App* app, ReplicationFlags* flags) {
   app->add_option("--secret-file", flags->secret_file, "a file holding the cluster's shared secret");
 }
 
+namespace {
+
+// The id, k and ack mode, shared by both kinds of node.
+Status FillCommonOptions(const ReplicationFlags& flags, replication::NodeOptions* options) {
+  options->node_id = flags.node_id;
+  if (options->node_id == 0) {
+    // Unique enough on one machine: the listening port, else the process id.
+    options->node_id = options->listen_port != 0 ? options->listen_port : static_cast<uint64_t>(getpid());
+  }
+  options->sync_backups = flags.sync_backups;
+  KEEL_RETURN_IF_ERROR(replication::ParseAckMode(flags.ack, &options->ack_mode));
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status MakeNodeOptions(const ReplicationFlags& flags, const std::string& dir, const EngineOptions& engine,
                        replication::NodeOptions* options) {
   options->dir = dir;
@@ -36,13 +54,51 @@ Status MakeNodeOptions(const ReplicationFlags& flags, const std::string& dir, co
     if (flags.primary.empty()) return Status::InvalidArgument("--role backup needs --primary HOST:PORT");
     KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.primary, &options->primary_host, &options->primary_port));
   }
-  options->node_id = flags.node_id;
-  if (options->node_id == 0) {
-    // Unique enough on one machine: the listening port, else the process id.
-    options->node_id = options->listen_port != 0 ? options->listen_port : static_cast<uint64_t>(getpid());
+  return FillCommonOptions(flags, options);
+}
+
+void AddCoordinatorFlags(CLI::App* app, CoordinatorFlags* flags) {
+  app->add_option("--coordinator", flags->coordinator,
+                  "run as a member of a cluster whose leader etcd decides (automatic failover): etcd's client URL "
+                  "http://HOST:PORT, or several separated by commas; excludes --role and --primary");
+  app->add_option("--lease-ttl", flags->lease_ttl_seconds,
+                  "with --coordinator: the member lease in seconds; a dead leader is replaced about this long after "
+                  "it stops (docs/cluster.md)")
+      ->check(CLI::Range(int64_t{2}, int64_t{3600}))
+      ->capture_default_str();
+  app->add_option("--advertise", flags->advertise,
+                  "with --coordinator: the HOST:PORT other members use to reach --listen (default: --listen)");
+}
+
+Status MakeAgentOptions(const ReplicationFlags& replication, const CoordinatorFlags& flags, const std::string& dir,
+                        const EngineOptions& engine, const std::string& serve, failover::AgentOptions* options) {
+  if (!replication.role.empty()) return Status::InvalidArgument("--coordinator decides the role: drop --role");
+  if (!replication.primary.empty()) return Status::InvalidArgument("--coordinator finds the primary: drop --primary");
+  if (replication.node_id == 0) {
+    return Status::InvalidArgument("--coordinator needs --node-id: a member keeps its id across restarts");
   }
-  options->sync_backups = flags.sync_backups;
-  KEEL_RETURN_IF_ERROR(replication::ParseAckMode(flags.ack, &options->ack_mode));
+  replication::NodeOptions& node = options->node;
+  node.dir = dir;
+  node.engine = engine;
+  node.cluster_name = replication.cluster;
+  KEEL_RETURN_IF_ERROR(replication::ReadSecretFile(replication.secret_file, &node.secret));
+  KEEL_RETURN_IF_ERROR(replication::ParseHostPort(replication.listen, &node.listen_host, &node.listen_port, true));
+  if (!flags.advertise.empty()) {
+    std::string host;
+    uint16_t port = 0;
+    KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.advertise, &host, &port));
+  }
+  KEEL_RETURN_IF_ERROR(FillCommonOptions(replication, &node));
+  options->endpoints.clear();
+  size_t begin = 0;
+  while (begin <= flags.coordinator.size()) {
+    const size_t comma = std::min(flags.coordinator.find(',', begin), flags.coordinator.size());
+    options->endpoints.push_back(flags.coordinator.substr(begin, comma - begin));
+    begin = comma + 1;
+  }
+  options->serve = serve;
+  options->advertise = flags.advertise;
+  options->lease_ttl_seconds = flags.lease_ttl_seconds;
   return Status::Ok();
 }
 

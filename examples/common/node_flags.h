@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <keel/engine/engine.h>
+#include <keel/failover/agent.h>
 #include <keel/replication/node.h>
 
 namespace keel::examples {
@@ -27,6 +28,23 @@ struct ReplicationFlags {
 
 // Adds the flags above to app, writing into *flags (which must outlive parsing).
 void AddReplicationFlags(CLI::App* app, ReplicationFlags* flags);
+
+// Automatic failover: --coordinator (etcd decides the role; no --role),
+// --lease-ttl and --advertise.
+struct CoordinatorFlags {
+  std::string coordinator;  // "http://HOST:PORT[,http://HOST:PORT...]"; empty: not coordinated
+  int64_t lease_ttl_seconds = failover::AgentOptions{}.lease_ttl_seconds;
+  std::string advertise;    // the replication address others use; empty: --listen
+  bool enabled() const { return !coordinator.empty(); }
+};
+void AddCoordinatorFlags(CLI::App* app, CoordinatorFlags* flags);
+
+// The options of a coordinated member serving dir (the replication flags
+// give its cluster, secret, node id, listen address, k and ack mode; --role
+// and --primary are refused: etcd decides). serve is the client address it
+// publishes.
+Status MakeAgentOptions(const ReplicationFlags& replication, const CoordinatorFlags& flags, const std::string& dir,
+                        const EngineOptions& engine, const std::string& serve, failover::AgentOptions* options);
 
 // The options of a node serving dir around engine; InvalidArgument (or the
 // secret file's error) says which flag is wrong.

@@ -7,6 +7,9 @@
 //                [--sync-backups K] [--ack received|durable] [--cluster NAME] [--secret-file F]
 //                [--primary-serve HOST:PORT]]
 //               [--serve HOST:PORT]
+//   keel-kv DIR --coordinator http://HOST:PORT --node-id N --listen HOST:PORT --serve HOST:PORT [--create]
+//               [--cluster NAME] [--secret-file F] [--sync-backups K] [--ack received|durable]
+//               [--lease-ttl SECONDS] [--advertise HOST:PORT]
 //
 // With --serve, keel-kv also answers Redis clients (redis-cli,
 // redis-benchmark, any RESP2 client) on HOST:PORT, in every mode, alongside
@@ -15,6 +18,13 @@
 // "Serving Redis clients"). A SET answers +OK once the write is acknowledged
 // as "OK <lsn>" would be; a backup answers writes -READONLY. --primary-serve
 // tells a backup where clients reach its primary, for ROLE and INFO.
+//
+// With --coordinator the store is a member of a cluster whose leader etcd
+// decides (failover/agent.h, docs/cluster.md): no --role, no --primary; the
+// member follows whichever member leads, takes over when the rules allow,
+// and is restarted with the same command line. Its clients come through
+// --serve (required); stdin takes no commands, and SIGINT or SIGTERM stop it
+// (a leader hands over first).
 //
 // With --role the store is a replication node (replication/node.h): a primary
 // prints "OK <lsn>" once the write is durable here and acknowledged by K
@@ -66,6 +76,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,6 +124,7 @@ struct Flags {
   examples::ReplicationFlags replication;  // an empty role: a standalone store
   std::string serve;                       // HOST:PORT for Redis clients; empty: stdin only
   std::string primary_serve;               // a backup's primary's --serve address, for ROLE and INFO
+  examples::CoordinatorFlags coordinated;  // --coordinator: etcd decides the role
 };
 
 constexpr std::string_view kProgram = "keel-kv";
@@ -536,6 +548,50 @@ int MainNode(const replication::NodeOptions& options, const ServeSetup& setup,
   return session_ok && stop_status.ok() ? kExitOk : kExitUsage;
 }
 
+// --coordinator: an agent runs the node; clients come through --serve.
+int MainCoordinated(failover::AgentOptions options, const ServeSetup& setup,
+                    const std::vector<std::filesystem::path>& created) {
+  KvStateMachine state;
+  std::unique_ptr<failover::Agent> agent;
+  std::mutex agent_mu;  // agent is set once the server already runs
+  auto current = [&]() -> std::shared_ptr<replication::Node> {
+    std::lock_guard lock(agent_mu);
+    return agent ? agent->node() : nullptr;
+  };
+  auto leader_serve = [&]() -> std::string {
+    std::lock_guard lock(agent_mu);
+    return agent ? agent->state().leader_serve : "";
+  };
+  NodeBackend backend(&state, current, leader_serve);
+  std::unique_ptr<RespServer> server;
+  Status status = StartServer(setup, &backend, &server);
+  if (status.ok()) {
+    options.serve = setup.server.host + ":" + std::to_string(server->port());
+    std::unique_ptr<failover::Agent> started;
+    status = failover::Agent::Start(options, &state, &started);
+    std::lock_guard lock(agent_mu);
+    agent = std::move(started);
+  }
+  if (!status.ok()) {
+    if (server) server->Stop({});
+    UndoCreated(created);
+    PrintError("start " + options.node.dir + ": " + status.message());
+    return status.IsCorruption() ? kExitCorruption : kExitUsage;
+  }
+  std::fprintf(stderr, "keel-kv: listening on %s:%u\n", options.node.listen_host.c_str(), agent->node()->port());
+  std::fprintf(stderr, "keel-kv: member %llu of cluster %s, coordinated by %s\n",
+               static_cast<unsigned long long>(options.node.node_id), options.node.cluster_name.c_str(),
+               options.endpoints.front().c_str());
+  std::fflush(stderr);
+  int signal_number = 0;
+  const sigset_t stop_signals = examples::StopSignals();
+  sigwait(&stop_signals, &signal_number);
+  Status stop_status;
+  server->Stop([&] { stop_status = agent->Stop(); });
+  if (!stop_status.ok()) PrintError("stop: " + stop_status.ToString());
+  return stop_status.ok() ? kExitOk : kExitUsage;
+}
+
 int MainStandalone(const Flags& flags, const EngineOptions& options, const ServeSetup& setup,
                    const std::vector<std::filesystem::path>& created) {
   KvStateMachine state;
@@ -584,7 +640,16 @@ int Main(const Flags& flags) {
   EngineOptions options;
   Status status = MakeOptions(flags, &options);
   replication::NodeOptions node_options;
-  if (status.ok() && flags.replication.enabled()) {
+  failover::AgentOptions agent_options;
+  if (status.ok() && flags.coordinated.enabled()) {
+    if (flags.serve.empty()) status = Status::InvalidArgument("--coordinator needs --serve HOST:PORT for clients");
+    if (status.ok() && !flags.primary_serve.empty()) {
+      status = Status::InvalidArgument("--coordinator finds the primary's client address in etcd: drop --primary-serve");
+    }
+    if (status.ok()) {
+      status = examples::MakeAgentOptions(flags.replication, flags.coordinated, flags.dir, options, "", &agent_options);
+    }
+  } else if (status.ok() && flags.replication.enabled()) {
     status = examples::MakeNodeOptions(flags.replication, flags.dir, options, &node_options);
   }
   ServeSetup setup;
@@ -596,6 +661,7 @@ int Main(const Flags& flags) {
     PrintError(status.message());
     return kExitUsage;
   }
+  if (flags.coordinated.enabled()) return MainCoordinated(agent_options, setup, created);
   if (flags.replication.enabled()) return MainNode(node_options, setup, created);
   return MainStandalone(flags, options, setup, created);
 }
@@ -638,6 +704,7 @@ int main(int argc, char** argv) {
                      std::to_string(keel::wal::kDefaultSegmentSizeBytes >> 20) + "m for a new store]")
       ->transform(CLI::AsSizeValue(false));
   keel::examples::AddReplicationFlags(&app, &flags.replication);
+  keel::examples::AddCoordinatorFlags(&app, &flags.coordinated);
   app.add_option("--serve", flags.serve,
                  "also serve Redis clients (RESP2) on HOST:PORT (port 0: any); no authentication, so keep it on "
                  "loopback or a trusted network");

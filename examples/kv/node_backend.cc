@@ -29,6 +29,15 @@ bool SplitAddress(const std::string& address, std::string* host, uint16_t* port)
 
 NodeBackend::NodeBackend(KvStateMachine* state, std::string primary_serve_host, uint16_t primary_serve_port)
     : state_(state), primary_serve_host_(std::move(primary_serve_host)), primary_serve_port_(primary_serve_port) {
+  ObserveApplied(state);
+}
+
+NodeBackend::NodeBackend(KvStateMachine* state, NodeSource nodes, AddressSource primary_serve)
+    : nodes_(std::move(nodes)), primary_serve_(std::move(primary_serve)), state_(state), primary_serve_port_(0) {
+  ObserveApplied(state);
+}
+
+void NodeBackend::ObserveApplied(KvStateMachine* state) {
   // The node applies on its own threads (appends, a backup's stream, recovery).
   state->set_outcome_observer([this](Lsn lsn, const Outcome&) {
     Lsn seen = applied_lsn_.load(std::memory_order_relaxed);
@@ -37,20 +46,26 @@ NodeBackend::NodeBackend(KvStateMachine* state, std::string primary_serve_host, 
   });
 }
 
+// A manual node is owned by main and outlives the backend: held without owning.
+std::shared_ptr<replication::Node> NodeBackend::Current() const {
+  if (nodes_) return nodes_();
+  return std::shared_ptr<replication::Node>(node_.load(), [](replication::Node*) {});
+}
+
 Status NodeBackend::Append(std::span<const std::byte> payload, Lsn* lsn, Outcome* outcome) {
-  replication::Node* node = node_.load();
+  const std::shared_ptr<replication::Node> node = Current();
   if (node == nullptr) return NotStarted();
   return node->Append(payload, lsn, outcome);
 }
 
 Status NodeBackend::Commit(Lsn lsn) {
-  replication::Node* node = node_.load();
+  const std::shared_ptr<replication::Node> node = Current();
   if (node == nullptr) return NotStarted();
   return node->Commit(lsn);
 }
 
 Status NodeBackend::Read(const std::function<void(const KvStateMachine& state)>& f) {
-  replication::Node* node = node_.load();
+  const std::shared_ptr<replication::Node> node = Current();
   if (node == nullptr) return NotStarted();
   node->Read([&] { f(*state_); });
   return Status::Ok();
@@ -60,7 +75,7 @@ Lsn NodeBackend::AppliedLsn() {
   // Records are applied as they are logged, so what is durable here is
   // applied too; the observer sees kv records past that (and a state
   // restored from a checkpoint, which calls no observer, is covered by it).
-  replication::Node* node = node_.load();
+  const std::shared_ptr<replication::Node> node = Current();
   const Lsn observed = applied_lsn_.load(std::memory_order_acquire);
   if (node == nullptr) return observed;
   const Lsn durable = node->status().durable_lsn;
@@ -69,7 +84,7 @@ Lsn NodeBackend::AppliedLsn() {
 
 RoleInfo NodeBackend::Role() {
   RoleInfo info;
-  replication::Node* node = node_.load();
+  const std::shared_ptr<replication::Node> node = Current();
   if (node == nullptr) {
     info.primary = false;
     info.role_detail = "starting";
@@ -98,6 +113,8 @@ RoleInfo NodeBackend::Role() {
     info.primary_host = primary_serve_host_;
     info.primary_port = primary_serve_port_;
   }
+  const std::string leader_serve = primary_serve_ ? primary_serve_() : "";
+  if (!leader_serve.empty()) SplitAddress(leader_serve, &info.primary_host, &info.primary_port);
   return info;
 }
 

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include <keel/replication/node.h>
@@ -16,14 +18,24 @@ namespace keel::kv {
 
 class NodeBackend final : public RespBackend {
  public:
+  // The node serving now (null while there is none), taken once per call, so
+  // that a node replaced meanwhile (automatic failover restarts it) is never
+  // used after it is gone.
+  using NodeSource = std::function<std::shared_ptr<replication::Node>()>;
+  // Where clients reach the primary now ("host:port"; empty: not known).
+  using AddressSource = std::function<std::string()>;
+
   // Made before the node starts: it watches every record state applies
   // (recovery included) through state's outcome observer, which it sets.
   // state must outlive this backend. primary_serve_host and port: where
   // clients reach the primary (its --serve address), or empty and 0 to show
   // the primary's replication address instead.
   NodeBackend(KvStateMachine* state, std::string primary_serve_host, uint16_t primary_serve_port);
+  // A node that changes under the backend (failover/agent.h): nodes() gives
+  // the current one, primary_serve() the leader's client address.
+  NodeBackend(KvStateMachine* state, NodeSource nodes, AddressSource primary_serve);
   // The node serving state, once started (it must outlive this backend);
-  // until then every call fails.
+  // until then every call fails. Only for the first constructor.
   void set_node(replication::Node* node) { node_ = node; }
 
   Status Append(std::span<const std::byte> payload, Lsn* lsn, Outcome* outcome) override;
@@ -33,7 +45,12 @@ class NodeBackend final : public RespBackend {
   Lsn AppliedLsn() override;
 
  private:
+  std::shared_ptr<replication::Node> Current() const;
+  void ObserveApplied(KvStateMachine* state);
+
   std::atomic<replication::Node*> node_{nullptr};
+  const NodeSource nodes_;  // empty: node_
+  const AddressSource primary_serve_;
   const KvStateMachine* const state_;
   const std::string primary_serve_host_;
   const uint16_t primary_serve_port_;
