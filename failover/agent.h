@@ -1,7 +1,7 @@
 // Agent: runs one member of a cluster whose leader etcd decides (automatic
 // failover), around a replication::Node it starts, restarts and promotes.
 //
-// Every tick (200 ms by default) the agent reads everything under the
+// Every tick (100 ms by default) the agent reads everything under the
 // cluster's prefix in one range request (failover/keys.h), publishes this
 // member under its own lease, then acts:
 //   - a leader other than this member: follow it (the node is restarted as a
@@ -53,7 +53,7 @@ struct AgentOptions {
   // sooner (docs/cluster.md, "Timing").
   int64_t lease_ttl_seconds = 5;
   cluster::LeaseRule rule;
-  std::chrono::milliseconds tick{200};
+  std::chrono::milliseconds tick{100};
   // After the leader is lost, how long a candidate waits for the other
   // members to report before it settles for those that did.
   std::chrono::milliseconds settle{1000};
