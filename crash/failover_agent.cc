@@ -2,6 +2,7 @@
 // failover/agent.cc and agent_lead.cc against the simulated etcd, step for
 // step, with the real promotion rule deciding who may take the leader key.
 #include <algorithm>
+#include <cassert>
 
 #include "crash/failover_sim.h"
 #include <keel/failover/promotion_rule.h>
@@ -121,6 +122,8 @@ void World::TryToLead(Member& m, const failover::ClusterView& view) {
 // starts it, durably.
 void World::Promote(Member& m, Epoch epoch) {
   const int64_t lease = m.leading_lease;
+  assert(lease != 0 && lease == m.lease);
+  assert(epoch > m.fenced_epoch);
   Restart(m, Role::kPrimary, 0);
   m.leading_lease = lease;
   m.epoch = epoch;

@@ -152,6 +152,9 @@ void World::ReceiveRecords(Member& m, const Message& message) {
   }
   for (size_t i = m.log.size(); i < theirs.size(); ++i) m.log.push_back(theirs[i]);
   m.matched = std::max<Lsn>(m.matched, theirs.size());
+  assert(m.durable_lsn <= m.log.size());
+  assert(!theirs.empty());
+  assert(m.log[theirs.size() - 1] == theirs.back());
 }
 
 void World::Step() {
@@ -223,7 +226,9 @@ Lsn World::CommittedLsn(const Member& m) const {
   }
   if (theirs.size() < m.k) return 0;
   std::sort(theirs.rbegin(), theirs.rend());
-  return std::min(local, theirs[m.k - 1]);
+  const Lsn committed = std::min(local, theirs[m.k - 1]);
+  assert(committed <= m.log.size());
+  return committed;
 }
 
 void World::BackupStep(Member& m) {
