@@ -238,4 +238,82 @@ std::string ReplicationStepNames();  // the names above, comma-separated
 std::string ReplicationReproduceCommand(uint64_t seed, uint64_t round, std::string_view planted_bug,
                                         std::string_view only_step = "");
 
+// ===================================================================== failover
+// The failover campaign (crash/failover_campaign.cc, crash/failover_sim.h):
+// the coordination protocol of automatic failover (failover/agent.h) on a
+// simulated etcd, in simulated time, in one thread. Each round draws 3 to 5
+// members, k, the lease TTL and each member's clock rate (within the lease
+// rule's drift bound) from (seed, round), and runs a few simulated seconds of
+// writes, keepalives and replication with random delays and losses, while
+// members are paused (possibly past their lease), crash and restart (losing
+// what was not durable) and are cut from etcd and/or from their peers. The
+// real promotion rule (failover::DecidePromotion) and the real lease rule
+// (cluster::LeaseActDeadline, LeaseMayAct) decide. Checked at every
+// acknowledgement and promotion, and at the end of every round:
+//   P7        every acknowledged (epoch, LSN) record is in the log of every
+//             leader promoted after it;
+//   P7-epoch  at most one member acknowledges in any epoch, and each promoted
+//             leader's epoch is above every earlier one's;
+//   P7-lease  no member acknowledges at an etcd time after etcd expired the
+//             lease it leads under.
+// A round is a pure function of (seed, round, planted bug): the same
+// arguments give the same trace hash.
+
+// What a failover campaign did, beyond CampaignStats (whose iterations are
+// rounds, crashes member crashes, recoveries their restarts, records_verified
+// acknowledged records checked against a new leader's log).
+struct FailoverCounts {
+  uint64_t steps = 0;
+  uint64_t promotions = 0;
+  uint64_t promotions_refused = 0;   // the rule said no (a tick's decision)
+  uint64_t cas_lost = 0;             // a transaction that found etcd changed since its view
+  uint64_t acknowledged = 0;         // records acknowledged
+  uint64_t acks_refused = 0;         // a commit the lease rule held back
+  uint64_t records_checked = 0;      // acknowledged records looked for in a new leader's log
+  uint64_t lease_expiries = 0;       // leases etcd expired
+  uint64_t pauses = 0;
+  uint64_t pauses_past_lease = 0;    // paused for longer than the lease TTL
+  uint64_t crashes = 0;
+  uint64_t partitions = 0;
+  uint64_t truncations = 0;          // backups that cut a divergent tail
+  uint64_t sync_set_writes = 0;
+  uint64_t messages = 0;
+  uint64_t messages_lost = 0;
+  void Add(const FailoverCounts& other);
+};
+
+struct FailoverRoundResult {
+  uint64_t index = 0;
+  uint64_t trace_hash = 0;
+  uint32_t members = 0;
+  uint32_t k = 0;
+  int64_t ttl_seconds = 0;
+  std::string plan;  // the round's fault plan: "mixed", "outsider" or "lapsed-leader"
+  FailoverCounts counts;
+  std::vector<Violation> violations;
+  std::string Summary() const;
+};
+
+// Runs round `round` of a failover campaign: a pure function of its arguments
+// and of the planted bug.
+// log, when set, gets one line per event (what --verbose prints).
+FailoverRoundResult RunFailoverRound(uint64_t seed, uint64_t round,
+                                     const std::function<void(const std::string&)>& log = {});
+
+struct FailoverCampaignOptions {
+  uint64_t seed = 1;
+  uint64_t first_round = 0;
+  uint64_t rounds = 1000;      // 0 with duration_seconds > 0: run until the time is up
+  double duration_seconds = 0;
+  size_t stop_after_violations = 1;  // 0: never stop early
+  std::function<void(const CampaignStats&)> progress;  // about every 100 ms
+  FailoverCounts* counts = nullptr;                    // filled at the end when non-null
+  std::vector<FailoverRoundResult>* results = nullptr; // every round's result when non-null
+  std::function<void(const std::string&)> log_line;    // every event of every round (null: none)
+};
+CampaignStats RunFailoverCampaign(const FailoverCampaignOptions& options);
+
+// The one command that replays round (exactly: the round is deterministic).
+std::string FailoverReproduceCommand(uint64_t seed, uint64_t round, std::string_view planted_bug);
+
 }  // namespace keel::crash

@@ -35,8 +35,10 @@ step "planted bugs: the crash harness must catch each one"
 # presets above): crash_planted_test fails unless every planted bug is caught.
 cmake -S . -B build/planted -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_PLANTED_BUGS=ON \
   -DKEEL_BUILD_BENCH=OFF -DKEEL_WERROR=ON >/dev/null
-cmake --build build/planted --target crash_planted_test failover_rule_test failover_agent_test -j "$jobs"
+cmake --build build/planted --target crash_planted_test crash_failover_test failover_rule_test failover_agent_test -j "$jobs"
 build/planted/tests/crash_planted_test
+# The failover campaign on its simulated coordinator must catch both failover bugs too.
+build/planted/tests/crash_failover_test --gtest_filter='*Planted*'
 # The failover suites' planted cases: a promotion outside the synchronous set
 # and an acknowledgement after the leader lease may have expired.
 build/planted/tests/failover_rule_test --gtest_filter='*Planted*'

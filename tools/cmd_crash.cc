@@ -5,6 +5,8 @@
 //              [--planted-bug NAME]
 //   keel crash --mode replication [--seed S] [--rounds N | --duration SECONDS]
 //              [--first-iteration ROUND] [--step NAME] [--planted-bug NAME] [--verbose]
+//   keel crash --mode failover [--seed S] [--rounds N | --duration SECONDS]
+//              [--first-iteration ROUND] [--planted-bug NAME] [--verbose]
 //
 // The logic lives in crash/harness.h; this file parses, prints a progress line
 // on a terminal, and prints the summary. Exit 0: no violation; 1: a violation
@@ -140,6 +142,67 @@ int RunReplication(const CrashFlags& flags, uint64_t seed) {
   return kExitCorruption;
 }
 
+void FailoverProgress(const crash::CampaignStats& stats) {
+  ShowProgress(kCommand, std::to_string(stats.iterations) + " rounds, " + std::to_string(stats.violations.size()) +
+                             " violations, " + std::to_string(static_cast<uint64_t>(stats.rate())) + " rounds/s");
+}
+
+void PrintFailoverSummary(const crash::CampaignStats& stats, const crash::FailoverCounts& c) {
+  auto row = [](const char* name, uint64_t value) {
+    std::printf("%-28s %llu\n", name, static_cast<unsigned long long>(value));
+  };
+  row("rounds", stats.iterations);
+  row("  steps (20 ms each)", c.steps);
+  row("promotions", c.promotions);
+  row("  refused by the rule", c.promotions_refused);
+  row("  transactions lost", c.cas_lost);
+  row("records acknowledged", c.acknowledged);
+  row("  held back by the lease", c.acks_refused);
+  row("  checked on later leaders", c.records_checked);
+  row("synchronous set writes", c.sync_set_writes);
+  row("leases expired", c.lease_expiries);
+  std::printf("%-28s %llu (%llu past the lease)\n", "pauses", static_cast<unsigned long long>(c.pauses),
+              static_cast<unsigned long long>(c.pauses_past_lease));
+  row("crashes", c.crashes);
+  row("partitions", c.partitions);
+  row("divergent tails cut", c.truncations);
+  std::printf("%-28s %llu (%llu lost)\n", "messages", static_cast<unsigned long long>(c.messages),
+              static_cast<unsigned long long>(c.messages_lost));
+  std::printf("%-28s %zu\n", "violations", stats.violations.size());
+  std::printf("%-28s %.1f s, %.0f rounds/s\n", "time", stats.seconds, stats.rate());
+}
+
+// --mode failover: crash/harness.h, RunFailoverCampaign.
+int RunFailover(const CrashFlags& flags, uint64_t seed) {
+  crash::FailoverCampaignOptions options;
+  options.seed = seed;
+  options.first_round = flags.first_iteration;
+  options.rounds = flags.rounds > 0 ? flags.rounds : flags.iterations;
+  options.duration_seconds = flags.duration_seconds;
+  if (options.rounds == 0 && options.duration_seconds <= 0) options.rounds = 1000;
+  crash::FailoverCounts counts;
+  options.counts = &counts;
+  if (flags.verbose) {
+    options.log_line = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  }
+  std::printf("keel crash: seed %llu, mode failover%s%s\n", static_cast<unsigned long long>(seed),
+              flags.planted_bug.empty() ? "" : ", planted bug ", flags.planted_bug.c_str());
+  std::fflush(stdout);
+  const bool tty = ::isatty(STDERR_FILENO) == 1 && !flags.verbose;
+  if (tty) options.progress = FailoverProgress;
+  const crash::CampaignStats stats = crash::RunFailoverCampaign(options);
+  if (tty) ClearProgress();
+  PrintFailoverSummary(stats, counts);
+  if (stats.violations.empty()) return kExitOk;
+  for (const crash::Violation& v : stats.violations) {
+    std::printf("VIOLATION %s at seed %llu round %llu: %s\n", v.promise.c_str(), static_cast<unsigned long long>(seed),
+                static_cast<unsigned long long>(v.iteration), v.detail.c_str());
+  }
+  std::printf("reproduce: %s\n",
+              crash::FailoverReproduceCommand(seed, stats.violations.front().iteration, flags.planted_bug).c_str());
+  return kExitCorruption;
+}
+
 int Run(const CrashFlags& flags) {
   crash::FaultSet faults;
   crash::Workload workload = crash::Workload::kMixed;
@@ -155,8 +218,8 @@ int Run(const CrashFlags& flags) {
     PrintError(kCommand, "--iterations and --duration exclude each other");
     return kExitUsage;
   }
-  if (flags.rounds > 0 && flags.mode != "replication") {
-    PrintError(kCommand, "--rounds is for --mode replication (use --iterations)");
+  if (flags.rounds > 0 && flags.mode != "replication" && flags.mode != "failover") {
+    PrintError(kCommand, "--rounds is for --mode replication and failover (use --iterations)");
     return kExitUsage;
   }
   if (!flags.step.empty() && flags.mode != "replication") {
@@ -176,7 +239,8 @@ int Run(const CrashFlags& flags) {
     if (!wal::ParsePlantedBug(flags.planted_bug, &bug)) {
       PrintError(kCommand, "--planted-bug: unknown bug '" + flags.planted_bug +
                                "' (ack-before-fsync, skip-checksum, cut-too-much-tail, overwrite-acked-sector, "
-                               "ignore-fsync-error, backup-ack-before-fsync, accept-lower-epoch)");
+                               "ignore-fsync-error, backup-ack-before-fsync, accept-lower-epoch, "
+                               "ack-after-lease-lapsed, promote-outside-sync-set)");
       return kExitUsage;
     }
 #ifdef KEEL_PLANTED_BUGS
@@ -199,6 +263,7 @@ int Run(const CrashFlags& flags) {
     }
   }
   if (flags.mode == "replication") return RunReplication(flags, seed);
+  if (flags.mode == "failover") return RunFailover(flags, seed);
   const uint64_t iterations = flags.iterations == 0 && flags.duration_seconds <= 0 ? 1000 : flags.iterations;
   std::printf("keel crash: seed %llu, mode %s, faults %s, workload %s%s%s\n", static_cast<unsigned long long>(seed),
               flags.mode.c_str(), faults.ToString().c_str(), std::string(crash::WorkloadName(workload)).c_str(),
@@ -254,7 +319,8 @@ void AddCrashCommand(CLI::App* app, CommandRunner* run) {
   command->add_option("--iterations", flags->iterations, "Crash points to run (default 1000)")
       ->check(WholeNumber(1, uint64_t{1} << 40));
   command->add_option("--rounds", flags->rounds,
-                      "replication: rounds to run, each a fresh 3-node cluster and a few fault steps (default 20)")
+                      "replication: rounds to run, each a fresh 3-node cluster and a few fault steps (default 20); "
+                      "failover: simulated rounds of 12 s each (default 1000)")
       ->check(WholeNumber(1, uint64_t{1} << 32));
   command->add_option("--duration", flags->duration_seconds, "Run for this many seconds instead")
       ->check(DecimalNumber(0.001, 365.0 * 24 * 3600));
@@ -264,8 +330,9 @@ void AddCrashCommand(CLI::App* app, CommandRunner* run) {
   command->add_option("--mode", flags->mode,
                       "sim (in-process simulated disk), process (real io_uring, SIGKILL) or replication (a 3-node "
                       "cluster on simulated disks behind fault-injecting proxies: power losses, partitions, "
-                      "failovers; checks P7)")
-      ->check(CLI::IsMember({"sim", "process", "replication"}))
+                      "failovers; checks P7) or failover (automatic failover on a simulated etcd in simulated "
+                      "time: leases, clock drift, pauses, crashes, partitions; deterministic by seed)")
+      ->check(CLI::IsMember({"sim", "process", "replication", "failover"}))
       ->capture_default_str();
   command->add_option("--faults", flags->faults,
                       "Comma list of crash, torn, reorder, eio, enospc, fsync-error, bitflip, zero-sector, "
@@ -277,12 +344,14 @@ void AddCrashCommand(CLI::App* app, CommandRunner* run) {
   command->add_option("--planted-bug", flags->planted_bug,
                       "Switch on a planted bug (builds with -DKEEL_PLANTED_BUGS=ON only): ack-before-fsync, "
                       "skip-checksum, cut-too-much-tail, overwrite-acked-sector, ignore-fsync-error; replication: "
-                      "backup-ack-before-fsync, accept-lower-epoch");
+                      "backup-ack-before-fsync, accept-lower-epoch; failover: ack-after-lease-lapsed, "
+                      "promote-outside-sync-set");
   command->add_option("--step", flags->step,
                       "replication: run only this step in every round (quiet, partition-backup, backup-power-loss, "
                       "primary-power-loss, lost-backup, deposed-primary, heal-order)");
   command->add_flag("--verbose", flags->verbose,
-                    "replication: print the harness's steps and the nodes' log lines to stderr");
+                    "replication: print the harness's steps and the nodes' log lines to stderr; failover: every "
+                    "event of every round");
   *run = [flags] { return Run(*flags); };
 }
 
