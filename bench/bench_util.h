@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -38,6 +39,22 @@ inline double Seconds(Clock::duration duration) { return std::chrono::duration<d
 inline double SecondsSince(Clock::time_point start) { return Seconds(Clock::now() - start); }
 inline uint64_t Nanos(Clock::duration duration) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(duration).count());
+}
+
+// Prints "<program>: what" on stderr and exits with status 1.
+[[noreturn]] inline void Die(const std::string& what) {
+  std::fprintf(stderr, "%s: %s\n", program_invocation_short_name, what.c_str());
+  std::exit(1);
+}
+
+// Dies with what and the status unless status is OK.
+inline void Check(const Status& status, std::string_view what) {
+  if (!status.ok()) Die(std::string(what) + ": " + status.ToString());
+}
+
+// count times scale (the --scale flag), rounded, and at least minimum.
+inline int64_t ScaledCount(double scale, int64_t count, int64_t minimum = 1) {
+  return std::max<int64_t>(minimum, std::llround(static_cast<double>(count) * scale));
 }
 
 // what, then what errno says.

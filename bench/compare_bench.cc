@@ -100,9 +100,7 @@ Settings& settings() {
   return instance;
 }
 
-int64_t Scaled(int64_t count, int64_t minimum = 1) {
-  return std::max<int64_t>(minimum, std::llround(static_cast<double>(count) * settings().scale));
-}
+int64_t Scaled(int64_t count, int64_t minimum = 1) { return ScaledCount(settings().scale, count, minimum); }
 
 // What one (system, workload) run measured. error is set when it failed;
 // skipped is set (and error holds why) when the system is not built in.

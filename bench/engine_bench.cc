@@ -88,18 +88,7 @@ int64_t OpsPerWriter(int writers) {
   return 500;
 }
 
-int64_t Scaled(int64_t value) {
-  return std::max<int64_t>(1, std::llround(static_cast<double>(value) * settings().scale));
-}
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "engine_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-void Check(const Status& status, std::string_view what) {
-  if (!status.ok()) Die(std::string(what) + ": " + status.ToString());
-}
+int64_t Scaled(int64_t value) { return ScaledCount(settings().scale, value); }
 
 // The ledger with its Validate skipped, kept, or made expensive. Everything
 // else is the ledger's own.

@@ -70,9 +70,7 @@ Settings& settings() {
   return instance;
 }
 
-int64_t Scaled(int64_t count, int64_t minimum = 1) {
-  return std::max<int64_t>(minimum, std::llround(static_cast<double>(count) * settings().scale));
-}
+int64_t Scaled(int64_t count, int64_t minimum = 1) { return ScaledCount(settings().scale, count, minimum); }
 
 // One measured run's figures; zero means "not measured by this benchmark".
 struct Figures {

@@ -92,16 +92,8 @@ Settings& settings() {
 }
 
 uint64_t Scaled(uint64_t value, uint64_t minimum = 1) {
-  return std::max<uint64_t>(minimum, static_cast<uint64_t>(std::llround(static_cast<double>(value) * settings().scale)));
-}
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "recovery_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-void Check(const Status& status, std::string_view what) {
-  if (!status.ok()) Die(std::string(what) + ": " + status.ToString());
+  return static_cast<uint64_t>(
+      ScaledCount(settings().scale, static_cast<int64_t>(value), static_cast<int64_t>(minimum)));
 }
 
 std::string Format(double value, int decimals) {

@@ -95,18 +95,7 @@ Settings& settings() {
   return instance;
 }
 
-int64_t Scaled(int64_t value) {
-  return std::max<int64_t>(1, std::llround(static_cast<double>(value) * settings().scale));
-}
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "replication_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-void Check(const Status& status, std::string_view what) {
-  if (!status.ok()) Die(std::string(what) + ": " + status.ToString());
-}
+int64_t Scaled(int64_t value) { return ScaledCount(settings().scale, value); }
 
 // The state machine: counts what it applies; its checkpoint is that count.
 class CountingState final : public StateMachine {

@@ -2,17 +2,11 @@
 // (checkpoint/inspect.h). Read-only.
 #include <keel/checkpoint/inspect.h>
 
+#include <keel/checkpoint/internal.h>
+
 #include <algorithm>
 
 namespace keel::checkpoint {
-namespace {
-
-std::string BaseName(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-}  // namespace
 
 Status ListCheckpointDir(io::FileSystem* fs, const std::string& dir, CheckpointDirListing* listing) {
   *listing = CheckpointDirListing{};

@@ -8,6 +8,7 @@
 
 #include <cassert>
 #include <cstddef>
+#include <cstring>
 #include <span>
 
 #include <keel/io/endian.h>
@@ -23,6 +24,14 @@ class ByteWriter {
     assert(position_ + sizeof(T) <= out_.size());
     PutLittleEndian(out_.data(), position_, value);
     position_ += sizeof(T);
+    return *this;
+  }
+
+  // Copies bytes as they are (an id, a proof, text): no byte order applies.
+  ByteWriter& PutBytes(std::span<const std::byte> bytes) {
+    assert(position_ + bytes.size() <= out_.size());
+    if (!bytes.empty()) std::memcpy(out_.data() + position_, bytes.data(), bytes.size());
+    position_ += bytes.size();
     return *this;
   }
 
@@ -45,6 +54,13 @@ class ByteReader {
     const T value = GetLittleEndian<T>(in_.data(), position_);
     position_ += sizeof(T);
     return value;
+  }
+
+  // Fills out with the next out.size() bytes, as they are.
+  void GetBytes(std::span<std::byte> out) {
+    assert(position_ + out.size() <= in_.size());
+    if (!out.empty()) std::memcpy(out.data(), in_.data() + position_, out.size());
+    position_ += out.size();
   }
 
   size_t position() const { return position_; }

@@ -11,7 +11,7 @@ namespace {
 constexpr size_t kMaxDurableTimes = 4096;
 
 // The length of the log frame at p: header and payload.
-uint64_t FrameBytes(const std::byte* p) { return wal::kRecordHeaderSize + io::GetLittleEndian<uint32_t>(p, 4); }
+uint64_t FrameBytes(const std::byte* p) { return wal::kRecordHeaderSize + io::GetLittleEndian<uint32_t>(p, wal::kRecordPayloadLengthOffset); }
 
 }  // namespace
 

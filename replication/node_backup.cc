@@ -99,27 +99,19 @@ Status Node::HandshakeWithPrimary(std::unique_ptr<Connection>* connection, Hello
                                            connection, &follow_cancel_));
   Connection* link = connection->get();
   link->set_max_body_bytes(kHandshakeMaxBodyBytes);
-  std::vector<std::byte> body;
   *mine = MakeHello(NodeRole::kBackup);
-  EncodeHello(*mine, &body);
-  KEEL_RETURN_IF_ERROR(link->Send(MessageType::kHello, Bytes(body)));
-  Frame frame;
-  KEEL_RETURN_IF_ERROR(link->Receive(&frame, options_.connect_timeout));
-  if (frame.type == MessageType::kHelloReply) {
-    KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, reply));
-    return Status::Failed("refused by the primary: " + reply->text);
-  }
-  if (frame.type != MessageType::kHello) return Status::Corruption("expected Hello, got " + std::string(MessageTypeName(frame.type)));
-  KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, primary));
-  std::string why;
-  RejectReason reason = RejectReason::kNone;
-  if (!CheckPeerHello(*primary, &why, &reason).ok()) return Status::Failed("the primary's Hello: " + why);
-  KEEL_RETURN_IF_ERROR(link->Receive(&frame, options_.connect_timeout));
-  if (frame.type != MessageType::kHelloReply) return Status::Corruption("expected HelloReply");
-  KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, reply));
+  HelloAnswer answer;
+  KEEL_RETURN_IF_ERROR(ExchangeHello(link, *mine, options_.connect_timeout, [&](const Hello& theirs) {
+    std::string why;
+    RejectReason reason = RejectReason::kNone;
+    return CheckPeerHello(theirs, &why, &reason).ok() ? Status::Ok() : Status::Failed("the primary's Hello: " + why);
+  }, &answer));
+  if (!answer.peer_said_hello) return Status::Failed("refused by the primary: " + answer.reply.text);
+  *primary = std::move(answer.peer);
+  *reply = std::move(answer.reply);
   if (primary->epoch < mine->epoch && !wal::Planted(wal::PlantedBug::kAcceptLowerEpoch)) {
     // Fencing: never follow a deposed primary.
-    body.clear();
+    std::vector<std::byte> body;
     EncodeError({ErrorCode::kFenced, "epoch " + std::to_string(primary->epoch) + " is below this node's " +
                                          std::to_string(mine->epoch)}, &body);
     (void)link->Send(MessageType::kError, Bytes(body));

@@ -89,42 +89,33 @@ Status Node::FenceOne(const std::string& address, std::string* outcome) {
   KEEL_RETURN_IF_ERROR(Connection::Connect(host, port, options_.connect_timeout, &connection, &stopping_));
   connection->set_max_body_bytes(kHandshakeMaxBodyBytes);
   const Hello mine = MakeHello(NodeRole::kPrimary);
-  std::vector<std::byte> body;
-  EncodeHello(mine, &body);
-  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kHello, Bytes(body)));
-  Frame frame;
-  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, options_.connect_timeout));
-  HelloReply reply;
-  if (frame.type == MessageType::kHelloReply) {
-    KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &reply));
-    return Status::Failed("refused: " + reply.text);
+  std::string who;
+  // Before the member's HelloReply: a member above this epoch deposed this
+  // node, and a primary at this epoch means both must stop.
+  auto check = [&](const Hello& theirs) -> Status {
+    std::string why;
+    RejectReason reason = RejectReason::kNone;
+    if (!CheckPeerHello(theirs, &why, &reason).ok()) return Status::Failed(why);
+    who = "node " + std::to_string(theirs.node_id) + " at " + address;
+    if (theirs.epoch > mine.epoch) {
+      KEEL_RETURN_IF_ERROR(LearnEpoch(theirs.epoch, who + " is at epoch " + std::to_string(theirs.epoch)));
+      return Status::Failed(who + " is at epoch " + std::to_string(theirs.epoch) +
+                            ", above this node's: this node was deposed");
+    }
+    if (theirs.role == NodeRole::kPrimary && theirs.epoch == mine.epoch) {
+      Fence(mine.epoch, who + " is a primary at this node's epoch too");
+      return Status::Failed(who + " is a primary at epoch " + std::to_string(mine.epoch) +
+                            " too: both stop acknowledging");
+    }
+    return Status::Ok();
+  };
+  HelloAnswer answer;
+  KEEL_RETURN_IF_ERROR(ExchangeHello(connection.get(), mine, options_.connect_timeout, check, &answer));
+  if (!answer.peer_said_hello) return Status::Failed("refused: " + answer.reply.text);
+  if (answer.reply.epoch < mine.epoch) {
+    return Status::Failed(who + " did not take up epoch " + std::to_string(mine.epoch) + ": " + answer.reply.text);
   }
-  if (frame.type != MessageType::kHello) {
-    return Status::Corruption("expected Hello, got " + std::string(MessageTypeName(frame.type)));
-  }
-  Hello theirs;
-  KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, &theirs));
-  std::string why;
-  RejectReason reason = RejectReason::kNone;
-  if (!CheckPeerHello(theirs, &why, &reason).ok()) return Status::Failed(why);
-  const std::string who = "node " + std::to_string(theirs.node_id) + " at " + address;
-  if (theirs.epoch > mine.epoch) {
-    KEEL_RETURN_IF_ERROR(LearnEpoch(theirs.epoch, who + " is at epoch " + std::to_string(theirs.epoch)));
-    return Status::Failed(who + " is at epoch " + std::to_string(theirs.epoch) +
-                          ", above this node's: this node was deposed");
-  }
-  if (theirs.role == NodeRole::kPrimary && theirs.epoch == mine.epoch) {
-    Fence(mine.epoch, who + " is a primary at this node's epoch too");
-    return Status::Failed(who + " is a primary at epoch " + std::to_string(mine.epoch) +
-                          " too: both stop acknowledging");
-  }
-  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, options_.connect_timeout));
-  if (frame.type != MessageType::kHelloReply) return Status::Corruption("expected HelloReply");
-  KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &reply));
-  if (reply.epoch < mine.epoch) {
-    return Status::Failed(who + " did not take up epoch " + std::to_string(mine.epoch) + ": " + reply.text);
-  }
-  *outcome = who + " (last LSN " + std::to_string(theirs.last_lsn) + ")";
+  *outcome = who + " (last LSN " + std::to_string(answer.peer.last_lsn) + ")";
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <random>
 #include <span>
@@ -45,6 +46,20 @@ inline uint64_t RandomNonce() {
 }
 
 inline std::span<const std::byte> Bytes(const std::vector<std::byte>& bytes) { return {bytes.data(), bytes.size()}; }
+
+// The client's half of the handshake, on a connection it opened: sends mine,
+// then reads the peer's answer within timeout. A node that takes the Hello in
+// sends its own Hello first, which check judges before the HelloReply is read
+// (a non-OK status from check ends the exchange with that status); a node
+// that refuses at once sends only its HelloReply. On success answer->reply is
+// the HelloReply, accepting or refusing: the caller decides what a refusal means.
+struct HelloAnswer {
+  bool peer_said_hello = false;
+  Hello peer;  // when peer_said_hello
+  HelloReply reply;
+};
+Status ExchangeHello(Connection* connection, const Hello& mine, std::chrono::milliseconds timeout,
+                     const std::function<Status(const Hello& peer)>& check, HelloAnswer* answer);
 
 // Where a member with a wildcard host (0.0.0.0) listens: at the address its
 // connection comes from.

@@ -138,9 +138,7 @@ Status Node::ShipRecords(Backup* backup, Lsn from, Lsn through, Lsn* next_lsn) {
     parts.emplace_back(file_frames.data(), file_frames.size());
   }
   std::array<std::byte, kRecordsFixedSize> fixed{};
-  io::PutLittleEndian<uint32_t>(fixed.data(), 0, epoch());
-  io::PutLittleEndian<uint32_t>(fixed.data(), 4, static_cast<uint32_t>(at - from));
-  io::PutLittleEndian<uint64_t>(fixed.data(), 8, from);
+  EncodeRecordsPrefix(epoch(), static_cast<uint32_t>(at - from), from, fixed);
   parts[0] = fixed;
   {
     // Counted as shipped before it is sent: a fast backup's Ack can reach the

@@ -272,6 +272,26 @@ void Node::HeartbeatLoop() {
   }
 }
 
+Status ExchangeHello(Connection* connection, const Hello& mine, std::chrono::milliseconds timeout,
+                     const std::function<Status(const Hello& peer)>& check, HelloAnswer* answer) {
+  std::vector<std::byte> body;
+  EncodeHello(mine, &body);
+  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kHello, Bytes(body)));
+  Frame frame;
+  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, timeout));
+  answer->peer_said_hello = frame.type == MessageType::kHello;
+  if (answer->peer_said_hello) {
+    KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, &answer->peer));
+    KEEL_RETURN_IF_ERROR(check(answer->peer));
+    KEEL_RETURN_IF_ERROR(connection->Receive(&frame, timeout));
+  }
+  if (frame.type != MessageType::kHelloReply) {
+    return Status::Corruption(connection->peer() + " sent " + std::string(MessageTypeName(frame.type)) +
+                              (answer->peer_said_hello ? " instead of HelloReply" : " instead of Hello or HelloReply"));
+  }
+  return DecodeHelloReply(frame.body, &answer->reply);
+}
+
 Status RunAdminCommand(const AdminTarget& target, const AdminRequest& request, AdminReply* reply) {
   std::unique_ptr<Connection> connection;
   KEEL_RETURN_IF_ERROR(Connection::Connect(target.host, target.port, target.timeout, &connection));
@@ -282,29 +302,16 @@ Status RunAdminCommand(const AdminTarget& target, const AdminRequest& request, A
   hello.role = NodeRole::kAdmin;
   hello.nonce = RandomNonce();
   hello.auth_proof = HelloProof(std::as_bytes(std::span(target.secret)), hello.cluster_id, hello.node_id, hello.nonce);
+  HelloAnswer answer;
+  KEEL_RETURN_IF_ERROR(ExchangeHello(connection.get(), hello, target.timeout, [&](const Hello& node_hello) {
+    if (VerifyHelloProof(node_hello, std::as_bytes(std::span(target.secret)))) return Status::Ok();
+    return Status::Failed(connection->peer() + " failed authentication (wrong secret)");
+  }, &answer));
+  if (!answer.reply.accepted) return Status::Failed(connection->peer() + " refused: " + answer.reply.text);
   std::vector<std::byte> body;
-  EncodeHello(hello, &body);
-  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kHello, Bytes(body)));
-  Frame frame;
-  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, target.timeout));
-  HelloReply hello_reply;
-  if (frame.type == MessageType::kHello) {
-    Hello node_hello;
-    KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, &node_hello));
-    if (!VerifyHelloProof(node_hello, std::as_bytes(std::span(target.secret)))) {
-      return Status::Failed(connection->peer() + " failed authentication (wrong secret)");
-    }
-    KEEL_RETURN_IF_ERROR(connection->Receive(&frame, target.timeout));
-  }
-  if (frame.type != MessageType::kHelloReply) {
-    return Status::Corruption(connection->peer() + " sent " + std::string(MessageTypeName(frame.type)) +
-                              " instead of HelloReply");
-  }
-  KEEL_RETURN_IF_ERROR(DecodeHelloReply(frame.body, &hello_reply));
-  if (!hello_reply.accepted) return Status::Failed(connection->peer() + " refused: " + hello_reply.text);
-  body.clear();
   EncodeAdminRequest(request, &body);
   KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kAdminRequest, Bytes(body)));
+  Frame frame;
   KEEL_RETURN_IF_ERROR(connection->Receive(&frame, target.timeout));
   if (frame.type != MessageType::kAdminReply) {
     return Status::Corruption(connection->peer() + " sent " + std::string(MessageTypeName(frame.type)) +

@@ -56,6 +56,10 @@ inline constexpr size_t kFrameBodyLengthOffset = 8;
 inline constexpr size_t kFrameReservedOffset = 12;
 inline constexpr size_t kFrameSequenceOffset = 16;
 inline constexpr size_t kFrameChecksumOffset = 24;
+static_assert(kFrameVersionOffset == 4 && kFrameTypeOffset == kFrameVersionOffset + 2 &&
+                  kFrameBodyLengthOffset == kFrameTypeOffset + 2 && kFrameReservedOffset == kFrameBodyLengthOffset + 4 &&
+                  kFrameSequenceOffset == kFrameReservedOffset + 4 && kFrameChecksumOffset == kFrameSequenceOffset + 8,
+              "the frame header's fields follow each other in the order of the table");
 static_assert(kFrameChecksumOffset + 8 == kFrameHeaderSize, "the checksum ends the frame header");
 static_assert(kFrameSequenceOffset % 8 == 0 && kFrameChecksumOffset % 8 == 0, "u64 fields stay naturally aligned");
 static_assert(kFrameHeaderSize % 8 == 0, "frame header fields stay naturally aligned");
@@ -110,8 +114,25 @@ inline constexpr size_t kMaxEpochHistoryEntries = 1024;  // Hello
 inline constexpr size_t kClusterIdSize = 16;
 inline constexpr size_t kAuthProofSize = 32;
 inline constexpr size_t kHelloFixedSize = 88;
+inline constexpr size_t kHelloNodeIdOffset = 16;
+inline constexpr size_t kHelloRoleOffset = 24;
+inline constexpr size_t kHelloReservedOffset = 25;
+inline constexpr size_t kHelloHistoryCountOffset = 26;
+inline constexpr size_t kHelloEpochOffset = 28;
+inline constexpr size_t kHelloLastLsnOffset = 32;
+inline constexpr size_t kHelloDurableLsnOffset = 40;
+inline constexpr size_t kHelloNonceOffset = 48;
 inline constexpr size_t kHelloProofOffset = 56;
 inline constexpr size_t kEpochHistoryEntrySize = 16;
+inline constexpr size_t kEpochHistoryReservedOffset = 4;   // within an entry
+inline constexpr size_t kEpochHistoryFirstLsnOffset = 8;   // within an entry
+static_assert(kHelloNodeIdOffset == kClusterIdSize && kHelloRoleOffset == kHelloNodeIdOffset + 8 &&
+                  kHelloReservedOffset == kHelloRoleOffset + 1 && kHelloHistoryCountOffset == kHelloReservedOffset + 1 &&
+                  kHelloEpochOffset == kHelloHistoryCountOffset + 2 && kHelloLastLsnOffset == kHelloEpochOffset + 4 &&
+                  kHelloDurableLsnOffset == kHelloLastLsnOffset + 8 && kHelloNonceOffset == kHelloDurableLsnOffset + 8 &&
+                  kHelloProofOffset == kHelloNonceOffset + 8,
+              "Hello's fields follow each other in the order of the table");
+static_assert(kEpochHistoryFirstLsnOffset + 8 == kEpochHistoryEntrySize, "first_lsn ends an epoch history entry");
 static_assert(kHelloProofOffset + kAuthProofSize == kHelloFixedSize, "the proof ends the fixed part of Hello");
 static_assert(kHelloFixedSize % 8 == 0 && kEpochHistoryEntrySize % 8 == 0, "Hello fields stay naturally aligned");
 
@@ -124,6 +145,11 @@ static_assert(kHelloFixedSize % 8 == 0 && kEpochHistoryEntrySize % 8 == 0, "Hell
 //  16  u32 text_length            at most kMaxTextBytes
 //  20  text                       printable ASCII (0x20..0x7E), for people and logs
 inline constexpr size_t kHelloReplyFixedSize = 20;
+inline constexpr size_t kHelloReplyAcceptedOffset = 0;
+inline constexpr size_t kHelloReplyReservedOffset = 1;
+inline constexpr size_t kHelloReplyReasonOffset = 2;
+inline constexpr size_t kHelloReplyTextLengthOffset = 16;
+static_assert(kHelloReplyTextLengthOffset + 4 == kHelloReplyFixedSize, "the text follows its length");
 
 // Records body.
 //   0  u32 epoch                  the primary's epoch when it sent the message
@@ -136,11 +162,16 @@ inline constexpr size_t kHelloReplyFixedSize = 20;
 //      epoch, its payload at most kMaxRecordPayloadBytes, and the frames
 //      end exactly at the body's end.
 inline constexpr size_t kRecordsFixedSize = 16;
+inline constexpr size_t kRecordsCountOffset = 4;
+inline constexpr size_t kRecordsFirstLsnOffset = 8;
+static_assert(kRecordsFirstLsnOffset + 8 == kRecordsFixedSize, "the log frames follow first_lsn");
 
 // Ack body.
 //   0  u64 received_lsn           the backup holds every record up to here
 //   8  u64 durable_lsn            the backup has made every record up to here durable; <= received_lsn
 inline constexpr size_t kAckSize = 16;
+inline constexpr size_t kAckDurableLsnOffset = 8;
+static_assert(kAckDurableLsnOffset + 8 == kAckSize);
 
 // Heartbeat body.
 //   0  u64 sent_unix_micros       the sender's wall clock, for lag reports only
@@ -149,6 +180,9 @@ inline constexpr size_t kAckSize = 16;
 //  24  u32 epoch
 //  28  u32 reserved, zero
 inline constexpr size_t kHeartbeatSize = 32;
+inline constexpr size_t kHeartbeatDurableLsnOffset = 16;
+inline constexpr size_t kHeartbeatReservedOffset = 28;
+static_assert(kHeartbeatReservedOffset + 4 == kHeartbeatSize);
 
 // Error body.
 //   0  u16 code                   ErrorCode
@@ -156,12 +190,18 @@ inline constexpr size_t kHeartbeatSize = 32;
 //   4  u32 text_length            at most kMaxTextBytes
 //   8  text                       printable ASCII
 inline constexpr size_t kErrorFixedSize = 8;
+inline constexpr size_t kErrorReservedOffset = 2;
+inline constexpr size_t kErrorTextLengthOffset = 4;
+static_assert(kErrorTextLengthOffset + 4 == kErrorFixedSize, "the text follows its length");
 
 // AdminRequest body.
 //   0  u16 command                AdminCommand
 //   2  u16 flags                  kAdminFlagForce (promote only); other bits zero
 //   4  u32 reserved, zero
 inline constexpr size_t kAdminRequestSize = 8;
+inline constexpr size_t kAdminRequestFlagsOffset = 2;
+inline constexpr size_t kAdminRequestReservedOffset = 4;
+static_assert(kAdminRequestReservedOffset + 4 == kAdminRequestSize);
 // Promote even though the node still hears from its primary (keel promote --force).
 inline constexpr uint16_t kAdminFlagForce = 1;
 
@@ -175,6 +215,10 @@ inline constexpr uint16_t kAdminFlagForce = 1;
 //  20  u32 reserved, zero
 //  24  text                       printable ASCII and newlines: the status report, or why not
 inline constexpr size_t kAdminReplyFixedSize = 24;
+inline constexpr size_t kAdminReplyReservedOffset = 1;
+inline constexpr size_t kAdminReplyTextLengthOffset = 16;
+inline constexpr size_t kAdminReplyReserved2Offset = 20;
+static_assert(kAdminReplyReserved2Offset + 4 == kAdminReplyFixedSize, "the text follows the second reserved field");
 inline constexpr size_t kMaxAdminTextBytes = 64 * 1024;
 
 // CheckpointChunk body: one piece of the primary's newest checkpoint file,
@@ -187,6 +231,10 @@ inline constexpr size_t kMaxAdminTextBytes = 64 * 1024;
 //  24  u64 offset                 of this piece; offset + data_length <= total_bytes
 //  32  data
 inline constexpr size_t kCheckpointChunkFixedSize = 32;
+inline constexpr size_t kCheckpointChunkDataLengthOffset = 12;
+inline constexpr size_t kCheckpointChunkTotalBytesOffset = 16;
+inline constexpr size_t kCheckpointChunkOffsetOffset = 24;
+static_assert(kCheckpointChunkOffsetOffset + 8 == kCheckpointChunkFixedSize, "the data follows the offset");
 inline constexpr uint32_t kMaxCheckpointChunkBytes = 1U << 20;
 inline constexpr uint64_t kMaxCheckpointFileBytes = 1ULL << 40;
 
@@ -206,7 +254,12 @@ inline constexpr uint64_t kMaxCheckpointFileBytes = 1ULL << 40;
 //                                 wildcard (0.0.0.0) means the address the
 //                                 connection comes from
 inline constexpr size_t kMembersFixedSize = 8;
+inline constexpr size_t kMembersReservedOffset = 2;
 inline constexpr size_t kMemberEntryFixedSize = 16;
+inline constexpr size_t kMemberPortOffset = 8;         // within an entry
+inline constexpr size_t kMemberHostLengthOffset = 10;  // within an entry
+inline constexpr size_t kMemberReservedOffset = 12;    // within an entry
+static_assert(kMemberReservedOffset + 4 == kMemberEntryFixedSize, "the host follows the entry's fixed fields");
 inline constexpr size_t kMaxMembers = 64;
 inline constexpr size_t kMaxHostBytes = 255;
 static_assert(kMembersFixedSize + kMaxMembers * (kMemberEntryFixedSize + kMaxHostBytes) <= 64 * 1024,
@@ -361,6 +414,10 @@ struct Members {
 void EncodeHello(const Hello& message, std::vector<std::byte>* out);
 void EncodeHelloReply(const HelloReply& message, std::vector<std::byte>* out);
 void EncodeRecords(const Records& message, std::vector<std::byte>* out);
+// The fixed fields of a Records body, which the log frames follow: what a
+// shipper sends in front of frames it holds elsewhere, so that they are sent
+// from where they are, never copied behind it. count >= 1, first_lsn >= 1.
+void EncodeRecordsPrefix(Epoch epoch, uint32_t count, Lsn first_lsn, std::span<std::byte, kRecordsFixedSize> out);
 void EncodeAck(const Ack& message, std::vector<std::byte>* out);
 void EncodeHeartbeat(const Heartbeat& message, std::vector<std::byte>* out);
 void EncodeError(const Error& message, std::vector<std::byte>* out);
@@ -410,8 +467,13 @@ struct Frame {
   std::vector<std::byte> body;
 };
 
-// Appends one frame (header and body) to *out, with a raw type so that tests
-// can write what a newer peer might. body.size() <= kMaxBodyBytes.
+// The header of a frame whose body is body_parts, one after the other: the
+// checksum is streamed over the parts, so a body sent in pieces is never
+// gathered into one buffer. A raw type, so that tests can write what a newer
+// peer might. The parts total at most kMaxBodyBytes.
+void EncodeFrameHeader(uint16_t type, uint64_t sequence, std::span<const std::span<const std::byte>> body_parts,
+                       std::span<std::byte, kFrameHeaderSize> out);
+// Appends one frame (EncodeFrameHeader's header, then body) to *out.
 void EncodeFrame(uint16_t type, uint64_t sequence, std::span<const std::byte> body, std::vector<std::byte>* out);
 
 // Numbers the frames of one direction of one connection: 1, 2, 3, ...

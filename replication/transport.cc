@@ -21,9 +21,6 @@
 
 #include <keel/io/endian.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 namespace keel::replication {
 namespace {
 
@@ -87,26 +84,6 @@ Status SetConnectionOptions(int fd, const std::string& peer) {
     return SocketError("clear SO_KEEPALIVE on the connection with " + peer, errno);
   }
   return Status::Ok();
-}
-
-// The frame header for a body given in pieces: the same bytes EncodeFrame
-// writes (transport_test checks that), with the checksum streamed over the
-// pieces so the body is never gathered into one buffer.
-void EncodeFrameHeaderOverParts(MessageType type, uint64_t sequence, uint32_t body_length,
-                                std::span<const std::span<const std::byte>> parts,
-                                std::array<std::byte, kFrameHeaderSize>* header) {
-  std::byte* p = header->data();
-  io::PutLittleEndian<uint32_t>(p, 0, kFrameMagic);
-  io::PutLittleEndian<uint16_t>(p, kFrameVersionOffset, kProtocolVersion);
-  io::PutLittleEndian<uint16_t>(p, kFrameTypeOffset, static_cast<uint16_t>(type));
-  io::PutLittleEndian<uint32_t>(p, kFrameBodyLengthOffset, body_length);
-  io::PutLittleEndian<uint32_t>(p, kFrameReservedOffset, 0);
-  io::PutLittleEndian<uint64_t>(p, kFrameSequenceOffset, sequence);
-  XXH3_state_t state{};  // zeroed: GCC cannot see reset() set every field
-  XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, p, kFrameChecksumOffset);
-  for (const auto& part : parts) XXH3_64bits_update(&state, part.data(), part.size());
-  io::PutLittleEndian<uint64_t>(p, kFrameChecksumOffset, XXH3_64bits_digest(&state));
 }
 
 }  // namespace
@@ -216,7 +193,7 @@ Status Connection::SendParts(MessageType type, std::span<const std::span<const s
     return send_status_;
   }
   std::array<std::byte, kFrameHeaderSize> header;
-  EncodeFrameHeaderOverParts(type, next_send_sequence_, static_cast<uint32_t>(body_length), parts, &header);
+  EncodeFrameHeader(static_cast<uint16_t>(type), next_send_sequence_, parts, header);
   Status status = WriteFrame(type, header, parts);
   if (!status.ok()) {
     // Part of the frame may be in the stream: nothing after it could be read.

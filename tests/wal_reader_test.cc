@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "tests/wal_test_util.h"
+#include <keel/wal/end_of_data.h>
 #include <keel/wal/format.h>
 
 namespace keel::testing {
@@ -546,6 +547,52 @@ TEST(FormatTest, SegmentFileNamesSortAndParse) {
   EXPECT_FALSE(wal::ParseSegmentFileName("0000000000000000004x.wal", &lsn));
   EXPECT_FALSE(wal::ParseSegmentFileName("99999999999999999999.wal", &lsn)) << "overflow";
   EXPECT_FALSE(wal::ParseSegmentFileName("spare-1.spare", &lsn));
+}
+
+// Rows 9-12 as the code holds them (wal/end_of_data.h): every combination of
+// the four facts meets exactly one rule, so the reader always decides, and
+// never two ways (P4).
+TEST(EndOfDataTable, EveryCombinationOfFactsMeetsExactlyOneRule_P4) {
+  for (int bits = 0; bits < 16; ++bits) {
+    wal::EndOfDataFacts facts;
+    facts.later_segment = (bits & 1) != 0;
+    facts.invalid_bytes = (bits & 2) != 0;
+    facts.durability_proof = (bits & 4) != 0;
+    facts.nonzero_after = (bits & 8) != 0;
+    int matches = 0;
+    for (const wal::EndOfDataRule& rule : wal::kEndOfDataRules) matches += wal::RuleMatches(rule, facts) ? 1 : 0;
+    EXPECT_EQ(matches, 1) << "facts " << bits;
+  }
+}
+
+// Each row decides what docs/format.md says it does; the behaviour behind each
+// decision is proven by the segment-building tests above, named in the table (P2, P4).
+TEST(EndOfDataTable, EachRowDecidesWhatTheDocumentSays_P2_P4) {
+  using wal::EndOfData;
+  struct Case {
+    int row;
+    bool later_segment, invalid_bytes, durability_proof, nonzero_after;
+    EndOfData expected;
+  };
+  const Case cases[] = {
+      {9, true, false, false, false, EndOfData::kNextSegment},              // data ends; the next segment follows
+      {10, true, true, false, true, EndOfData::kCorruptionLaterSegment},    // invalid bytes before a later segment
+      {11, false, true, true, true, EndOfData::kCorruptionProven},          // a bad record, then proof
+      {11, false, false, true, true, EndOfData::kCorruptionProven},         // a zeroed sector, then proof
+      {12, false, true, false, true, EndOfData::kTornTail},                 // a bad record, nothing proven after it
+      {12, false, false, false, true, EndOfData::kTornTail},                // zeros, then unproven bytes
+      {12, false, false, false, false, EndOfData::kCleanEnd},               // zeros to the end
+  };
+  for (const Case& c : cases) {
+    wal::EndOfDataFacts facts;
+    facts.later_segment = c.later_segment;
+    facts.invalid_bytes = c.invalid_bytes;
+    facts.durability_proof = c.durability_proof;
+    facts.nonzero_after = c.nonzero_after;
+    const wal::EndOfDataRule& rule = wal::FindEndOfDataRule(facts);
+    EXPECT_EQ(rule.row, c.row);
+    EXPECT_EQ(rule.decision, c.expected) << "row " << c.row;
+  }
 }
 
 }  // namespace

@@ -66,8 +66,14 @@ inline constexpr size_t kSegmentHeaderSize = 56;
 //                                 tell a torn tail from damage to acknowledged data.
 //  24  u64 checksum               xxh3_64 of bytes [0, 24) followed by the payload
 inline constexpr size_t kRecordHeaderSize = 32;
+inline constexpr size_t kRecordPayloadLengthOffset = 4;
+inline constexpr size_t kRecordLsnOffset = 8;
+inline constexpr size_t kRecordEpochOffset = 16;
 inline constexpr size_t kRecordDurableLagOffset = 20;
 inline constexpr size_t kRecordChecksumOffset = 24;
+static_assert(kRecordLsnOffset == kRecordPayloadLengthOffset + 4 && kRecordEpochOffset == kRecordLsnOffset + 8 &&
+                  kRecordDurableLagOffset == kRecordEpochOffset + 4 && kRecordChecksumOffset == kRecordDurableLagOffset + 4,
+              "the record header's fields follow each other in the order of the table");
 static_assert(kRecordChecksumOffset + 8 == kRecordHeaderSize, "the checksum ends the header");
 
 enum class RecordKind : uint8_t {

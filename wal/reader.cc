@@ -1,5 +1,6 @@
 #include <keel/wal/reader.h>
 
+#include <keel/wal/end_of_data.h>
 #include <keel/wal/planted.h>
 
 #include <algorithm>
@@ -353,20 +354,24 @@ bool LogScanner::ReadOne(Record* record) {
 
 // The current segment's valid data ends at offset (reason empty: it ran into
 // zeros or the segment end). Moves to the next segment and returns true, or
-// ends the scan and returns false.
+// ends the scan and returns false. What the end is, is decided by the table
+// in end_of_data.h (docs/format.md, rows 9-12).
 bool LogScanner::SegmentFinished(uint64_t offset, std::string reason) {
-  if (current_ + 1 < segments_.size()) {
-    // A segment is synced whole before the next one is started, so a later
-    // segment proves everything in this one was durable: invalid bytes here
-    // are corruption, and a clean end must chain into the next header.
-    if (!reason.empty()) {
-      EndAt(ScanEndKind::kCorruption, offset,
-            reason + " (a later segment, " + segments_[current_ + 1].name + ", proves this data was durable)");
-      return false;
-    }
-    return OpenSegment(current_ + 1);
+  if (current_ + 1 == segments_.size()) {
+    ClassifyTail(offset, std::move(reason));
+    return false;
   }
-  ClassifyTail(offset, std::move(reason));
+  // A segment is synced whole before the next one is started, so a later
+  // segment proves everything in this one was durable: invalid bytes here
+  // are corruption, and a clean end must chain into the next header.
+  EndOfDataFacts facts;
+  facts.later_segment = true;
+  facts.invalid_bytes = !reason.empty();
+  const EndOfData decision = DecideEndOfData(facts);
+  if (decision == EndOfData::kNextSegment) return OpenSegment(current_ + 1);
+  assert(decision == EndOfData::kCorruptionLaterSegment);
+  EndAt(ScanEndKind::kCorruption, offset,
+        reason + " (a later segment, " + segments_[current_ + 1].name + ", proves this data was durable)");
   return false;
 }
 
@@ -391,26 +396,46 @@ void LogScanner::ClassifyTail(uint64_t offset, std::string reason) {
   }
   // The record at offset itself can be the proof (a valid record that skips
   // LSNs), then every later sector start, where each flush begins.
+  bool proven = false;
+  RecordHeader proof;
+  uint64_t proof_at = 0;
   for (uint64_t at = offset; at < nonzero_end; at = (at == offset ? RoundUp(offset + 1, sector) : at + sector)) {
     RecordHeader header;
     const std::byte* payload = nullptr;
     std::string invalid;
     if (!(status_ = ParseAt(at, &header, &payload, &invalid)).ok()) return;
     if (invalid.empty() && header.lsn > expected && header.durable_lsn() >= expected) {
-      EndAt(ScanEndKind::kCorruption, offset,
-            (reason.empty() ? std::string("zeroed sector where a record should start") : reason) +
-                "; the record with LSN " + std::to_string(header.lsn) + " at offset " + std::to_string(at) +
-                " proves LSN " + std::to_string(expected) + " had been made durable");
-      return;
+      proven = true;
+      proof = header;
+      proof_at = at;
+      break;
     }
   }
-  if (nonzero_end == 0 && reason.empty()) {
-    EndAt(ScanEndKind::kClean, offset, "");
-    return;
+  EndOfDataFacts facts;
+  facts.invalid_bytes = !reason.empty();
+  facts.durability_proof = proven;
+  facts.nonzero_after = nonzero_end != 0;
+  switch (DecideEndOfData(facts)) {
+    case EndOfData::kCorruptionProven:
+      EndAt(ScanEndKind::kCorruption, offset,
+            (reason.empty() ? std::string("zeroed sector where a record should start") : reason) +
+                "; the record with LSN " + std::to_string(proof.lsn) + " at offset " + std::to_string(proof_at) +
+                " proves LSN " + std::to_string(expected) + " had been made durable");
+      return;
+    case EndOfData::kCleanEnd:
+      EndAt(ScanEndKind::kClean, offset, "");
+      return;
+    case EndOfData::kTornTail:
+      EndAt(ScanEndKind::kTornTail, offset,
+            reason.empty() ? "zeroed sector followed by bytes that prove nothing durable" : reason);
+      end_.torn_range_end = std::max(nonzero_end, offset);
+      end_.torn_bytes = end_.torn_range_end - segment.valid_end;
+      return;
+    case EndOfData::kNextSegment:
+    case EndOfData::kCorruptionLaterSegment:
+      break;
   }
-  EndAt(ScanEndKind::kTornTail, offset, reason.empty() ? "zeroed sector followed by bytes that prove nothing durable" : reason);
-  end_.torn_range_end = std::max(nonzero_end, offset);
-  end_.torn_bytes = end_.torn_range_end - segment.valid_end;
+  assert(false && "a last segment has no later one");
 }
 
 }  // namespace keel::wal

@@ -6,7 +6,8 @@
 // every record must be the exact next LSN with a matching checksum.
 //
 // How the scan ends is decided by the table in docs/format.md ("the reader's
-// end-of-log decision"); each row has a test in keel's test suite.
+// end-of-log decision"); each row has a test in keel's test suite, and rows
+// 9-12 are a table in the code too (wal/end_of_data.h).
 // In short: in any segment but the last, the records must run cleanly into
 // the next segment's header (LSN and checksum chain); in the last segment the
 // first invalid position is either a torn tail (nothing after it proves that
