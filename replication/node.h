@@ -276,9 +276,12 @@ class Node {
 
   // Sessions (node_session.cc): listen, handshake, admin requests, heartbeats.
   Hello MakeHello(NodeRole role) const;
-  Status CheckPeerHello(const Hello& hello, std::string* why, RejectReason* reason) const;
+  // challenge: what the peer's Hello must answer (ours, sent or in our Hello).
+  Status CheckPeerHello(const Hello& hello, std::span<const std::byte> challenge, std::string* why,
+                        RejectReason* reason) const;
   void ListenLoop();
   void ServeConnection(std::unique_ptr<Connection> connection);
+  // Sends a Challenge, then reads the peer's Hello and checks it answers it.
   Status ReceivePeerHello(Connection* connection, Hello* hello);
   void JudgeFollower(const Hello& hello, const Hello& mine, RejectReason* reason, std::string* why,
                      Epoch* reply_epoch);

@@ -101,10 +101,13 @@ Status Node::HandshakeWithPrimary(std::unique_ptr<Connection>* connection, Hello
   link->set_max_body_bytes(kHandshakeMaxBodyBytes);
   *mine = MakeHello(NodeRole::kBackup);
   HelloAnswer answer;
-  KEEL_RETURN_IF_ERROR(ExchangeHello(link, *mine, options_.connect_timeout, [&](const Hello& theirs) {
+  const std::span<const std::byte> secret = std::as_bytes(std::span(options_.secret));
+  KEEL_RETURN_IF_ERROR(ExchangeHello(link, mine, secret, options_.connect_timeout, [&](const Hello& theirs) {
     std::string why;
     RejectReason reason = RejectReason::kNone;
-    return CheckPeerHello(theirs, &why, &reason).ok() ? Status::Ok() : Status::Failed("the primary's Hello: " + why);
+    return CheckPeerHello(theirs, HelloNonceBytes(mine->nonce), &why, &reason).ok()
+               ? Status::Ok()
+               : Status::Failed("the primary's Hello: " + why);
   }, &answer));
   if (!answer.peer_said_hello) return Status::Failed("refused by the primary: " + answer.reply.text);
   *primary = std::move(answer.peer);

@@ -88,14 +88,14 @@ Status Node::FenceOne(const std::string& address, std::string* outcome) {
   std::unique_ptr<Connection> connection;
   KEEL_RETURN_IF_ERROR(Connection::Connect(host, port, options_.connect_timeout, &connection, &stopping_));
   connection->set_max_body_bytes(kHandshakeMaxBodyBytes);
-  const Hello mine = MakeHello(NodeRole::kPrimary);
+  Hello mine = MakeHello(NodeRole::kPrimary);
   std::string who;
   // Before the member's HelloReply: a member above this epoch deposed this
   // node, and a primary at this epoch means both must stop.
   auto check = [&](const Hello& theirs) -> Status {
     std::string why;
     RejectReason reason = RejectReason::kNone;
-    if (!CheckPeerHello(theirs, &why, &reason).ok()) return Status::Failed(why);
+    if (!CheckPeerHello(theirs, HelloNonceBytes(mine.nonce), &why, &reason).ok()) return Status::Failed(why);
     who = "node " + std::to_string(theirs.node_id) + " at " + address;
     if (theirs.epoch > mine.epoch) {
       KEEL_RETURN_IF_ERROR(LearnEpoch(theirs.epoch, who + " is at epoch " + std::to_string(theirs.epoch)));
@@ -110,7 +110,8 @@ Status Node::FenceOne(const std::string& address, std::string* outcome) {
     return Status::Ok();
   };
   HelloAnswer answer;
-  KEEL_RETURN_IF_ERROR(ExchangeHello(connection.get(), mine, options_.connect_timeout, check, &answer));
+  KEEL_RETURN_IF_ERROR(ExchangeHello(connection.get(), &mine, std::as_bytes(std::span(options_.secret)),
+                                     options_.connect_timeout, check, &answer));
   if (!answer.peer_said_hello) return Status::Failed("refused: " + answer.reply.text);
   if (answer.reply.epoch < mine.epoch) {
     return Status::Failed(who + " did not take up epoch " + std::to_string(mine.epoch) + ": " + answer.reply.text);

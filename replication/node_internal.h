@@ -40,15 +40,13 @@ inline double SecondsSince(Clock::time_point then) {
   return std::chrono::duration<double>(Clock::now() - then).count();
 }
 
-inline uint64_t RandomNonce() {
-  static thread_local std::mt19937_64 random(std::random_device{}());
-  return random() | 1;
-}
-
 inline std::span<const std::byte> Bytes(const std::vector<std::byte>& bytes) { return {bytes.data(), bytes.size()}; }
 
-// The client's half of the handshake, on a connection it opened: sends mine,
-// then reads the peer's answer within timeout. A node that takes the Hello in
+// The client's half of the handshake, on a connection it opened: reads the
+// peer's Challenge, signs *mine to answer it (a fresh nonce, the proof under
+// secret), sends it, then reads the peer's answer within timeout; the peer's
+// Hello must answer mine->nonce under the same secret, or the exchange ends
+// with an authentication failure before check sees it. A node that takes the Hello in
 // sends its own Hello first, which check judges before the HelloReply is read
 // (a non-OK status from check ends the exchange with that status); a node
 // that refuses at once sends only its HelloReply. On success answer->reply is
@@ -58,8 +56,9 @@ struct HelloAnswer {
   Hello peer;  // when peer_said_hello
   HelloReply reply;
 };
-Status ExchangeHello(Connection* connection, const Hello& mine, std::chrono::milliseconds timeout,
-                     const std::function<Status(const Hello& peer)>& check, HelloAnswer* answer);
+Status ExchangeHello(Connection* connection, Hello* mine, std::span<const std::byte> secret,
+                     std::chrono::milliseconds timeout, const std::function<Status(const Hello& peer)>& check,
+                     HelloAnswer* answer);
 
 // Where a member with a wildcard host (0.0.0.0) listens: at the address its
 // connection comes from.

@@ -32,8 +32,6 @@ Hello Node::MakeHello(NodeRole role) const {
     hello.epoch = std::max(history_.current(), fenced_epoch_.load());
     hello.epoch_history = history_.entries();
   }
-  hello.nonce = RandomNonce();
-  hello.auth_proof = HelloProof(std::as_bytes(std::span(options_.secret)), hello.cluster_id, hello.node_id, hello.nonce);
   if (role != NodeRole::kAdmin) {
     std::shared_lock lock(engine_mu_);
     if (engine_) {
@@ -46,13 +44,14 @@ Hello Node::MakeHello(NodeRole role) const {
 
 // The checks every Hello passes before anything else is said: the cluster
 // and the secret.
-Status Node::CheckPeerHello(const Hello& hello, std::string* why, RejectReason* reason) const {
+Status Node::CheckPeerHello(const Hello& hello, std::span<const std::byte> challenge, std::string* why,
+                            RejectReason* reason) const {
   if (!ConstantTimeEqual(hello.cluster_id, cluster_id_)) {
     *reason = RejectReason::kWrongCluster;
     *why = "wrong cluster id";
     return Status::Failed(*why);
   }
-  if (!VerifyHelloProof(hello, std::as_bytes(std::span(options_.secret)))) {
+  if (!VerifyHelloProof(hello, std::as_bytes(std::span(options_.secret)), challenge)) {
     *reason = RejectReason::kAuthFailed;
     *why = "authentication failed (wrong secret)";
     return Status::Failed(*why);
@@ -106,7 +105,8 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
     return;
   }
   std::vector<std::byte> body;
-  const Hello mine = MakeHello(is_primary() ? NodeRole::kPrimary : NodeRole::kBackup);
+  Hello mine = MakeHello(is_primary() ? NodeRole::kPrimary : NodeRole::kBackup);
+  SignHello(&mine, std::as_bytes(std::span(options_.secret)), HelloNonceBytes(hello.nonce));
   EncodeHello(mine, &body);
   if (!connection->Send(MessageType::kHello, Bytes(body)).ok()) {
     forget();
@@ -145,8 +145,13 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
 // fails the check is refused here (and told nothing about this node).
 Status Node::ReceivePeerHello(Connection* connection, Hello* hello) {
   connection->set_max_body_bytes(kHandshakeMaxBodyBytes);
+  // Ours to choose, fresh for this connection: a recorded Hello cannot answer it.
+  const Challenge challenge = NewChallenge();
+  std::vector<std::byte> challenge_body;
+  EncodeChallenge(challenge, &challenge_body);
   Frame frame;
-  Status status = connection->Receive(&frame, options_.connect_timeout);
+  Status status = connection->Send(MessageType::kChallenge, Bytes(challenge_body));
+  if (status.ok()) status = connection->Receive(&frame, options_.connect_timeout);
   if (status.ok() && frame.type != MessageType::kHello) {
     status = Status::Corruption("first frame is " + std::string(MessageTypeName(frame.type)) + ", not Hello");
   }
@@ -161,7 +166,7 @@ Status Node::ReceivePeerHello(Connection* connection, Hello* hello) {
   }
   std::string why;
   RejectReason reason = RejectReason::kNone;
-  if (Status checked = CheckPeerHello(*hello, &why, &reason); !checked.ok()) {
+  if (Status checked = CheckPeerHello(*hello, challenge.nonce, &why, &reason); !checked.ok()) {
     // Say nothing about ourselves to a peer that failed the check.
     std::vector<std::byte> body;
     EncodeHelloReply({false, reason, 0, 0, why}, &body);
@@ -272,16 +277,28 @@ void Node::HeartbeatLoop() {
   }
 }
 
-Status ExchangeHello(Connection* connection, const Hello& mine, std::chrono::milliseconds timeout,
-                     const std::function<Status(const Hello& peer)>& check, HelloAnswer* answer) {
-  std::vector<std::byte> body;
-  EncodeHello(mine, &body);
-  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kHello, Bytes(body)));
+Status ExchangeHello(Connection* connection, Hello* mine, std::span<const std::byte> secret,
+                     std::chrono::milliseconds timeout, const std::function<Status(const Hello& peer)>& check,
+                     HelloAnswer* answer) {
   Frame frame;
+  KEEL_RETURN_IF_ERROR(connection->Receive(&frame, timeout));
+  if (frame.type != MessageType::kChallenge) {
+    return Status::Corruption(connection->peer() + " sent " + std::string(MessageTypeName(frame.type)) +
+                              " instead of Challenge (a keel node of an older protocol?)");
+  }
+  Challenge challenge;
+  KEEL_RETURN_IF_ERROR(DecodeChallenge(frame.body, &challenge));
+  SignHello(mine, secret, challenge.nonce);
+  std::vector<std::byte> body;
+  EncodeHello(*mine, &body);
+  KEEL_RETURN_IF_ERROR(connection->Send(MessageType::kHello, Bytes(body)));
   KEEL_RETURN_IF_ERROR(connection->Receive(&frame, timeout));
   answer->peer_said_hello = frame.type == MessageType::kHello;
   if (answer->peer_said_hello) {
     KEEL_RETURN_IF_ERROR(DecodeHello(frame.body, &answer->peer));
+    if (!VerifyHelloProof(answer->peer, secret, HelloNonceBytes(mine->nonce))) {
+      return Status::Failed(connection->peer() + " failed authentication (wrong secret)");
+    }
     KEEL_RETURN_IF_ERROR(check(answer->peer));
     KEEL_RETURN_IF_ERROR(connection->Receive(&frame, timeout));
   }
@@ -298,15 +315,11 @@ Status RunAdminCommand(const AdminTarget& target, const AdminRequest& request, A
   connection->set_max_body_bytes(kAdminReplyFixedSize + kMaxAdminTextBytes);
   Hello hello;
   hello.cluster_id = ClusterIdFromName(target.cluster_name);
-  hello.node_id = RandomNonce();
+  hello.node_id = RandomU64() | 1;
   hello.role = NodeRole::kAdmin;
-  hello.nonce = RandomNonce();
-  hello.auth_proof = HelloProof(std::as_bytes(std::span(target.secret)), hello.cluster_id, hello.node_id, hello.nonce);
   HelloAnswer answer;
-  KEEL_RETURN_IF_ERROR(ExchangeHello(connection.get(), hello, target.timeout, [&](const Hello& node_hello) {
-    if (VerifyHelloProof(node_hello, std::as_bytes(std::span(target.secret)))) return Status::Ok();
-    return Status::Failed(connection->peer() + " failed authentication (wrong secret)");
-  }, &answer));
+  KEEL_RETURN_IF_ERROR(ExchangeHello(connection.get(), &hello, std::as_bytes(std::span(target.secret)), target.timeout,
+                                     [](const Hello&) { return Status::Ok(); }, &answer));
   if (!answer.reply.accepted) return Status::Failed(connection->peer() + " refused: " + answer.reply.text);
   std::vector<std::byte> body;
   EncodeAdminRequest(request, &body);

@@ -10,10 +10,15 @@
 #include <keel/replication/protocol_internal.h>
 
 #define XXH_INLINE_ALL
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cassert>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -98,6 +103,7 @@ std::string_view MessageTypeName(uint16_t type) {
     case static_cast<uint16_t>(MessageType::kError): return "Error";
     case static_cast<uint16_t>(MessageType::kAdminRequest): return "AdminRequest";
     case static_cast<uint16_t>(MessageType::kMembers): return "Members";
+    case static_cast<uint16_t>(MessageType::kChallenge): return "Challenge";
     case static_cast<uint16_t>(MessageType::kAdminReply): return "AdminReply";
     case static_cast<uint16_t>(MessageType::kCheckpointChunk): return "CheckpointChunk";
     default: return "unknown";
@@ -248,6 +254,7 @@ Status ValidateBody(MessageType type, std::span<const std::byte> body) {
     case MessageType::kAdminReply: { AdminReply m; return DecodeAdminReply(body, &m); }
     case MessageType::kCheckpointChunk: { CheckpointChunk m; return DecodeCheckpointChunk(body, &m); }
     case MessageType::kMembers: { Members m; return DecodeMembers(body, &m); }
+    case MessageType::kChallenge: { Challenge c; return DecodeChallenge(body, &c); }
   }
   return Status::Corruption("unknown message type " + std::to_string(static_cast<uint16_t>(type)));
 }
@@ -255,45 +262,61 @@ Status ValidateBody(MessageType type, std::span<const std::byte> body) {
 // ---------------------------------------------------------------- the Hello proof
 
 namespace {
-constexpr std::string_view kProofDomain = "keel-replication-hello-proof-v1";
+constexpr std::string_view kProofDomain = "keel-replication-hello-hmac-v2";
 }  // namespace
 
-std::array<std::byte, kAuthProofSize> HelloProof(std::span<const std::byte> secret,
-                                                 std::span<const std::byte, kClusterIdSize> cluster_id,
-                                                 uint64_t node_id, uint64_t nonce) {
-  std::array<std::byte, 8 + 8 + 8> tail{};
-  ByteWriter(tail).Put<uint64_t>(node_id).Put<uint64_t>(nonce).Put<uint64_t>(secret.size());
+Challenge NewChallenge() {
+  Challenge challenge;
+  // RAND_bytes fails only when the generator cannot be seeded, which the
+  // process cannot recover from: a predictable challenge would be worse.
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(challenge.nonce.data()), kChallengeSize) != 1) std::abort();
+  return challenge;
+}
+
+uint64_t RandomU64() {
+  uint64_t value = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&value), sizeof(value)) != 1) std::abort();
+  return value;
+}
+
+std::array<std::byte, 8> HelloNonceBytes(uint64_t nonce) {
+  std::array<std::byte, 8> bytes{};
+  ByteWriter(bytes).Put<uint64_t>(nonce);
+  return bytes;
+}
+
+std::array<std::byte, kAuthProofSize> HelloProof(std::span<const std::byte> secret, const Hello& hello,
+                                                 std::span<const std::byte> challenge) {
+  std::vector<std::byte> message(kProofDomain.size() + kClusterIdSize + 8 + 1 + 8 + 8);
+  ByteWriter fields(message);
+  fields.PutBytes(std::as_bytes(std::span(kProofDomain)));
+  fields.PutBytes(hello.cluster_id);
+  fields.Put<uint64_t>(hello.node_id).Put<uint8_t>(static_cast<uint8_t>(hello.role)).Put<uint64_t>(hello.nonce);
+  // The challenge's length, so that the fields split one way only.
+  fields.Put<uint64_t>(challenge.size());
+  message.insert(message.end(), challenge.begin(), challenge.end());
   std::array<std::byte, kAuthProofSize> proof{};
-  for (uint64_t half = 0; half < 2; ++half) {
-    XXH3_state_t state{};  // zeroed: GCC cannot see reset() set every field
-    XXH3_128bits_reset_withSeed(&state, half);
-    XXH3_128bits_update(&state, kProofDomain.data(), kProofDomain.size());
-    // The secret's length first, so that (secret, fields) splits one way only.
-    XXH3_128bits_update(&state, tail.data() + 16, 8);
-    XXH3_128bits_update(&state, secret.data(), secret.size());
-    XXH3_128bits_update(&state, cluster_id.data(), cluster_id.size());
-    XXH3_128bits_update(&state, tail.data(), 16);
-    const XXH128_hash_t digest = XXH3_128bits_digest(&state);
-    ByteWriter(std::span(proof).subspan(half * 16, 16)).Put<uint64_t>(digest.low64).Put<uint64_t>(digest.high64);
-  }
+  unsigned int length = 0;
+  static const unsigned char kEmptyKey = 0;  // HMAC takes no null key
+  HMAC(EVP_sha256(), secret.empty() ? &kEmptyKey : reinterpret_cast<const unsigned char*>(secret.data()),
+       static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+       reinterpret_cast<unsigned char*>(proof.data()), &length);
+  assert(length == kAuthProofSize);
   return proof;
 }
 
-bool VerifyHelloProof(const Hello& hello, std::span<const std::byte> secret) {
-  const std::array<std::byte, kAuthProofSize> expected =
-      HelloProof(secret, std::span<const std::byte, kClusterIdSize>(hello.cluster_id), hello.node_id, hello.nonce);
-  return ConstantTimeEqual(expected, hello.auth_proof);
+void SignHello(Hello* hello, std::span<const std::byte> secret, std::span<const std::byte> challenge) {
+  hello->nonce = RandomU64();
+  hello->auth_proof = HelloProof(secret, *hello, challenge);
+}
+
+bool VerifyHelloProof(const Hello& hello, std::span<const std::byte> secret, std::span<const std::byte> challenge) {
+  return ConstantTimeEqual(HelloProof(secret, hello, challenge), hello.auth_proof);
 }
 
 bool ConstantTimeEqual(std::span<const std::byte> a, std::span<const std::byte> b) {
   if (a.size() != b.size()) return false;
-  // Every byte is read whatever the data; volatile keeps the compiler from
-  // turning the accumulation back into an early exit.
-  volatile uint8_t difference = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    difference = static_cast<uint8_t>(difference | static_cast<uint8_t>(a[i] ^ b[i]));
-  }
-  return difference == 0;
+  return a.empty() || CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace keel::replication

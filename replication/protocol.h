@@ -34,7 +34,7 @@ namespace keel::replication {
 using wal::Epoch;
 using wal::Lsn;
 
-inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr uint16_t kProtocolVersion = 2;  // 2: the Challenge and the HMAC-SHA256 proof
 // The bytes "KLRP" read as a little-endian u32.
 inline constexpr uint32_t kFrameMagic = 0x50524C4BU;  // bytes: K L R P
 
@@ -76,10 +76,11 @@ enum class MessageType : uint16_t {
   kAdminReply = 8,      // node -> admin tool
   kCheckpointChunk = 9, // primary -> backup: part of a checkpoint file, to seed a backup
   kMembers = 10,        // both directions: where members listen (a backup: itself; a primary: everyone)
+  kChallenge = 11,      // accepting side -> connecting side, first frame: the nonce its Hello must answer
 };
 inline constexpr uint16_t kMinMessageType = 1;
-inline constexpr uint16_t kMaxMessageType = 10;
-static_assert(static_cast<uint16_t>(MessageType::kMembers) == kMaxMessageType,
+inline constexpr uint16_t kMaxMessageType = 11;
+static_assert(static_cast<uint16_t>(MessageType::kChallenge) == kMaxMessageType,
               "kMaxMessageType names the last type");
 // "Hello", "Records", ...; "unknown" for any other value.
 std::string_view MessageTypeName(uint16_t type);
@@ -105,8 +106,10 @@ inline constexpr size_t kMaxEpochHistoryEntries = 1024;  // Hello
 //  28  u32 epoch                  the sender's current epoch
 //  32  u64 last_lsn               the sender's last LSN in its log
 //  40  u64 durable_lsn            the sender's durable LSN, <= last_lsn
-//  48  u64 nonce                  chosen by the sender, input to the proof
-//  56  32 bytes auth_proof        HelloProof(secret, cluster_id, node_id, nonce)
+//  48  u64 nonce                  chosen by the sender at random: the challenge the
+//                                 peer's Hello must answer (the accepting side's)
+//  56  32 bytes auth_proof        HelloProof(secret, hello, challenge): HMAC-SHA256
+//                                 answering the peer's challenge
 //  88  epoch_history_count entries of kEpochHistoryEntrySize bytes:
 //        0  u32 epoch             strictly increasing from entry to entry, <= epoch
 //        4  u32 reserved, zero
@@ -442,21 +445,38 @@ Status DecodeMembers(std::span<const std::byte> body, Members* message);
 
 // ------------------------------------------------------------- the Hello proof
 //
-// An integrity check of a shared secret, NOT cryptographic authentication:
-// keel has no cryptographic dependency, and XXH3 is not a MAC. It stops a
-// misconfigured node (wrong cluster, wrong secret) from joining; it does not
-// stop an attacker who can read or write the network. See docs/protocol.md.
+// Each side proves it knows the cluster secret by answering a challenge the
+// OTHER side chose at random for this connection, so a recorded Hello cannot
+// be replayed: the accepting side sends a Challenge (32 random bytes) before
+// anything else, the connecting side's Hello answers it, and the accepting
+// side's Hello answers the nonce of the connecting side's Hello. The proof is
+// HMAC-SHA256 (OpenSSL) keyed with the secret over a domain tag, cluster_id,
+// node_id, role, the sender's own nonce and the challenge; it is compared
+// with OpenSSL's CRYPTO_memcmp. It authenticates the peer; it does not hide
+// or protect what follows (TLS does that). See docs/protocol.md.
 
-// Two XXH3-128 digests (seeds 0 and 1) of a domain tag, the secret's length,
-// the secret, cluster_id, node_id and nonce.
-std::array<std::byte, kAuthProofSize> HelloProof(std::span<const std::byte> secret,
-                                                 std::span<const std::byte, kClusterIdSize> cluster_id,
-                                                 uint64_t node_id, uint64_t nonce);
-// True when hello.auth_proof is HelloProof(secret, ...) of its own fields,
-// compared in constant time.
-bool VerifyHelloProof(const Hello& hello, std::span<const std::byte> secret);
-// True when a and b hold the same bytes. The time taken depends only on the
-// sizes (which are not secret), never on where the first difference is.
+// Challenge body: kChallengeSize random bytes.
+inline constexpr size_t kChallengeSize = 32;
+struct Challenge {
+  std::array<std::byte, kChallengeSize> nonce{};
+};
+void EncodeChallenge(const Challenge& message, std::vector<std::byte>* out);
+Status DecodeChallenge(std::span<const std::byte> body, Challenge* message);
+// A fresh challenge, from OpenSSL's random generator.
+Challenge NewChallenge();
+// A Hello's nonce as the challenge the peer's Hello answers.
+std::array<std::byte, 8> HelloNonceBytes(uint64_t nonce);
+// A fresh 64-bit random number from OpenSSL's generator (nonces, admin ids).
+uint64_t RandomU64();
+
+std::array<std::byte, kAuthProofSize> HelloProof(std::span<const std::byte> secret, const Hello& hello,
+                                                 std::span<const std::byte> challenge);
+// Gives hello a fresh nonce, then the proof that answers challenge.
+void SignHello(Hello* hello, std::span<const std::byte> secret, std::span<const std::byte> challenge);
+// True when hello.auth_proof answers challenge under secret (constant time).
+bool VerifyHelloProof(const Hello& hello, std::span<const std::byte> secret, std::span<const std::byte> challenge);
+// True when a and b hold the same bytes, in time that depends only on the
+// sizes (OpenSSL's CRYPTO_memcmp).
 bool ConstantTimeEqual(std::span<const std::byte> a, std::span<const std::byte> b);
 
 // ------------------------------------------------------------------- frames

@@ -207,6 +207,19 @@ Status DecodeCheckpointChunk(std::span<const std::byte> body, CheckpointChunk* m
   return Status::Ok();
 }
 
+// ---------------------------------------------------------------- Challenge
+
+void EncodeChallenge(const Challenge& message, std::vector<std::byte>* out) {
+  ByteWriter fields = Grow(out, kChallengeSize);
+  fields.PutBytes(message.nonce);
+}
+
+Status DecodeChallenge(std::span<const std::byte> body, Challenge* message) {
+  KEEL_RETURN_IF_ERROR(CheckExactSize("Challenge", body, kChallengeSize));
+  ByteReader(body).GetBytes(message->nonce);
+  return Status::Ok();
+}
+
 // ---------------------------------------------------------------- Members
 
 void EncodeMembers(const Members& message, std::vector<std::byte>* out) {

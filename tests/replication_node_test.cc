@@ -1034,6 +1034,49 @@ TEST_F(NodeTest, P8WrongSecretOrClusterNeverStreams) {
   EXPECT_EQ(status.peers[0].node_id, 4u);
 }
 
+// A backup's Hello recorded on one connection (a valid proof, for that
+// connection's Challenge) is replayed on another: the node refuses it as an
+// authentication failure, streams nothing to it, and keeps serving.
+TEST_F(NodeTest, P8AReplayedHelloIsRefusedAndTheNodeKeepsWorking) {
+  Member p = NewMember("p", 1);
+  StartPrimary(&p);
+  const std::string secret = "correct horse battery staple";
+  Hello hello;
+  hello.cluster_id = ClusterIdFromName("node-test");
+  hello.node_id = 9;
+  hello.role = NodeRole::kAdmin;
+  std::vector<std::byte> recorded;
+  {
+    std::unique_ptr<Connection> first;
+    ASSERT_TRUE(Connection::Connect("127.0.0.1", p.node->port(), 2s, &first).ok());
+    Frame frame;
+    ASSERT_TRUE(first->Receive(&frame, 2s).ok());
+    ASSERT_EQ(frame.type, MessageType::kChallenge);
+    Challenge challenge;
+    ASSERT_TRUE(DecodeChallenge(frame.body, &challenge).ok());
+    SignHello(&hello, std::as_bytes(std::span(secret)), challenge.nonce);
+    EncodeHello(hello, &recorded);
+    ASSERT_TRUE(first->Send(MessageType::kHello, recorded).ok());
+    ASSERT_TRUE(first->Receive(&frame, 2s).ok());
+    EXPECT_EQ(frame.type, MessageType::kHello) << "the genuine Hello is taken";
+  }
+  std::unique_ptr<Connection> replay;
+  ASSERT_TRUE(Connection::Connect("127.0.0.1", p.node->port(), 2s, &replay).ok());
+  Frame frame;
+  ASSERT_TRUE(replay->Receive(&frame, 2s).ok());
+  ASSERT_EQ(frame.type, MessageType::kChallenge);
+  ASSERT_TRUE(replay->Send(MessageType::kHello, recorded).ok());
+  ASSERT_TRUE(replay->Receive(&frame, 2s).ok());
+  ASSERT_EQ(frame.type, MessageType::kHelloReply) << "the node must not introduce itself to a replayed Hello";
+  HelloReply reply;
+  ASSERT_TRUE(DecodeHelloReply(frame.body, &reply).ok());
+  EXPECT_FALSE(reply.accepted);
+  EXPECT_EQ(reply.reason, RejectReason::kAuthFailed);
+  EXPECT_TRUE(WaitFor([&] { return Logged("authentication failed"); }));
+  Lsn lsn = 0;
+  EXPECT_TRUE(Put(&p, "after", "x", AckMode::kLocal, 0, &lsn).ok());
+}
+
 TEST_F(NodeTest, P8GarbageAndTruncatedFramesAreClosedAndTheNodeKeepsWorking) {
   Member p = NewMember("p", 1);
   Member b = NewMember("b", 2);

@@ -54,6 +54,13 @@ Bytes LogFrames(Lsn first_lsn, uint32_t count, Epoch epoch, size_t payload_bytes
   return out;
 }
 
+// The challenge SampleHello's proof answers.
+const std::array<std::byte, kChallengeSize> kSampleChallenge = [] {
+  std::array<std::byte, kChallengeSize> bytes{};
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>(i * 7 + 1);
+  return bytes;
+}();
+
 Hello SampleHello() {
   Hello hello;
   for (size_t i = 0; i < kClusterIdSize; ++i) hello.cluster_id[i] = static_cast<std::byte>(0xA0 + i);
@@ -65,7 +72,7 @@ Hello SampleHello() {
   hello.durable_lsn = 290;
   hello.nonce = 0x0123456789ABCDEFULL;
   const Bytes secret = SecretBytes("correct horse battery staple");
-  hello.auth_proof = HelloProof(secret, hello.cluster_id, hello.node_id, hello.nonce);
+  hello.auth_proof = HelloProof(secret, hello, kSampleChallenge);
   return hello;
 }
 
@@ -108,6 +115,11 @@ std::vector<Sample> Samples(const Bytes& log_frames) {
   body.clear();
   EncodeMembers({{{1, "10.0.0.1", 7001}, {3, "0.0.0.0", 7003}}}, &body);
   samples.push_back({MessageType::kMembers, body});
+  body.clear();
+  Challenge challenge;
+  challenge.nonce = kSampleChallenge;
+  EncodeChallenge(challenge, &body);
+  samples.push_back({MessageType::kChallenge, body});
   return samples;
 }
 
@@ -126,6 +138,7 @@ Status DecodeAndReencode(MessageType type, std::span<const std::byte> body, Byte
     case MessageType::kAdminReply: { AdminReply m; KEEL_RETURN_IF_ERROR(DecodeAdminReply(body, &m)); EncodeAdminReply(m, again); break; }
     case MessageType::kCheckpointChunk: { CheckpointChunk m; KEEL_RETURN_IF_ERROR(DecodeCheckpointChunk(body, &m)); EncodeCheckpointChunk(m, again); break; }
     case MessageType::kMembers: { Members m; KEEL_RETURN_IF_ERROR(DecodeMembers(body, &m)); EncodeMembers(m, again); break; }
+    case MessageType::kChallenge: { Challenge m; KEEL_RETURN_IF_ERROR(DecodeChallenge(body, &m)); EncodeChallenge(m, again); break; }
   }
   return Status::Ok();
 }
@@ -343,21 +356,26 @@ TEST(ReplicationProtocolP8, EveryBodyByteFlipUnderAGoodChecksumIsRefusedOrCanoni
 TEST(ReplicationProtocolP8, AHelloDamagedUnderAGoodChecksumFailsItsProof) {
   const Bytes secret = SecretBytes("correct horse battery staple");
   const Hello hello = SampleHello();
-  ASSERT_TRUE(VerifyHelloProof(hello, secret));
-  EXPECT_FALSE(VerifyHelloProof(hello, SecretBytes("correct horse battery stapler")));
-  EXPECT_FALSE(VerifyHelloProof(hello, {}));
+  ASSERT_TRUE(VerifyHelloProof(hello, secret, kSampleChallenge));
+  EXPECT_FALSE(VerifyHelloProof(hello, SecretBytes("correct horse battery stapler"), kSampleChallenge));
+  EXPECT_FALSE(VerifyHelloProof(hello, {}, kSampleChallenge));
+  // A recorded Hello does not answer another connection's challenge: no replay.
+  std::array<std::byte, kChallengeSize> another = kSampleChallenge;
+  another[0] ^= std::byte{1};
+  EXPECT_FALSE(VerifyHelloProof(hello, secret, another));
+  EXPECT_FALSE(VerifyHelloProof(hello, secret, std::span(kSampleChallenge).first(31)));
   Bytes body;
   EncodeHello(hello, &body);
-  // Every byte the proof covers (cluster_id, node_id, nonce, the proof itself).
+  // Every byte the proof covers (cluster_id, node_id, role, nonce, the proof itself).
   std::vector<size_t> covered;
-  for (size_t i = 0; i < 24; ++i) covered.push_back(i);
+  for (size_t i = 0; i < 25; ++i) covered.push_back(i);
   for (size_t i = 48; i < kHelloFixedSize; ++i) covered.push_back(i);
   for (const size_t i : covered) {
     Bytes damaged = body;
     damaged[i] ^= std::byte{0x04};
     Hello out;
     if (!DecodeHello(damaged, &out).ok()) continue;  // e.g. node_id 0
-    EXPECT_FALSE(VerifyHelloProof(out, secret)) << "byte " << i;
+    EXPECT_FALSE(VerifyHelloProof(out, secret, kSampleChallenge)) << "byte " << i;
   }
 }
 
@@ -455,10 +473,11 @@ TEST(ReplicationProtocolP8, WrongMagicVersionAndTypeAreRefusedByName) {
   ExpectRefusedWith(DecodeStream(bad_magic, 0), "bad magic 0x20544547");
 
   Bytes bad_version = good;
-  const uint16_t version = 2;
+  // Version 1: a keel from before the Challenge.
+  const uint16_t version = 1;
   std::memcpy(bad_version.data() + kFrameVersionOffset, &version, 2);
   RecomputeFrameChecksum(&bad_version);
-  ExpectRefusedWith(DecodeStream(bad_version, 0), "unknown protocol version 2 (this keel speaks version 1)");
+  ExpectRefusedWith(DecodeStream(bad_version, 0), "unknown protocol version 1 (this keel speaks version 2)");
 
   Bytes reserved = good;
   reserved[kFrameReservedOffset] = std::byte{1};
@@ -673,19 +692,48 @@ TEST(ReplicationProtocolP8, ConstantTimeEqualComparesEveryByte) {
   }
 }
 
-TEST(ReplicationProtocolP8, HelloProofDependsOnEveryInput) {
+TEST(ReplicationProtocolP8, HelloProofIsHmacSha256OfEveryInput) {
   const Bytes secret = SecretBytes("s3cret");
-  const Hello hello = SampleHello();
-  const auto base = HelloProof(secret, hello.cluster_id, 7, 9);
-  EXPECT_EQ(HelloProof(secret, hello.cluster_id, 7, 9), base);
-  EXPECT_NE(HelloProof(secret, hello.cluster_id, 8, 9), base);
-  EXPECT_NE(HelloProof(secret, hello.cluster_id, 7, 10), base);
-  EXPECT_NE(HelloProof(SecretBytes("s3creT"), hello.cluster_id, 7, 9), base);
-  std::array<std::byte, kClusterIdSize> other = hello.cluster_id;
-  other[15] ^= std::byte{1};
-  EXPECT_NE(HelloProof(secret, other, 7, 9), base);
-  // The two halves are independent digests, not one repeated.
-  EXPECT_NE(std::memcmp(base.data(), base.data() + 16, 16), 0);
+  Hello hello = SampleHello();
+  const auto base = HelloProof(secret, hello, kSampleChallenge);
+  EXPECT_EQ(HelloProof(secret, hello, kSampleChallenge), base);
+  Hello changed = hello;
+  changed.node_id = 8;
+  EXPECT_NE(HelloProof(secret, changed, kSampleChallenge), base);
+  changed = hello;
+  changed.nonce ^= 1;
+  EXPECT_NE(HelloProof(secret, changed, kSampleChallenge), base);
+  changed = hello;
+  changed.role = NodeRole::kBackup;
+  EXPECT_NE(HelloProof(secret, changed, kSampleChallenge), base);
+  changed = hello;
+  changed.cluster_id[15] ^= std::byte{1};
+  EXPECT_NE(HelloProof(secret, changed, kSampleChallenge), base);
+  EXPECT_NE(HelloProof(SecretBytes("s3creT"), hello, kSampleChallenge), base);
+  EXPECT_NE(HelloProof(secret, hello, HelloNonceBytes(7)), base);
+  // Signing draws a fresh nonce each time, so no two Hellos share a proof.
+  SignHello(&hello, secret, kSampleChallenge);
+  Hello again = hello;
+  SignHello(&again, secret, kSampleChallenge);
+  EXPECT_NE(hello.nonce, again.nonce);
+  EXPECT_TRUE(VerifyHelloProof(hello, secret, kSampleChallenge));
+  EXPECT_TRUE(VerifyHelloProof(again, secret, kSampleChallenge));
+}
+
+TEST(ReplicationProtocolP8, ChallengesAreFreshAndRoundTrip) {
+  const Challenge a = NewChallenge();
+  const Challenge b = NewChallenge();
+  EXPECT_NE(a.nonce, b.nonce);
+  Bytes body;
+  EncodeChallenge(a, &body);
+  ASSERT_EQ(body.size(), kChallengeSize);
+  Challenge out;
+  ASSERT_TRUE(DecodeChallenge(body, &out).ok());
+  EXPECT_EQ(out.nonce, a.nonce);
+  body.push_back(std::byte{0});
+  EXPECT_FALSE(DecodeChallenge(body, &out).ok());
+  body.resize(kChallengeSize - 1);
+  EXPECT_FALSE(DecodeChallenge(body, &out).ok());
 }
 
 }  // namespace

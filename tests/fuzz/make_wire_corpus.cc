@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
   hello.durable_lsn = 7;
   hello.nonce = 99;
   const Bytes secret = {std::byte{1}, std::byte{2}};
-  hello.auth_proof = HelloProof(secret, hello.cluster_id, hello.node_id, hello.nonce);
+  const std::array<std::byte, kChallengeSize> challenge{};
+  hello.auth_proof = HelloProof(secret, hello, challenge);
   EncodeHello(hello, &body);
   encoder.Append(MessageType::kHello, body, &session);
   body.clear();

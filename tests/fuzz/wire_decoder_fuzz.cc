@@ -115,10 +115,12 @@ void CheckBody(MessageType type, const std::vector<std::byte>& body) {
       if ((accepted = DecodeHello(body, &m).ok())) {
         EncodeHello(m, &again);
         const std::byte secret[] = {std::byte{1}, std::byte{2}};
-        (void)VerifyHelloProof(m, secret);
+        const std::array<std::byte, kChallengeSize> challenge{};
+        (void)VerifyHelloProof(m, secret, challenge);
       }
       break;
     }
+    case MessageType::kChallenge: { Challenge m; if ((accepted = DecodeChallenge(body, &m).ok())) EncodeChallenge(m, &again); break; }
     case MessageType::kHelloReply: { HelloReply m; if ((accepted = DecodeHelloReply(body, &m).ok())) EncodeHelloReply(m, &again); break; }
     case MessageType::kRecords: {
       Records m;
