@@ -25,6 +25,7 @@
 namespace keel::replication {
 
 using namespace wire;  // the codec pieces every message shares (protocol_internal.h)
+
 namespace wire {
 
 // Grows *out by size bytes and returns a cursor over them, zero-filled so

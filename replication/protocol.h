@@ -56,10 +56,13 @@ inline constexpr size_t kFrameBodyLengthOffset = 8;
 inline constexpr size_t kFrameReservedOffset = 12;
 inline constexpr size_t kFrameSequenceOffset = 16;
 inline constexpr size_t kFrameChecksumOffset = 24;
-static_assert(kFrameVersionOffset == 4 && kFrameTypeOffset == kFrameVersionOffset + 2 &&
-                  kFrameBodyLengthOffset == kFrameTypeOffset + 2 && kFrameReservedOffset == kFrameBodyLengthOffset + 4 &&
-                  kFrameSequenceOffset == kFrameReservedOffset + 4 && kFrameChecksumOffset == kFrameSequenceOffset + 8,
-              "the frame header's fields follow each other in the order of the table");
+// The frame header's fields follow each other in the order of the table.
+static_assert(kFrameVersionOffset == 4);
+static_assert(kFrameTypeOffset == kFrameVersionOffset + 2);
+static_assert(kFrameBodyLengthOffset == kFrameTypeOffset + 2);
+static_assert(kFrameReservedOffset == kFrameBodyLengthOffset + 4);
+static_assert(kFrameSequenceOffset == kFrameReservedOffset + 4);
+static_assert(kFrameChecksumOffset == kFrameSequenceOffset + 8);
 static_assert(kFrameChecksumOffset + 8 == kFrameHeaderSize, "the checksum ends the frame header");
 static_assert(kFrameSequenceOffset % 8 == 0 && kFrameChecksumOffset % 8 == 0, "u64 fields stay naturally aligned");
 static_assert(kFrameHeaderSize % 8 == 0, "frame header fields stay naturally aligned");
@@ -129,12 +132,16 @@ inline constexpr size_t kHelloProofOffset = 56;
 inline constexpr size_t kEpochHistoryEntrySize = 16;
 inline constexpr size_t kEpochHistoryReservedOffset = 4;   // within an entry
 inline constexpr size_t kEpochHistoryFirstLsnOffset = 8;   // within an entry
-static_assert(kHelloNodeIdOffset == kClusterIdSize && kHelloRoleOffset == kHelloNodeIdOffset + 8 &&
-                  kHelloReservedOffset == kHelloRoleOffset + 1 && kHelloHistoryCountOffset == kHelloReservedOffset + 1 &&
-                  kHelloEpochOffset == kHelloHistoryCountOffset + 2 && kHelloLastLsnOffset == kHelloEpochOffset + 4 &&
-                  kHelloDurableLsnOffset == kHelloLastLsnOffset + 8 && kHelloNonceOffset == kHelloDurableLsnOffset + 8 &&
-                  kHelloProofOffset == kHelloNonceOffset + 8,
-              "Hello's fields follow each other in the order of the table");
+// Hello's fields follow each other in the order of the table.
+static_assert(kHelloNodeIdOffset == kClusterIdSize);
+static_assert(kHelloRoleOffset == kHelloNodeIdOffset + 8);
+static_assert(kHelloReservedOffset == kHelloRoleOffset + 1);
+static_assert(kHelloHistoryCountOffset == kHelloReservedOffset + 1);
+static_assert(kHelloEpochOffset == kHelloHistoryCountOffset + 2);
+static_assert(kHelloLastLsnOffset == kHelloEpochOffset + 4);
+static_assert(kHelloDurableLsnOffset == kHelloLastLsnOffset + 8);
+static_assert(kHelloNonceOffset == kHelloDurableLsnOffset + 8);
+static_assert(kHelloProofOffset == kHelloNonceOffset + 8);
 static_assert(kEpochHistoryFirstLsnOffset + 8 == kEpochHistoryEntrySize, "first_lsn ends an epoch history entry");
 static_assert(kHelloProofOffset + kAuthProofSize == kHelloFixedSize, "the proof ends the fixed part of Hello");
 static_assert(kHelloFixedSize % 8 == 0 && kEpochHistoryEntrySize % 8 == 0, "Hello fields stay naturally aligned");

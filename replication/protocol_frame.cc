@@ -21,7 +21,8 @@ namespace keel::replication {
 namespace {
 
 // The frame checksum: xxh3_64 of the header before the checksum field, then the body.
-uint64_t FrameChecksum(std::span<const std::byte> header_prefix, std::span<const std::span<const std::byte>> body_parts) {
+uint64_t FrameChecksum(std::span<const std::byte> header_prefix,
+                       std::span<const std::span<const std::byte>> body_parts) {
   assert(header_prefix.size() == kFrameChecksumOffset);
   XXH3_state_t state{};  // zeroed: GCC cannot see reset() set every field
   XXH3_64bits_reset(&state);

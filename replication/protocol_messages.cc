@@ -249,7 +249,9 @@ Status DecodeMembers(std::span<const std::byte> body, Members* message) {
   if (count == 0 || count > kMaxMembers) {
     return Refuse("Members", "count " + std::to_string(count) + " out of range", 0);
   }
-  if (reserved_u16 != 0 || reserved_u32 != 0) return Refuse("Members", "reserved bytes are not zero", kMembersReservedOffset);
+  if (reserved_u16 != 0 || reserved_u32 != 0) {
+    return Refuse("Members", "reserved bytes are not zero", kMembersReservedOffset);
+  }
   message->members.clear();
   size_t at = kMembersFixedSize;
   for (uint16_t i = 0; i < count; ++i) {

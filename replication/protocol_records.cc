@@ -23,7 +23,9 @@ void EncodeRecords(const Records& message, std::vector<std::byte>* out) {
   EncodeRecordsPrefix(message.epoch, message.count, message.first_lsn,
                       std::span<std::byte, kRecordsFixedSize>(out->data() + at, kRecordsFixedSize));
   // The log's bytes, unchanged: their checksums travel with them.
-  if (!message.frames.empty()) std::memcpy(out->data() + at + kRecordsFixedSize, message.frames.data(), message.frames.size());
+  if (!message.frames.empty()) {
+    std::memcpy(out->data() + at + kRecordsFixedSize, message.frames.data(), message.frames.size());
+  }
 }
 
 void EncodeRecordsPrefix(Epoch epoch, uint32_t count, Lsn first_lsn, std::span<std::byte, kRecordsFixedSize> out) {
@@ -58,7 +60,8 @@ Status CheckLogFrame(std::span<const std::byte> body, size_t at, uint32_t index,
   const size_t payload_at = at + wal::kRecordHeaderSize;
   if (body.size() - payload_at < header.payload_length) {
     return Refuse("Records", "record " + std::to_string(index) + " payload length " +
-                                 std::to_string(header.payload_length) + " runs past the body end", at + wal::kRecordPayloadLengthOffset);
+                                 std::to_string(header.payload_length) + " runs past the body end",
+                  at + wal::kRecordPayloadLengthOffset);
   }
   const Lsn expected_lsn = message.first_lsn + index;
   if (header.lsn != expected_lsn) {
@@ -67,11 +70,13 @@ Status CheckLogFrame(std::span<const std::byte> body, size_t at, uint32_t index,
   }
   if (header.epoch > message.epoch) {
     return Refuse("Records", "record " + std::to_string(header.lsn) + " epoch " + std::to_string(header.epoch) +
-                                 " above the message epoch " + std::to_string(message.epoch), at + wal::kRecordEpochOffset);
+                                 " above the message epoch " + std::to_string(message.epoch),
+                  at + wal::kRecordEpochOffset);
   }
   if (header.epoch < previous_epoch) {
     return Refuse("Records", "record " + std::to_string(header.lsn) + " epoch " + std::to_string(header.epoch) +
-                                 " below the previous record's " + std::to_string(previous_epoch), at + wal::kRecordEpochOffset);
+                                 " below the previous record's " + std::to_string(previous_epoch),
+                  at + wal::kRecordEpochOffset);
   }
   if (!wal::RecordChecksumMatches(header_bytes, body.subspan(payload_at, header.payload_length), header.checksum)) {
     return Refuse("Records", "record " + std::to_string(header.lsn) + " checksum mismatch", at);

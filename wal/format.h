@@ -71,9 +71,11 @@ inline constexpr size_t kRecordLsnOffset = 8;
 inline constexpr size_t kRecordEpochOffset = 16;
 inline constexpr size_t kRecordDurableLagOffset = 20;
 inline constexpr size_t kRecordChecksumOffset = 24;
-static_assert(kRecordLsnOffset == kRecordPayloadLengthOffset + 4 && kRecordEpochOffset == kRecordLsnOffset + 8 &&
-                  kRecordDurableLagOffset == kRecordEpochOffset + 4 && kRecordChecksumOffset == kRecordDurableLagOffset + 4,
-              "the record header's fields follow each other in the order of the table");
+// The record header's fields follow each other in the order of the table.
+static_assert(kRecordLsnOffset == kRecordPayloadLengthOffset + 4);
+static_assert(kRecordEpochOffset == kRecordLsnOffset + 8);
+static_assert(kRecordDurableLagOffset == kRecordEpochOffset + 4);
+static_assert(kRecordChecksumOffset == kRecordDurableLagOffset + 4);
 static_assert(kRecordChecksumOffset + 8 == kRecordHeaderSize, "the checksum ends the header");
 
 enum class RecordKind : uint8_t {
