@@ -8,29 +8,6 @@
 #include <keel/failover/promotion_rule.h>
 
 namespace keel::failover {
-namespace {
-
-// The compare that holds while `key` is as the view saw it: unchanged since
-// mod_revision, or still absent when the view had no such key.
-cluster::Compare Unchanged(const std::string& key, int64_t mod_revision) {
-  cluster::Compare compare;
-  compare.key = key;
-  compare.result = cluster::Compare::Result::kEqual;
-  compare.target = mod_revision == 0 ? cluster::Compare::Target::kCreateRevision : cluster::Compare::Target::kModRevision;
-  compare.number = mod_revision;
-  return compare;
-}
-
-cluster::TxnOp PutOp(const std::string& key, const std::string& value, int64_t lease_id) {
-  cluster::TxnOp op;
-  op.kind = cluster::TxnOp::Kind::kPut;
-  op.key = key;
-  op.value = value;
-  op.lease_id = lease_id;
-  return op;
-}
-
-}  // namespace
 
 void Agent::TryToLead(const ClusterView& view) {
   const std::shared_ptr<replication::Node> node = this->node();
@@ -80,12 +57,7 @@ Status Agent::TakeLeadership(const ClusterView& view, Epoch epoch, bool* won) {
   if (EffectiveK() == 0) {
     txn.success.push_back(PutOp(keys_.sync(), EncodeSync(SyncValue{epoch, leader.node_id, 0, {}}), 0));
   }
-  if (view.switchover.has_value()) {
-    cluster::TxnOp done;
-    done.kind = cluster::TxnOp::Kind::kDelete;
-    done.key = keys_.switchover();
-    txn.success.push_back(done);
-  }
+  if (view.switchover.has_value()) txn.success.push_back(DeleteOp(keys_.switchover()));
   // Set before the key exists, so no acknowledgement can wait on it; cleared
   // if the key was not won.
   leading_lease_.store(lease);
@@ -144,11 +116,7 @@ void Agent::GrowSyncSet(const ClusterView& view) {
   if (sync.members.size() == before && written) return;
   std::sort(sync.members.begin(), sync.members.end());
   cluster::Txn txn;
-  cluster::Compare mine;
-  mine.key = keys_.leader();
-  mine.target = cluster::Compare::Target::kCreateRevision;
-  mine.number = view.leader_create_revision;
-  txn.compares.push_back(mine);
+  txn.compares.push_back(CreatedAt(keys_.leader(), view.leader_create_revision));
   txn.compares.push_back(Unchanged(keys_.sync(), view.sync_mod_revision));
   txn.success.push_back(PutOp(keys_.sync(), EncodeSync(sync), 0));
   cluster::TxnReply reply;
@@ -188,15 +156,8 @@ void Agent::HandOver(const ClusterView& view) {
 // Deletes the leader key if it is still the one this member created.
 void Agent::ReleaseLeaderKey(const ClusterView& view) {
   cluster::Txn txn;
-  cluster::Compare mine;
-  mine.key = keys_.leader();
-  mine.target = cluster::Compare::Target::kCreateRevision;
-  mine.number = view.leader_create_revision;
-  txn.compares.push_back(mine);
-  cluster::TxnOp drop;
-  drop.kind = cluster::TxnOp::Kind::kDelete;
-  drop.key = keys_.leader();
-  txn.success.push_back(drop);
+  txn.compares.push_back(CreatedAt(keys_.leader(), view.leader_create_revision));
+  txn.success.push_back(DeleteOp(keys_.leader()));
   cluster::TxnReply reply;
   const Status status = etcd_->Commit(txn, &reply);
   if (!status.ok()) LogLimited("release", "could not give up the leader key (its lease will expire): " + status.message());

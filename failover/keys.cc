@@ -120,6 +120,39 @@ Status DecodeSync(const std::string& key, const std::string& text, SyncValue* va
   return Status::Ok();
 }
 
+cluster::Compare CreatedAt(const std::string& key, int64_t create_revision) {
+  cluster::Compare compare;
+  compare.key = key;
+  compare.target = cluster::Compare::Target::kCreateRevision;
+  compare.result = cluster::Compare::Result::kEqual;
+  compare.number = create_revision;
+  return compare;
+}
+
+cluster::Compare Unchanged(const std::string& key, int64_t mod_revision) {
+  if (mod_revision == 0) return CreatedAt(key, 0);
+  cluster::Compare compare = CreatedAt(key, 0);
+  compare.target = cluster::Compare::Target::kModRevision;
+  compare.number = mod_revision;
+  return compare;
+}
+
+cluster::TxnOp PutOp(const std::string& key, std::string value, int64_t lease_id) {
+  cluster::TxnOp op;
+  op.kind = cluster::TxnOp::Kind::kPut;
+  op.key = key;
+  op.value = std::move(value);
+  op.lease_id = lease_id;
+  return op;
+}
+
+cluster::TxnOp DeleteOp(const std::string& key) {
+  cluster::TxnOp op;
+  op.kind = cluster::TxnOp::Kind::kDelete;
+  op.key = key;
+  return op;
+}
+
 std::string EncodeSwitchover(const SwitchoverValue& value) {
   return json{{"from", value.from}, {"to", value.to}}.dump();
 }

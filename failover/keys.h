@@ -109,6 +109,14 @@ struct ClusterView {
   std::optional<SwitchoverValue> switchover;
 };
 
+// Pieces of the transactions over these keys.
+// Holds while key was created at create_revision (0: while it does not exist).
+cluster::Compare CreatedAt(const std::string& key, int64_t create_revision);
+// Holds while key is unchanged since mod_revision (0: while it does not exist).
+cluster::Compare Unchanged(const std::string& key, int64_t mod_revision);
+cluster::TxnOp PutOp(const std::string& key, std::string value, int64_t lease_id);
+cluster::TxnOp DeleteOp(const std::string& key);
+
 // Parses a range reply of keys.prefix. Keys it does not know are ignored; a
 // known key with a bad value is a Corruption status.
 Status ParseClusterView(const ClusterKeys& keys, const cluster::RangeReply& reply, ClusterView* view);

@@ -31,21 +31,9 @@ Status CheckTarget(const ClusterView& view, uint64_t to) {
 Status Request(cluster::EtcdClient* etcd, const ClusterKeys& keys, const ClusterView& view, uint64_t to,
                int64_t lease) {
   cluster::Txn txn;
-  cluster::Compare leader;
-  leader.key = keys.leader();
-  leader.target = cluster::Compare::Target::kCreateRevision;
-  leader.number = view.leader_create_revision;
-  txn.compares.push_back(leader);
-  cluster::Compare none;
-  none.key = keys.switchover();
-  none.target = cluster::Compare::Target::kCreateRevision;
-  none.number = 0;
-  txn.compares.push_back(none);
-  cluster::TxnOp put;
-  put.key = keys.switchover();
-  put.value = EncodeSwitchover(SwitchoverValue{view.leader->node_id, to});
-  put.lease_id = lease;
-  txn.success.push_back(put);
+  txn.compares.push_back(CreatedAt(keys.leader(), view.leader_create_revision));
+  txn.compares.push_back(CreatedAt(keys.switchover(), 0));
+  txn.success.push_back(PutOp(keys.switchover(), EncodeSwitchover(SwitchoverValue{view.leader->node_id, to}), lease));
   cluster::TxnReply reply;
   KEEL_RETURN_IF_ERROR(etcd->Commit(txn, &reply));
   if (!reply.succeeded) return Status::Failed("the leader changed, or another switchover is in progress; try again");
