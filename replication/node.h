@@ -228,6 +228,11 @@ class Node {
     return status;
   }
 
+  // OK while this node may acknowledge (NodeOptions::may_acknowledge holds):
+  // a server that answers clients on another thread asks again right before
+  // its acknowledgement leaves, so that a pause between Commit and the reply
+  // cannot send one after the lease may have expired.
+  Status MayAcknowledgeNow(Lsn lsn) const { return RefuseIfMayNotAcknowledge(lsn); }
   // Which backups count toward k from now on (nullopt: every backup, the
   // default of a manual cluster). See CommitTracker::SetCounted.
   void SetSynchronousSet(std::optional<std::vector<uint64_t>> node_ids);

@@ -64,6 +64,12 @@ Status NodeBackend::Commit(Lsn lsn) {
   return node->Commit(lsn);
 }
 
+Status NodeBackend::MayAcknowledgeNow(Lsn lsn) {
+  const std::shared_ptr<replication::Node> node = Current();
+  if (node == nullptr) return NotStarted();
+  return node->MayAcknowledgeNow(lsn);
+}
+
 Status NodeBackend::Read(const std::function<void(const KvStateMachine& state)>& f) {
   const std::shared_ptr<replication::Node> node = Current();
   if (node == nullptr) return NotStarted();

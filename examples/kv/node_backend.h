@@ -40,6 +40,7 @@ class NodeBackend final : public RespBackend {
 
   Status Append(std::span<const std::byte> payload, Lsn* lsn, Outcome* outcome) override;
   Status Commit(Lsn lsn) override;
+  Status MayAcknowledgeNow(Lsn lsn) override;
   Status Read(const std::function<void(const KvStateMachine& state)>& f) override;
   RoleInfo Role() override;
   Lsn AppliedLsn() override;

@@ -65,6 +65,13 @@ class RespBackend {
   // mode (durable here for --sync; and held by the backups the node's ack
   // mode asks for), or fails: the write then stays in the log unacknowledged.
   virtual Status Commit(Lsn lsn) = 0;
+  // Asked on the loop right before acknowledgements through lsn leave (after
+  // Commit said they may): an error turns them into error replies. A node
+  // under a leader lease says no once the lease may have expired.
+  virtual Status MayAcknowledgeNow(Lsn lsn) {
+    (void)lsn;
+    return Status::Ok();
+  }
   // Runs f on the state with no write applied meanwhile. Fails (f not run)
   // when there is no state to read now (a node being replaced).
   virtual Status Read(const std::function<void(const KvStateMachine& state)>& f) = 0;

@@ -188,8 +188,11 @@ void RespServer::Loop::Accept() {
 void RespServer::Loop::OnCommitted() {
   uint64_t count = 0;
   (void)!read(wake_fd_, &count, sizeof(count));
-  for (const Committer::Result& result : committer_.TakeResults()) {
+  for (Committer::Result& result : committer_.TakeResults()) {
     assert(result.through > settled_lsn_);
+    // Asked again here, as the replies are about to leave (the lease rule's
+    // check-to-act gap is this loop's turn, not the committer's hand-off).
+    if (result.status.ok()) result.status = backend_->MayAcknowledgeNow(result.through);
     if (result.status.ok()) {
       committed_lsn_ = result.through;
     } else {
