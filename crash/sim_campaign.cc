@@ -548,7 +548,7 @@ class Iteration {
         const bool durable = choice < 25;
         Lsn lsn = 0;
         status = engine->Append(Bytes(payload), durable ? keel::Durability::kDurable : keel::Durability::kNone, &lsn);
-        if (status.ok() || engine->log()->last_lsn() == model_.last() + 1) model_.payloads.push_back(payload);
+        if (status.ok() || engine->replication()->last_lsn() == model_.last() + 1) model_.payloads.push_back(payload);
         if (status.ok() && durable) model_.Ack(lsn);
         AfterCall("Engine::Append", status, durable, engine->log()->status().ok(), errors_before);
       } else if (choice < 85) {
@@ -581,7 +581,7 @@ class Iteration {
           engine.reset();
           break;
         }
-        const Lsn reopened = engine->log()->last_lsn();
+        const Lsn reopened = engine->replication()->last_lsn();
         if (reopened < model_.last() && fs_->fault_counts().misdirected_write > 0) {
           result_.unwitnessed_losses += model_.last() - reopened;
           model_.payloads.resize(reopened);
@@ -593,11 +593,11 @@ class Iteration {
           break;
         }
       }
-      if (engine != nullptr && engine->log()->status().ok()) model_.SawDurable(engine->log()->durable_lsn(), engine->log()->last_lsn());
+      if (engine != nullptr && engine->log()->status().ok()) model_.SawDurable(engine->replication()->durable_lsn(), engine->replication()->last_lsn());
     }
-    if (engine != nullptr && engine->log()->status().ok() && !failed_) model_.SawDurable(engine->durable_lsn(), engine->log()->last_lsn());
+    if (engine != nullptr && engine->log()->status().ok() && !failed_) model_.SawDurable(engine->durable_lsn(), engine->replication()->last_lsn());
     // Records at or below a checkpoint may legitimately be passed over by recovery.
-    const Lsn first = engine != nullptr ? engine->log()->first_lsn() : 1;
+    const Lsn first = engine != nullptr ? engine->replication()->first_lsn() : 1;
     MaybeCorrupt(keel::Engine::WalDir(kEngineDir), std::max(first, model_.checkpoint_lsn + 1));
     EndWorkload([&] {
       if (engine == nullptr) return;

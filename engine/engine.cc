@@ -291,7 +291,7 @@ Status Engine::RunCheckpoint(checkpoint::CheckpointInfo* info) {
   Lsn oldest_kept = 0;
   KEEL_RETURN_IF_ERROR(checkpoint::Retain(fs_, CheckpointDir(dir_), options_.checkpoints_to_keep, &oldest_kept));
   Lsn keep_from = oldest_kept + 1;
-  if (options_.log_retention_floor) keep_from = std::min(keep_from, options_.log_retention_floor());
+  keep_from = std::min(keep_from, replication_.RetentionFloor());
   if (oldest_kept > 0 && keep_from > 1) KEEL_RETURN_IF_ERROR(log_->TruncateBefore(keep_from));
   if (info != nullptr) *info = written;
   std::lock_guard lock(state_mu_);

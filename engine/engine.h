@@ -17,6 +17,11 @@
 // calling StateMachine::Capture with appends paused, right after the record C
 // was applied; everything after that (writing, compressing, syncing) runs on
 // the checkpoint thread while appends go on. See docs/architecture.md.
+//
+// Two doors: an application calls Append, Read, Checkpoint, status and Close
+// (directly, or through a replication Node, which forwards to them); a
+// replicator uses replication() (engine/replication_port.h) and nothing else
+// of the log.
 #pragma once
 
 #include <atomic>
@@ -34,6 +39,7 @@
 
 #include <keel/checkpoint/checkpoint.h>
 #include <keel/engine/layout.h>
+#include <keel/engine/replication_port.h>
 #include <keel/recovery/recovery.h>
 #include <keel/wal/log.h>
 
@@ -141,10 +147,6 @@ struct EngineOptions {
   // so the next Open replays nothing.
   bool checkpoint_on_close = false;
   RefusedRecordPolicy on_refused_record = RefusedRecordPolicy::kFail;
-  // The lowest LSN someone else still needs from the log (replication: what a
-  // backup has not yet made durable). A checkpoint recycles segments only
-  // below both it and the oldest kept checkpoint. Null: nobody else.
-  std::function<Lsn()> log_retention_floor;
 };
 
 // Figures of this engine's run (since Open); last_checkpoint_lsn starts at the
@@ -180,13 +182,6 @@ class Engine {
     return Append(wal::TextBytes(payload), durability, lsn);
   }
   Status Sync(Lsn lsn);
-  // A backup's append: logs a record with the LSN and epoch the primary gave
-  // it (the next LSN, an epoch never lower than the log's) and applies it when
-  // it is data. Epoch records are logged, not applied. Not durable on return.
-  Status AppendReplicated(Lsn lsn, wal::Epoch epoch, wal::RecordKind kind, std::span<const std::byte> payload);
-  // Starts a new epoch (promotion): logs an epoch record carrying payload at
-  // the next LSN, durably, stamped with epoch (above the log's).
-  Status AppendEpochRecord(wal::Epoch epoch, std::span<const std::byte> payload, Lsn* lsn);
   // Runs f with the state machine quiescent (no Apply runs meanwhile). Reads
   // from several threads may run at once.
   void Read(const std::function<void()>& f) const;
@@ -201,6 +196,12 @@ class Engine {
   const std::string& dir() const { return dir_; }
   io::FileSystem* file_system() const { return fs_; }
   EngineStats stats() const;
+  // The door for a replicator (replication/node.h): observe writes, read the
+  // log, append the primary's records, start an epoch, hold retention. The
+  // only way replication reaches into the engine; applications never need it.
+  ReplicationPort* replication() { return &replication_; }
+  // The log itself, for tools, tests and the crash harness that inspect it.
+  // Not for replicators: they go through replication().
   wal::Log* log() { return log_.get(); }
   // OK, or the failure that stopped the engine.
   Status status() const;
@@ -216,7 +217,11 @@ class Engine {
   }
 
  private:
+  friend class ReplicationPort;
   Engine(std::string dir, const EngineOptions& options, StateMachine* sm);
+  // ReplicationPort::AppendReplicated and StartEpoch.
+  Status AppendReplicated(Lsn lsn, wal::Epoch epoch, wal::RecordKind kind, std::span<const std::byte> payload);
+  Status AppendEpochRecord(wal::Epoch epoch, std::span<const std::byte> payload, Lsn* lsn);
   void CheckpointLoop();
   Status RunCheckpoint(checkpoint::CheckpointInfo* info);
   Status Recover(recovery::Report* report);
@@ -229,6 +234,7 @@ class Engine {
   io::FileSystem* fs_ = nullptr;
   std::unique_ptr<io::FileLock> lock_;
   std::unique_ptr<wal::Log> log_;
+  ReplicationPort replication_{this};
 
   // Apply order is LSN order: a record is logged and applied under apply_mu_.
   mutable std::shared_mutex apply_mu_;

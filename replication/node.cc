@@ -162,7 +162,7 @@ void Node::StartThreads() {
     std::lock_guard lock(state_mu_);
     Log(std::string("started as ") + (options_.role == NodeRole::kPrimary ? "primary" : "backup") + " on " +
         options_.listen_host + ":" + std::to_string(port_) + ", epoch " + std::to_string(history_.current()) +
-        ", last LSN " + std::to_string(engine_->log()->last_lsn()));
+        ", last LSN " + std::to_string(engine_->replication()->last_lsn()));
   }
   follow_started_ = Clock::now();
   if (options_.role == NodeRole::kBackup) {
@@ -180,20 +180,21 @@ Status Node::OpenEngine(Lsn first_lsn_if_new, bool create) {
   EngineOptions engine_options = options_.engine;
   engine_options.log.first_lsn = first_lsn_if_new;
   if (first_lsn_if_new > 1 || create) engine_options.log.create_if_missing = true;
-  engine_options.log_retention_floor = [this] { return RetentionFloor(); };
   recovery::Report report;
   KEEL_RETURN_IF_ERROR(Engine::Open(options_.dir, engine_options, sm_, &engine_, &report));
+  // Before anything is appended, so no checkpoint runs without the hold.
+  engine_->replication()->HoldRetention([this] { return RetentionFloor(); });
   EpochHistory history;
   KEEL_RETURN_IF_ERROR(EpochHistory::Load(fs_, options_.dir, &history));
   const size_t before = history.entries().size();
-  KEEL_RETURN_IF_ERROR(history.Reconcile(engine_->log()->last_lsn(), engine_->epoch()));
+  KEEL_RETURN_IF_ERROR(history.Reconcile(engine_->replication()->last_lsn(), engine_->replication()->epoch()));
   if (history.entries().size() != before) KEEL_RETURN_IF_ERROR(history.Save(fs_, options_.dir));
   {
     std::lock_guard lock(state_mu_);
     history_ = history;
   }
-  frames_->Reset(engine_->log()->last_lsn(), engine_->durable_lsn());
-  engine_->log()->SetWriteObserver([this](const wal::WriteEvent& event) { OnWrite(event); });
+  frames_->Reset(engine_->replication()->last_lsn(), engine_->replication()->durable_lsn());
+  engine_->replication()->ObserveWrites([this](const wal::WriteEvent& event) { OnWrite(event); });
   return Status::Ok();
 }
 
@@ -246,7 +247,7 @@ Status Node::Stop() {
 // With engine_mu_ held exclusively.
 Status Node::CloseEngine() {
   if (!engine_) return Status::Ok();
-  engine_->log()->SetWriteObserver(nullptr);
+  engine_->replication()->ObserveWrites(nullptr);
   Status result = engine_->Close();
   engine_.reset();
   return result;
@@ -264,7 +265,7 @@ Epoch Node::epoch() const {
 
 Lsn Node::last_lsn() const {
   std::shared_lock lock(engine_mu_);
-  return engine_ ? engine_->log()->last_lsn() : 0;
+  return engine_ ? engine_->replication()->last_lsn() : 0;
 }
 
 void Node::Read(const std::function<void()>& f) const {
@@ -311,7 +312,7 @@ Status Node::StartEpoch(Epoch* epoch, Lsn* lsn, Epoch given) {
   std::shared_lock engine_lock(engine_mu_);
   if (!engine_) return Status::Failed("the engine is closed");
   KEEL_RETURN_IF_ERROR(engine_->status());
-  const Lsn first = engine_->log()->last_lsn() + 1;
+  const Lsn first = engine_->replication()->last_lsn() + 1;
   Epoch next = 0;
   {
     std::lock_guard lock(state_mu_);
@@ -329,7 +330,7 @@ Status Node::StartEpoch(Epoch* epoch, Lsn* lsn, Epoch given) {
   }
   const std::vector<std::byte> payload = EncodeEpochPayload(next, options_.node_id);
   Lsn written = 0;
-  KEEL_RETURN_IF_ERROR(engine_->AppendEpochRecord(next, payload, &written));
+  KEEL_RETURN_IF_ERROR(engine_->replication()->StartEpoch(next, payload, &written));
   assert(written == first);
   if (epoch != nullptr) *epoch = next;
   if (lsn != nullptr) *lsn = written;

@@ -337,7 +337,7 @@ Status Node::ReceiveRecords(Connection* connection, const Records& records) {
     {
       std::shared_lock lock(engine_mu_);
       if (!engine_) return Status::Failed("the engine is closed");
-      KEEL_RETURN_IF_ERROR(engine_->AppendReplicated(header.lsn, header.epoch, header.kind, payload));
+      KEEL_RETURN_IF_ERROR(engine_->replication()->AppendReplicated(header.lsn, header.epoch, header.kind, payload));
     }
     p += wal::kRecordHeaderSize + header.payload_length;
   }
@@ -403,7 +403,7 @@ void Node::SyncLoop() {
     {
       std::shared_lock lock(engine_mu_);
       if (!engine_) return;
-      synced = engine_->Sync(std::min(target, engine_->log()->last_lsn()));
+      synced = engine_->replication()->Sync(std::min(target, engine_->replication()->last_lsn()));
     }
     if (!synced.ok()) {
       // P5: a failed sync acknowledges nothing more.

@@ -90,7 +90,7 @@ void Node::ShipLoop(const std::shared_ptr<Backup>& backup) {
     Lsn first_lsn = 0;
     {
       std::shared_lock lock(engine_mu_);
-      first_lsn = engine_ ? engine_->log()->first_lsn() : 0;
+      first_lsn = engine_ ? engine_->replication()->first_lsn() : 0;
     }
     const Lsn before = next;
     Status status = next < first_lsn ? ShipCheckpoint(backup.get(), &next)
@@ -163,7 +163,7 @@ Status Node::ReadFramesFromLog(Backup* backup, Lsn from, Lsn through, std::vecto
     std::shared_lock lock(engine_mu_);
     if (!engine_) return Status::Failed("the engine is closed");
     backup->scanner.reset();
-    KEEL_RETURN_IF_ERROR(engine_->log()->NewReader(from, &backup->scanner));
+    KEEL_RETURN_IF_ERROR(engine_->replication()->ReadFrom(from, &backup->scanner));
     backup->scanner_next = from;
   }
   Lsn at = from;
@@ -382,7 +382,7 @@ Status Node::Commit(Lsn lsn, AckMode mode, uint32_t k) {
   {
     std::shared_lock lock(engine_mu_);
     if (!engine_) return Status::Failed("the engine is closed");
-    KEEL_RETURN_IF_ERROR(engine_->Sync(lsn));
+    KEEL_RETURN_IF_ERROR(engine_->replication()->Sync(lsn));
   }
   if (deposed_.load()) return Status::Failed("fenced: LSN " + std::to_string(lsn) + " is not acknowledged");
   if (mode != AckMode::kLocal && k != 0) {
@@ -412,7 +412,7 @@ Lsn Node::CommittedLsn(AckMode mode, uint32_t k) const {
   Lsn local = 0;
   {
     std::shared_lock lock(engine_mu_);
-    local = engine_ ? engine_->durable_lsn() : 0;
+    local = engine_ ? engine_->replication()->durable_lsn() : 0;
   }
   if (mode == AckMode::kLocal || k == 0) return local;
   const std::optional<Lsn> acked = commits_->AcknowledgedByK(mode, k);

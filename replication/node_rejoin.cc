@@ -56,7 +56,7 @@ Status Node::Reseed(const std::string& checkpoint_path, Lsn checkpoint_lsn,
 // the new primary's history. They go to DIR/quarantine, never deleted.
 Status Node::CutDivergentTail(Lsn keep_through) {
   std::unique_lock engine_lock(engine_mu_);
-  const Lsn last = engine_ ? engine_->log()->last_lsn() : 0;
+  const Lsn last = engine_ ? engine_->replication()->last_lsn() : 0;
   Log("the log diverges from the primary's history after LSN " + std::to_string(keep_through) + "; moving LSNs " +
       std::to_string(keep_through + 1) + ".." + std::to_string(last) + " into quarantine");
   KEEL_RETURN_IF_ERROR(CloseEngine());

@@ -35,8 +35,8 @@ Hello Node::MakeHello(NodeRole role) const {
   if (role != NodeRole::kAdmin) {
     std::shared_lock lock(engine_mu_);
     if (engine_) {
-      hello.last_lsn = engine_->log()->last_lsn();
-      hello.durable_lsn = std::min(engine_->durable_lsn(), hello.last_lsn);
+      hello.last_lsn = engine_->replication()->last_lsn();
+      hello.durable_lsn = std::min(engine_->replication()->durable_lsn(), hello.last_lsn);
     }
   }
   return hello;
@@ -259,8 +259,8 @@ void Node::HeartbeatLoop() {
     {
       std::shared_lock lock(engine_mu_);
       if (!engine_) continue;
-      heartbeat.last_lsn = engine_->log()->last_lsn();
-      heartbeat.durable_lsn = std::min(engine_->durable_lsn(), heartbeat.last_lsn);
+      heartbeat.last_lsn = engine_->replication()->last_lsn();
+      heartbeat.durable_lsn = std::min(engine_->replication()->durable_lsn(), heartbeat.last_lsn);
     }
     // The highest epoch known: a primary below it learns it was deposed.
     heartbeat.epoch = KnownEpoch();

@@ -139,8 +139,8 @@ NodeStatus Node::status() const {
   {
     std::shared_lock lock(engine_mu_);
     if (engine_) {
-      now.last_lsn = engine_->log()->last_lsn();
-      now.durable_lsn = engine_->durable_lsn();
+      now.last_lsn = engine_->replication()->last_lsn();
+      now.durable_lsn = engine_->replication()->durable_lsn();
     }
   }
   now.committed_lsn = primary ? CommittedLsn(options_.ack_mode, options_.sync_backups) : now.durable_lsn;

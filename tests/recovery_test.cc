@@ -407,17 +407,38 @@ TEST_F(RecoveryTest, P6SegmentsAreNotRecycledBeforeACoveringCheckpointIsDurable)
   });
   EXPECT_FALSE(engine->Checkpoint(nullptr).ok());
   fs_.SetFaultHook(nullptr);
-  EXPECT_EQ(engine->log()->first_lsn(), 1u);
+  EXPECT_EQ(engine->replication()->first_lsn(), 1u);
   // Once a checkpoint is durable, the segments it covers go.
   ASSERT_TRUE(engine->Checkpoint(nullptr).ok());
-  EXPECT_GT(engine->log()->first_lsn(), 1u);
-  EXPECT_LE(engine->log()->first_lsn(), 301u);
+  EXPECT_GT(engine->replication()->first_lsn(), 1u);
+  EXPECT_LE(engine->replication()->first_lsn(), 301u);
   engine.reset();
   ListMachine again;
   recovery::Report report;
   ASSERT_TRUE(Open(&again, options, &engine, &report).ok());
   EXPECT_EQ(report.checkpoint_lsn, 300u);
   ExpectPrefix(again, 300);
+}
+
+TEST_F(RecoveryTest, ARetentionHoldKeepsTheLogABackupStillNeeds) {
+  ListMachine sm;
+  std::unique_ptr<Engine> engine;
+  EngineOptions options = Options();
+  options.checkpoints_to_keep = 1;
+  ASSERT_TRUE(Open(&sm, options, &engine).ok());
+  // A replicator holds everything from LSN 2 on.
+  engine->replication()->HoldRetention([] { return Lsn{2}; });
+  AppendRange(engine.get(), 1, 300);
+  ASSERT_TRUE(engine->Checkpoint(nullptr).ok());
+  EXPECT_LE(engine->replication()->first_lsn(), 2u) << "the held records stay";
+  std::unique_ptr<wal::LogScanner> reader;
+  ASSERT_TRUE(engine->replication()->ReadFrom(2, &reader).ok());
+  // Released: the next checkpoint recycles what it covers.
+  engine->replication()->HoldRetention(nullptr);
+  AppendRange(engine.get(), 301, 310);
+  reader.reset();
+  ASSERT_TRUE(engine->Checkpoint(nullptr).ok());
+  EXPECT_GT(engine->replication()->first_lsn(), 2u);
 }
 
 TEST_F(RecoveryTest, P8APayloadTheStateMachineRefusesNeverReachesTheLog) {
@@ -504,7 +525,7 @@ TEST_F(RecoveryTest, P2RacingEpochRecordsStartEachEpochExactlyOnce) {
       threads.emplace_back([&] {
         gate.arrive_and_wait();
         Lsn lsn = 0;
-        const Status status = engine->AppendEpochRecord(epoch, {}, &lsn);
+        const Status status = engine->replication()->StartEpoch(epoch, {}, &lsn);
         if (status.ok()) started += 1;
         if (status.IsInvalidArgument()) refused += 1;
       });
@@ -513,8 +534,8 @@ TEST_F(RecoveryTest, P2RacingEpochRecordsStartEachEpochExactlyOnce) {
     ASSERT_EQ(started.load(), 1) << "epoch " << epoch;
     ASSERT_EQ(refused.load(), kThreads - 1) << "epoch " << epoch;
   }
-  EXPECT_EQ(engine->log()->last_lsn(), kRounds) << "one epoch record per epoch";
-  EXPECT_EQ(engine->log()->epoch(), 1 + kRounds);
+  EXPECT_EQ(engine->replication()->last_lsn(), kRounds) << "one epoch record per epoch";
+  EXPECT_EQ(engine->replication()->epoch(), 1 + kRounds);
   engine.reset();
   ListMachine again;
   recovery::Report report;

@@ -18,6 +18,9 @@ class EngineBackend final : public RespBackend {
   Status Read(const std::function<void(const KvStateMachine& state)>& f) override;
   RoleInfo Role() override;
   Lsn AppliedLsn() override { return engine_->applied_lsn(); }
+  Status Checkpoint(checkpoint::CheckpointInfo* info) override { return engine_->Checkpoint(info); }
+  std::string StatsLine() override;
+  bool NodeStatusText(std::string*) override { return false; }
 
  private:
   Engine* const engine_;

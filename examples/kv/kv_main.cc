@@ -153,10 +153,9 @@ std::string_view NextWord(std::string_view text, std::string_view* rest) {
 
 class Session final : public examples::StdinSession {
  public:
-  // Exactly one of engine and node is non-null.
-  Session(Engine* engine, replication::Node* node, const KvStateMachine* state, Durability durability,
-          size_t max_line_bytes)
-      : engine_(engine), node_(node), state_(state), durability_(durability), max_line_bytes_(max_line_bytes) {}
+  // The store behind the session, whichever it is (an Engine or a Node): the
+  // same interface the Redis server uses. It must outlive the session.
+  Session(RespBackend* backend, size_t max_line_bytes) : backend_(backend), max_line_bytes_(max_line_bytes) {}
 
   // Handles input's lines until it ends (or quit). False when stdout or stdin failed.
   bool Run(LineReader* input, bool interactive) override;
@@ -173,17 +172,15 @@ class Session final : public examples::StdinSession {
   void TakeCheckpoint();
   void Stats();
   void NodeStatus();
-  void Read(const std::function<void()>& f) { node_ != nullptr ? node_->Read(f) : engine_->Read(f); }
+  // Runs f on the state; false (with the error replied) when it cannot be read now.
+  bool Read(const std::function<void(const KvStateMachine& state)>& f);
   // Makes the pending writes durable and prints their replies, in order.
   void SettleWrites();
   void Reply(std::string_view line);
   void Error(std::string_view message) { Reply("ERR " + std::string(message)); }
   bool Flush();
 
-  Engine* const engine_;
-  replication::Node* const node_;
-  const KvStateMachine* const state_;
-  const Durability durability_;
+  RespBackend* const backend_;
   const size_t max_line_bytes_;
   // A write logged and applied, not yet acknowledged, and what its reply says.
   struct PendingWrite {
@@ -281,8 +278,7 @@ void Session::Write(const std::string& payload, bool reply_count) {
   // reply is printed.
   Lsn lsn = 0;
   Outcome outcome;
-  const Status status = node_ != nullptr ? node_->Append(AsBytes(payload), &lsn, &outcome)
-                                         : engine_->Append(AsBytes(payload), Durability::kNone, &lsn, &outcome);
+  const Status status = backend_->Append(AsBytes(payload), &lsn, &outcome);
   if (!status.ok()) {
     SettleWrites();
     Error(status.ToString());
@@ -297,12 +293,9 @@ void Session::SettleWrites() {
   // Appends are applied in LSN order, so the last pending LSN covers the rest.
   assert(std::is_sorted(pending_.begin(), pending_.end(),
                         [](const PendingWrite& a, const PendingWrite& b) { return a.lsn < b.lsn; }));
-  Status status;
-  if (node_ != nullptr) {
-    status = node_->Commit(pending_.back().lsn);
-  } else if (durability_ == Durability::kDurable) {
-    status = engine_->Sync(pending_.back().lsn);
-  }
+  // The store's acknowledgement: the node's ack mode, an fdatasync (--sync)
+  // or nothing (--no-sync).
+  const Status status = backend_->Commit(pending_.back().lsn);
   for (const PendingWrite& write : pending_) {
     if (status.ok()) {
       Reply("OK " + std::to_string(write.lsn) + write.suffix);
@@ -313,6 +306,12 @@ void Session::SettleWrites() {
   pending_.clear();
 }
 
+bool Session::Read(const std::function<void(const KvStateMachine& state)>& f) {
+  const Status status = backend_->Read(f);
+  if (!status.ok()) Error(status.ToString());
+  return status.ok();
+}
+
 void Session::Get(std::string_view key) {
   if (!ValidKey(key)) {
     Error("usage: get KEY (one word without spaces or control characters)");
@@ -320,7 +319,7 @@ void Session::Get(std::string_view key) {
   }
   std::string value;
   bool found = false;
-  Read([&] { found = state_->Get(key, &value); });
+  if (!Read([&](const KvStateMachine& state) { found = state.Get(key, &value); })) return;
   Reply(found ? std::string_view(value) : std::string_view("NOT_FOUND"));
 }
 
@@ -340,14 +339,14 @@ void Session::Scan(std::string_view args) {
     return;
   }
   std::vector<std::pair<std::string, std::string>> entries;
-  Read([&] { entries = state_->Scan(prefix, limit); });
+  if (!Read([&](const KvStateMachine& state) { entries = state.Scan(prefix, limit); })) return;
   for (const auto& [key, value] : entries) Reply(key + " " + value);
   Reply("END");
 }
 
 void Session::TakeCheckpoint() {
   checkpoint::CheckpointInfo info;
-  const Status status = node_ != nullptr ? node_->Checkpoint(&info) : engine_->Checkpoint(&info);
+  const Status status = backend_->Checkpoint(&info);
   if (!status.ok()) {
     Error(status.ToString());
     return;
@@ -356,40 +355,20 @@ void Session::TakeCheckpoint() {
 }
 
 void Session::NodeStatus() {
-  if (node_ == nullptr) {
+  std::string text;
+  if (!backend_->NodeStatusText(&text)) {
     Error("status: this store is not a replication node (start it with --role)");
     return;
   }
-  std::string text = node_->status().Describe();
   while (!text.empty() && text.back() == '\n') text.pop_back();
   Reply(text);
   Reply("END");
 }
 
 void Session::Stats() {
-  if (node_ != nullptr) {
-    size_t keys = 0;
-    Read([&] { keys = state_->size(); });
-    const replication::NodeStatus status = node_->status();
-    Reply("keys=" + std::to_string(keys) + " role=" + status.role + " epoch=" + std::to_string(status.epoch) +
-          " last_lsn=" + std::to_string(status.last_lsn) + " durable_lsn=" + std::to_string(status.durable_lsn) +
-          " committed_lsn=" + std::to_string(status.committed_lsn));
-    return;
-  }
   size_t keys = 0;
-  engine_->Read([&] { keys = state_->size(); });
-  const EngineStats stats = engine_->stats();
-  char line[512];
-  std::snprintf(line, sizeof(line),
-                "keys=%zu applied_lsn=%llu durable_lsn=%llu checkpoints=%llu last_checkpoint_lsn=%llu "
-                "last_checkpoint_file_bytes=%llu last_checkpoint_ms=%.3f last_capture_ms=%.3f",
-                keys, static_cast<unsigned long long>(engine_->applied_lsn()),
-                static_cast<unsigned long long>(engine_->durable_lsn()),
-                static_cast<unsigned long long>(stats.checkpoints),
-                static_cast<unsigned long long>(stats.last_checkpoint_lsn),
-                static_cast<unsigned long long>(stats.last_checkpoint_file_bytes), stats.last_checkpoint_seconds * 1e3,
-                stats.last_capture_seconds * 1e3);
-  Reply(line);
+  if (!Read([&](const KvStateMachine& state) { keys = state.size(); })) return;
+  Reply("keys=" + std::to_string(keys) + " " + backend_->StatsLine());
 }
 
 void Session::Reply(std::string_view line) {
@@ -528,7 +507,7 @@ int MainNode(const replication::NodeOptions& options, const ServeSetup& setup,
     (void)node->Stop();
     return kExitUsage;
   }
-  Session session(nullptr, node.get(), &state, Durability::kDurable, LineLimitBytes(engine_options));
+  Session session(&backend, LineLimitBytes(engine_options));
   // Stopping the node ends a Commit that waits for backups: the writes it
   // waited for are answered "not acknowledged" (they stay in the log). The
   // server's loop stops first, so nothing calls the node once it is stopped.
@@ -618,7 +597,7 @@ int MainStandalone(const Flags& flags, const EngineOptions& options, const Serve
     (void)engine->Close();
     return kExitUsage;
   }
-  Session session(engine.get(), nullptr, &state, durability, LineLimitBytes(options));
+  Session session(&backend, LineLimitBytes(options));
   // A standalone store's waits are its own fdatasyncs, which end by
   // themselves. With --serve it serves clients after stdin ends.
   auto stop = [&] {

@@ -88,6 +88,27 @@ Lsn NodeBackend::AppliedLsn() {
   return durable > observed ? durable : observed;
 }
 
+Status NodeBackend::Checkpoint(checkpoint::CheckpointInfo* info) {
+  const std::shared_ptr<replication::Node> node = Current();
+  if (node == nullptr) return NotStarted();
+  return node->Checkpoint(info);
+}
+
+std::string NodeBackend::StatsLine() {
+  const std::shared_ptr<replication::Node> node = Current();
+  if (node == nullptr) return "role=starting";
+  const replication::NodeStatus status = node->status();
+  return "role=" + status.role + " epoch=" + std::to_string(status.epoch) +
+         " last_lsn=" + std::to_string(status.last_lsn) + " durable_lsn=" + std::to_string(status.durable_lsn) +
+         " committed_lsn=" + std::to_string(status.committed_lsn);
+}
+
+bool NodeBackend::NodeStatusText(std::string* text) {
+  const std::shared_ptr<replication::Node> node = Current();
+  *text = node == nullptr ? "role starting\n" : node->status().Describe();
+  return true;
+}
+
 RoleInfo NodeBackend::Role() {
   RoleInfo info;
   const std::shared_ptr<replication::Node> node = Current();

@@ -44,6 +44,9 @@ class NodeBackend final : public RespBackend {
   Status Read(const std::function<void(const KvStateMachine& state)>& f) override;
   RoleInfo Role() override;
   Lsn AppliedLsn() override;
+  Status Checkpoint(checkpoint::CheckpointInfo* info) override;
+  std::string StatsLine() override;
+  bool NodeStatusText(std::string* text) override;
 
  private:
   std::shared_ptr<replication::Node> Current() const;

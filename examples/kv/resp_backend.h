@@ -1,5 +1,6 @@
-// RespBackend: what the Redis-protocol server (resp_server.h) needs from the
-// store behind it, so that one server fronts a single durable Engine, a
+// RespBackend: what keel-kv's front ends (the Redis-protocol server,
+// resp_server.h, and the stdin session in kv_main.cc) need from the store
+// behind them, so that one interface fronts a single durable Engine, a
 // manually run replication Node, or a node whose role (and Node object) a
 // coordinator changes while the server runs.
 //
@@ -16,6 +17,8 @@
 //     time, and may block for as long as the acknowledgement takes; it must
 //     return when the backend is interrupted (the node is stopped or
 //     replaced), with an error.
+//   - The stdin session calls every method from its own thread, Commit
+//     included; Checkpoint, StatsLine and NodeStatusText only from there.
 #pragma once
 
 #include <cstdint>
@@ -80,6 +83,15 @@ class RespBackend {
   // The LSN through which the state reads see is applied (cheap: polled by
   // the loop for WAITLSN).
   virtual Lsn AppliedLsn() = 0;
+
+  // Takes a checkpoint now and waits for it to be durable (Engine::Checkpoint).
+  virtual Status Checkpoint(checkpoint::CheckpointInfo* info) = 0;
+  // The figures of the stdin `stats` reply after "keys=N ": the engine's or
+  // the node's, one line.
+  virtual std::string StatsLine() = 0;
+  // The node's status (replication::NodeStatus::Describe), true; false when
+  // the store is not a replication node.
+  virtual bool NodeStatusText(std::string* text) = 0;
 };
 
 }  // namespace keel::kv
