@@ -393,9 +393,9 @@ Status ParseAuthenticateReply(std::string_view text, std::string* token) {
 
 bool IsAuthTokenRefusal(long status_code, std::string_view body) {
   if (status_code == 401) return true;
-  const std::string message = ParseErrorReply(body).message;
-  return message.find("invalid auth token") != std::string::npos ||
-         message.find("auth token is expired") != std::string::npos;
+  // The gateway says it in "error" and "message"; the raw body holds both.
+  return body.find("invalid auth token") != std::string_view::npos ||
+         body.find("auth token is expired") != std::string_view::npos;
 }
 
 ErrorReply ParseErrorReply(std::string_view body) {
