@@ -4,6 +4,7 @@
 #include <chrono>
 #include <thread>
 
+#include <keel/cluster/etcd_auth.h>
 #include <keel/cluster/etcd_codec.h>
 #include <keel/cluster/etcd_watch.h>
 #include <keel/cluster/http_transport.h>
@@ -58,6 +59,9 @@ Status EtcdClient::Open(EtcdClientOptions options, std::unique_ptr<EtcdClient>* 
     return Status::InvalidArgument(
         "etcd client: timeout_ms must be in (0, 600000] and connect_timeout_ms in (0, timeout_ms]");
   }
+  if (options.user.empty() != options.password.empty()) {
+    return Status::InvalidArgument("etcd client: a user needs a password, and a password a user");
+  }
   if (options.attempts_max < 1 || options.attempts_max > kAttemptsMax) {
     return Status::InvalidArgument("etcd client: attempts_max must be in [1, 100]");
   }
@@ -74,12 +78,25 @@ void EtcdClient::Log(const std::string& line) const {
 
 Status EtcdClient::Attempt(const Operation& operation, const std::string& endpoint, const std::string& body,
                            std::string* reply_body, bool* retry) {
+  *retry = false;
+  const bool authenticating = !options_.user.empty();
+  if (authenticating && Token().empty()) KEEL_RETURN_IF_ERROR(Renew(endpoint, retry));
   HttpOptions http;
   http.timeout_ms = options_.timeout_ms;
   http.connect_timeout_ms = options_.connect_timeout_ms;
+  http.authorization = Token();
   HttpReply reply;
   HttpFailure failure = HttpFailure::kNone;
   Status status = HttpPost(endpoint + operation.path, body, http, &reply, &failure);
+  // A refused token (etcd restarted, auth re-enabled, the token expired) is
+  // renewed once; etcd did not act on the refused request, so it is sent again.
+  if (status.ok() && authenticating && IsAuthTokenRefusal(reply.status_code, reply.body)) {
+    Log("etcd at " + endpoint + " refused its auth token (" + ParseErrorReply(reply.body).message +
+        "): authenticating again");
+    KEEL_RETURN_IF_ERROR(Renew(endpoint, retry));
+    http.authorization = Token();
+    status = HttpPost(endpoint + operation.path, body, http, &reply, &failure);
+  }
   if (!status.ok()) {
     *retry =
         failure == HttpFailure::kNotSent || (failure == HttpFailure::kInDoubt && operation.retry == Retry::kAlways);
@@ -97,6 +114,19 @@ Status EtcdClient::Attempt(const Operation& operation, const std::string& endpoi
   // for requests that may be repeated.
   *retry = reply.status_code >= 500 && operation.retry == Retry::kAlways;
   return RefusalStatus(reply.status_code, reply.body).WithContext("POST " + endpoint + operation.path);
+}
+
+std::string EtcdClient::Token() const {
+  std::lock_guard lock(token_mu_);
+  return token_;
+}
+
+Status EtcdClient::Renew(const std::string& endpoint, bool* retry) {
+  std::string token;
+  KEEL_RETURN_IF_ERROR(EtcdAuthenticate(options_, endpoint, &token, retry));
+  std::lock_guard lock(token_mu_);
+  token_ = std::move(token);
+  return Status::Ok();
 }
 
 Status EtcdClient::Call(const Operation& operation, std::string_view subject, const std::string& body,

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -36,6 +37,9 @@ struct EtcdClientOptions {
   int attempts_max = 4;                // rounds over all endpoints per call
   BackoffOptions backoff;              // the wait between rounds
   LogFunction log;                     // may be empty
+  // etcd's user/password authentication (etcd_auth.h); user empty: none.
+  std::string user;
+  std::string password;
 };
 
 class EtcdWatch;
@@ -90,9 +94,14 @@ class EtcdClient {
   Status Attempt(const Operation& operation, const std::string& endpoint, const std::string& body,
                  std::string* reply_body, bool* retry);
   void Log(const std::string& line) const;
+  // Gets a fresh token from endpoint (etcd_auth.h).
+  Status Renew(const std::string& endpoint, bool* retry);
+  std::string Token() const;
 
   const EtcdClientOptions options_;
   std::atomic<size_t> preferred_endpoint_{0};  // the last that answered
+  mutable std::mutex token_mu_;
+  std::string token_;  // guarded by token_mu_; empty: none yet (or no user)
 };
 
 }  // namespace keel::cluster

@@ -292,6 +292,12 @@ std::string EncodeLeaseGrantRequest(int64_t ttl_seconds) { return json{{"TTL", s
 
 std::string EncodeLeaseIdRequest(int64_t lease_id) { return json{{"ID", std::to_string(lease_id)}}.dump(); }
 
+std::string EncodeAuthenticateRequest(std::string_view name, std::string_view password) {
+  // Bytes that are not UTF-8 cannot be a JSON string: replaced, so that etcd refuses them.
+  return json{{"name", std::string(name)}, {"password", std::string(password)}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string EncodeWatchCreateRequest(std::string_view key, std::string_view range_end, int64_t start_revision) {
   json create = {{"key", Base64Encode(key)}};
   if (!range_end.empty()) create["range_end"] = Base64Encode(range_end);
@@ -373,6 +379,23 @@ Status ParseWatchLine(std::string_view text, WatchReply* reply) {
     KEEL_RETURN_IF_ERROR(GetObject(object, "result", &result));
     return ParseWatchResult(result, reply);
   });
+}
+
+Status ParseAuthenticateReply(std::string_view text, std::string* token) {
+  return ParseReply("authenticate", text, [&](const json& object) {
+    ResponseHeader header;
+    KEEL_RETURN_IF_ERROR(ParseHeader(object, &header));
+    KEEL_RETURN_IF_ERROR(GetString(object, "token", token));
+    if (token->empty()) return BadField("token", "is missing");
+    return Status::Ok();
+  });
+}
+
+bool IsAuthTokenRefusal(long status_code, std::string_view body) {
+  if (status_code == 401) return true;
+  // The gateway says it in "error" and "message"; the raw body holds both.
+  return body.find("invalid auth token") != std::string_view::npos ||
+         body.find("auth token is expired") != std::string_view::npos;
 }
 
 ErrorReply ParseErrorReply(std::string_view body) {

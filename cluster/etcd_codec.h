@@ -33,6 +33,8 @@ std::string EncodeDeleteRequest(std::string_view key, std::string_view range_end
 std::string EncodeTxnRequest(const Txn& txn);
 std::string EncodeLeaseGrantRequest(int64_t ttl_seconds);
 std::string EncodeLeaseIdRequest(int64_t lease_id);  // keepalive and revoke
+// POST /v3/auth/authenticate: {"name", "password"}.
+std::string EncodeAuthenticateRequest(std::string_view name, std::string_view password);
 std::string EncodeWatchCreateRequest(std::string_view key, std::string_view range_end, int64_t start_revision);
 
 // Replies of a successful (HTTP 200) call.
@@ -47,6 +49,11 @@ Status ParseLeaseRevokeReply(std::string_view json, ResponseHeader* header);
 
 // One line of a watch stream: {"result": {...}} or {"error": {...}}. An error
 // line gives a Status carrying etcd's message.
+// The token of an authenticate reply; Corruption when it has none.
+Status ParseAuthenticateReply(std::string_view json, std::string* token);
+// Whether etcd refused a request for its token (expired, or from before a
+// restart or an auth disable/enable): HTTP 401, or a body that says so.
+bool IsAuthTokenRefusal(long status_code, std::string_view body);
 Status ParseWatchLine(std::string_view json, WatchReply* reply);
 
 // The body etcd sends with a non-200 status: {"error", "message", "code"}.

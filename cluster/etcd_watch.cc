@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include <keel/cluster/backoff.h>
+#include <keel/cluster/etcd_auth.h>
 #include <keel/cluster/etcd_codec.h>
 
 namespace keel::cluster {
@@ -66,9 +67,16 @@ void EtcdWatch::Loop() {
 Status EtcdWatch::StreamOnce(const std::string& endpoint, bool* ended) {
   buffer_.clear();
   const std::string request = EncodeWatchCreateRequest(key_, range_end_, next_revision_);
+  // Each stream gets a fresh token: one that died with a restarted etcd
+  // ended the last stream, and reconnecting is when to renew it.
+  std::string token;
+  if (!options_.user.empty()) {
+    bool retry = false;
+    KEEL_RETURN_IF_ERROR(EtcdAuthenticate(options_, endpoint, &token, &retry));
+  }
   Status error;
   const Status status =
-      stream_.Run(endpoint + "/v3/watch", request, options_.connect_timeout_ms, [&](std::string_view chunk) {
+      stream_.Run(endpoint + "/v3/watch", request, options_.connect_timeout_ms, token, [&](std::string_view chunk) {
         buffer_.append(chunk);
         return ConsumeLines(&error, ended);
       });

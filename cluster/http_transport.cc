@@ -77,7 +77,14 @@ EasyHandle NewPost(const std::string& url, std::string_view body, int64_t connec
   return easy;
 }
 
-HeaderList JsonHeaders() { return HeaderList(curl_slist_append(nullptr, "Content-Type: application/json")); }
+HeaderList JsonHeaders(const std::string& authorization) {
+  HeaderList headers(curl_slist_append(nullptr, "Content-Type: application/json"));
+  if (!headers || authorization.empty()) return headers;
+  curl_slist* with_token = curl_slist_append(headers.get(), ("Authorization: " + authorization).c_str());
+  if (with_token == nullptr) return HeaderList();
+  (void)headers.release();
+  return HeaderList(with_token);
+}
 
 }  // namespace
 
@@ -88,7 +95,7 @@ Status HttpPost(const std::string& url, std::string_view body, const HttpOptions
   *failure = HttpFailure::kBadReply;
   reply->status_code = 0;
   reply->body.clear();
-  HeaderList headers = JsonHeaders();
+  HeaderList headers = JsonHeaders(options.authorization);
   EasyHandle easy = NewPost(url, body, options.connect_timeout_ms, headers.get());
   if (!easy || !headers) return Status::IoError("POST " + url + ": libcurl could not make a request");
   BufferSink sink{&reply->body, options.reply_max_bytes};
@@ -154,9 +161,9 @@ void HttpStream::Cancel() {
 }
 
 Status HttpStream::Run(const std::string& url, std::string_view body, int64_t connect_timeout_ms,
-                       const OnData& on_data) {
+                       const std::string& authorization, const OnData& on_data) {
   auto* multi = static_cast<CURLM*>(multi_);
-  HeaderList headers = JsonHeaders();
+  HeaderList headers = JsonHeaders(authorization);
   EasyHandle easy = NewPost(url, body, connect_timeout_ms, headers.get());
   if (multi == nullptr || !easy || !headers)
     return Status::IoError("POST " + url + ": libcurl could not make a stream");

@@ -19,6 +19,7 @@ struct HttpOptions {
   int64_t timeout_ms = 2000;           // the whole request, connecting included
   int64_t connect_timeout_ms = 1000;   // the TCP connection alone
   size_t reply_max_bytes = 64u << 20;  // a longer reply is refused, not buffered
+  std::string authorization;           // non-empty: sent as the Authorization header
 };
 
 struct HttpReply {
@@ -57,7 +58,9 @@ class HttpStream {
   // Runs until the server closes the stream (OK), on_data returns false (OK),
   // Cancel is called (OK), or the connection fails or the status is not 200
   // (IoError naming the URL, with etcd's message for a non-200 reply).
-  Status Run(const std::string& url, std::string_view body, int64_t connect_timeout_ms, const OnData& on_data);
+  // authorization: non-empty, sent as the Authorization header.
+  Status Run(const std::string& url, std::string_view body, int64_t connect_timeout_ms,
+             const std::string& authorization, const OnData& on_data);
   void Cancel();
   bool cancelled() const { return cancelled_.load(); }
 

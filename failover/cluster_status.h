@@ -10,8 +10,10 @@
 namespace keel::failover {
 
 // Reads everything under /keel/<cluster>/ from the first etcd endpoint that
-// answers (bounded: a few seconds at most).
-Status ReadCluster(const std::vector<std::string>& endpoints, const std::string& cluster, ClusterView* view);
+// answers (bounded: a few seconds at most). user and password: etcd's
+// authentication (empty: none).
+Status ReadCluster(const std::vector<std::string>& endpoints, const std::string& cluster, ClusterView* view,
+                   const std::string& user = "", const std::string& password = "");
 
 // Lines of "key value", then one line per member.
 std::string DescribeCluster(const std::string& cluster, const ClusterView& view);

@@ -52,6 +52,8 @@ std::string SwitchoverResult::Describe() const {
 Status Switchover(const SwitchoverRequest& request, SwitchoverResult* result) {
   cluster::EtcdClientOptions options;
   options.endpoints = request.endpoints;
+  options.user = request.etcd_user;
+  options.password = request.etcd_password;
   std::unique_ptr<cluster::EtcdClient> etcd;
   KEEL_RETURN_IF_ERROR(cluster::EtcdClient::Open(options, &etcd));
   const ClusterKeys keys(request.cluster);

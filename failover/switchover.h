@@ -22,6 +22,8 @@ namespace keel::failover {
 
 struct SwitchoverRequest {
   std::vector<std::string> endpoints;
+  std::string etcd_user;  // etcd's user/password authentication; empty: none
+  std::string etcd_password;
   std::string cluster = "keel";
   uint64_t to = 0;                         // 0: any eligible member
   std::chrono::milliseconds timeout{30000};

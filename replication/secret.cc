@@ -21,44 +21,60 @@ std::string OctalMode(mode_t mode) {
 
 // Refuses a file that group or others may read, write or execute. Checked on
 // the open descriptor, so the file checked is the file read.
-Status CheckSecretFileMode(int fd, const std::string& path) {
+Status CheckPrivateFileMode(int fd, const std::string& what, const std::string& path) {
   struct stat info {};
-  if (::fstat(fd, &info) != 0) return Status::FromErrno("stat secret file " + path, errno);
+  if (::fstat(fd, &info) != 0) return Status::FromErrno("stat " + what + " " + path, errno);
   const mode_t shared = info.st_mode & (S_IRWXG | S_IRWXO);
   if (shared == 0) return Status::Ok();
   const bool readable = (shared & (S_IRGRP | S_IROTH)) != 0;
-  return Status::InvalidArgument("secret file " + path + " has mode " + OctalMode(info.st_mode) + ", which lets " +
+  return Status::InvalidArgument(what + " " + path + " has mode " + OctalMode(info.st_mode) + ", which lets " +
                                  (readable ? "group or others read it" : "group or others access it") +
                                  "; make it private to its owner with: chmod 600 " + path);
 }
 
 }  // namespace
 
-Status ReadSecretFile(const std::string& path, std::string* secret) {
-  secret->clear();
-  if (path.empty()) return Status::Ok();
+Status ReadPrivateFile(const std::string& path, const std::string& what, std::string* contents) {
+  contents->clear();
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open secret file " + path, errno);
-  Status status = CheckSecretFileMode(fd, path);
+  if (fd < 0) return Status::FromErrno("open " + what + " " + path, errno);
+  Status status = CheckPrivateFileMode(fd, what, path);
   // One byte more than the limit tells an overlong file from a full one.
   std::vector<char> buffer(kMaxSecretBytes + 1);
   size_t got = 0;
   while (status.ok() && got < buffer.size()) {
     const ssize_t n = ::read(fd, buffer.data() + got, buffer.size() - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) status = Status::FromErrno("read secret file " + path, errno);
+    if (n < 0) status = Status::FromErrno("read " + what + " " + path, errno);
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }
   ::close(fd);
   KEEL_RETURN_IF_ERROR(status);
   if (got > kMaxSecretBytes) {
-    return Status::InvalidArgument("secret file " + path + " is longer than " + std::to_string(kMaxSecretBytes) +
+    return Status::InvalidArgument(what + " " + path + " is longer than " + std::to_string(kMaxSecretBytes) +
                                    " bytes");
   }
-  secret->assign(buffer.data(), got);
+  contents->assign(buffer.data(), got);
+  return Status::Ok();
+}
+
+Status ReadSecretFile(const std::string& path, std::string* secret) {
+  secret->clear();
+  if (path.empty()) return Status::Ok();
+  KEEL_RETURN_IF_ERROR(ReadPrivateFile(path, "secret file", secret));
   while (!secret->empty() && (secret->back() == '\n' || secret->back() == '\r')) secret->pop_back();
   if (secret->empty()) return Status::InvalidArgument("secret file " + path + " is empty");
+  return Status::Ok();
+}
+
+Status ReadPasswordFile(const std::string& path, std::string* password) {
+  password->clear();
+  if (path.empty()) return Status::Ok();
+  KEEL_RETURN_IF_ERROR(ReadPrivateFile(path, "password file", password));
+  const size_t end = password->find_first_of("\r\n");
+  if (end != std::string::npos) password->resize(end);
+  if (password->empty()) return Status::InvalidArgument("password file " + path + " has an empty first line");
   return Status::Ok();
 }
 

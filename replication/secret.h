@@ -26,6 +26,18 @@ inline constexpr size_t kMaxSecretBytes = 4096;
 // its mode and the fix, chmod 600); an I/O error when it cannot be read.
 Status ReadSecretFile(const std::string& path, std::string* secret);
 
+// Reads a file that must stay private to its owner (a secret, a password):
+// InvalidArgument for one that group or others may access (the message
+// names what, the file, its mode and the fix, chmod 600) or that is longer
+// than kMaxSecretBytes; an I/O error when it cannot be read. what names the
+// file in messages ("secret file", "password file").
+Status ReadPrivateFile(const std::string& path, const std::string& what, std::string* contents);
+
+// Reads a password: the first line of a private file (ReadPrivateFile), its
+// line end dropped; an empty path is no password. InvalidArgument when the
+// first line is empty.
+Status ReadPasswordFile(const std::string& path, std::string* password);
+
 // Whether host ("localhost" or an IPv4 address) is a loopback address, one
 // that only this machine can reach (127.0.0.0/8).
 bool IsLoopbackHost(std::string_view host);

@@ -141,6 +141,22 @@ TEST(EtcdCodecTest, ErrorBodiesGiveGrpcCodeAndMessage) {
   EXPECT_EQ(error.message, "404 page not found\\x0a");
 }
 
+TEST(EtcdCodecTest, AuthenticateRequestReplyAndTokenRefusals) {
+  EXPECT_EQ(EncodeAuthenticateRequest("root", "p\"w"), R"({"name":"root","password":"p\"w"})");
+  std::string token;
+  ASSERT_TRUE(ParseAuthenticateReply(
+                  R"({"header":{"cluster_id":"1","member_id":"2","revision":"5","raft_term":"2"},"token":"abc.7"})",
+                  &token)
+                  .ok());
+  EXPECT_EQ(token, "abc.7");
+  const Status missing = ParseAuthenticateReply(R"({"header":{"revision":"5"}})", &token);
+  EXPECT_TRUE(missing.IsCorruption()) << missing.ToString();
+  EXPECT_TRUE(IsAuthTokenRefusal(401, ""));
+  EXPECT_TRUE(IsAuthTokenRefusal(400, R"({"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16})"));
+  EXPECT_FALSE(IsAuthTokenRefusal(400, R"({"error":"etcdserver: user name is empty","code":3})"));
+  EXPECT_FALSE(IsAuthTokenRefusal(200, R"({"header":{}})"));
+}
+
 TEST(EtcdCodecTest, RequestsCarryBase64KeysAndStringNumbers) {
   EXPECT_EQ(EncodePutRequest("foo", "bar", 0), R"({"key":"Zm9v","value":"YmFy"})");
   EXPECT_EQ(EncodePutRequest("foo", "bar", 12), R"({"key":"Zm9v","lease":"12","value":"YmFy"})");

@@ -98,5 +98,27 @@ TEST(SecretListenerTest, P8OnlyALoopbackListenerMayGoWithoutASecret) {
   }
 }
 
+// A password (keel-kv --requirepass-file, --coordinator-password-file) is the
+// first line of a file guarded as the secret is.
+TEST(PasswordFileTest, TheFirstLineOfAPrivateFileIsThePassword) {
+  testing::TempDir tmp;
+  std::string password;
+  ASSERT_TRUE(ReadPasswordFile(WriteSecret(tmp, "lines", "pass word\r\nsecond line\n", 0600), &password).ok());
+  EXPECT_EQ(password, "pass word");
+  ASSERT_TRUE(ReadPasswordFile(WriteSecret(tmp, "bare", "pw", 0400), &password).ok());
+  EXPECT_EQ(password, "pw");
+  ASSERT_TRUE(ReadPasswordFile("", &password).ok());
+  EXPECT_EQ(password, "");
+  const std::string shared = WriteSecret(tmp, "shared", "pw\n", 0640);
+  const Status refused = ReadPasswordFile(shared, &password);
+  ASSERT_TRUE(refused.IsInvalidArgument());
+  EXPECT_EQ(refused.message(), "password file " + shared +
+                                   " has mode 0640, which lets group or others read it; make it private to its "
+                                   "owner with: chmod 600 " + shared);
+  EXPECT_TRUE(password.empty());
+  const std::string blank = WriteSecret(tmp, "blank", "\nsecond\n", 0600);
+  EXPECT_EQ(ReadPasswordFile(blank, &password).message(), "password file " + blank + " has an empty first line");
+}
+
 }  // namespace
 }  // namespace keel::replication

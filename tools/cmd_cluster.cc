@@ -9,6 +9,7 @@
 #include <keel/failover/cluster_status.h>
 #include <keel/failover/switchover.h>
 #include <keel/replication/node.h>
+#include <keel/replication/secret.h>
 #include "tools/commands.h"
 
 namespace keel::tools {
@@ -46,10 +47,34 @@ int RunAdmin(std::string_view name, const std::string& address, const ClusterFla
   return kExitOk;
 }
 
+// etcd's user and password for --coordinator (--coordinator-user,
+// --coordinator-password-file: both or neither).
+struct CoordinatorAuth {
+  std::string user;
+  std::string password_file;
+};
+
+void AddCoordinatorAuthFlags(CLI::App* command, CoordinatorAuth* auth) {
+  command->add_option("--coordinator-user", auth->user, "etcd's user, when etcd has auth enabled");
+  command->add_option("--coordinator-password-file", auth->password_file,
+                      "with --coordinator-user: a file whose first line is that user's password (mode 600)");
+}
+
+Status ReadCoordinatorPassword(const CoordinatorAuth& auth, std::string* password) {
+  password->clear();
+  if (auth.user.empty() != auth.password_file.empty()) {
+    return Status::InvalidArgument("--coordinator-user and --coordinator-password-file go together");
+  }
+  return replication::ReadPasswordFile(auth.password_file, password);
+}
+
 // keel status --coordinator URL: the cluster as etcd holds it.
-int RunCoordinatorStatus(const std::string& coordinator, const ClusterFlags& flags, bool json) {
+int RunCoordinatorStatus(const std::string& coordinator, const CoordinatorAuth& auth, const ClusterFlags& flags,
+                         bool json) {
   failover::ClusterView view;
-  const Status status = failover::ReadCluster({coordinator}, flags.cluster, &view);
+  std::string password;
+  Status status = ReadCoordinatorPassword(auth, &password);
+  if (status.ok()) status = failover::ReadCluster({coordinator}, flags.cluster, &view, auth.user, password);
   if (!status.ok()) {
     PrintError("status", coordinator + ": " + status.ToString());
     return kExitUsage;
@@ -171,6 +196,7 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   auto status_flags = std::make_shared<ClusterFlags>();
   auto status_json = std::make_shared<bool>(false);
   auto status_coordinator = std::make_shared<std::string>();
+  auto status_auth = std::make_shared<CoordinatorAuth>();
   CLI::App* status_command = app->add_subcommand(
       "status", "show a node's role, epoch, LSNs (last, durable, committed) and, per peer, state and lag; or, with "
                 "--coordinator, the whole cluster as etcd holds it");
@@ -187,8 +213,11 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   status_command->add_flag("--json", *status_json,
                            "print one JSON object: role, epoch, LSNs and peers (keys in docs/operations.md)");
   AddClusterFlags(status_command, status_flags.get());
-  *status = [status_address, status_flags, status_json, status_coordinator] {
-    if (!status_coordinator->empty()) return RunCoordinatorStatus(*status_coordinator, *status_flags, *status_json);
+  AddCoordinatorAuthFlags(status_command, status_auth.get());
+  *status = [status_address, status_flags, status_json, status_coordinator, status_auth] {
+    if (!status_coordinator->empty()) {
+      return RunCoordinatorStatus(*status_coordinator, *status_auth, *status_flags, *status_json);
+    }
     return RunAdmin("status", *status_address, *status_flags,
                     replication::AdminRequest{*status_json ? replication::AdminCommand::kStatusJson
                                                            : replication::AdminCommand::kStatus});
@@ -214,6 +243,7 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   auto switchover_request = std::make_shared<failover::SwitchoverRequest>();
   auto switchover_coordinator = std::make_shared<std::string>();
   auto switchover_timeout_ms = std::make_shared<int64_t>(30000);
+  auto switchover_auth = std::make_shared<CoordinatorAuth>();
   CLI::App* switchover_command = app->add_subcommand(
       "switchover", "hand leadership of a coordinated cluster to another member with nothing lost: the leader stops "
                     "acknowledging, waits for the backups to catch up, gives up its key; then waits for the new leader");
@@ -226,8 +256,15 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   switchover_command->add_option("--timeout-ms", *switchover_timeout_ms, "how long to wait for the new leader")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1000}, int64_t{600000}));
-  *switchover = [switchover_request, switchover_coordinator, switchover_timeout_ms] {
+  AddCoordinatorAuthFlags(switchover_command, switchover_auth.get());
+  *switchover = [switchover_request, switchover_coordinator, switchover_timeout_ms, switchover_auth] {
     switchover_request->endpoints = {*switchover_coordinator};
+    switchover_request->etcd_user = switchover_auth->user;
+    const Status read = ReadCoordinatorPassword(*switchover_auth, &switchover_request->etcd_password);
+    if (!read.ok()) {
+      PrintError("switchover", read.ToString());
+      return kExitUsage;
+    }
     switchover_request->timeout = std::chrono::milliseconds(*switchover_timeout_ms);
     return RunSwitchover(*switchover_request);
   };

@@ -68,6 +68,21 @@ void AddCoordinatorFlags(CLI::App* app, CoordinatorFlags* flags) {
       ->capture_default_str();
   app->add_option("--advertise", flags->advertise,
                   "with --coordinator: the HOST:PORT other members use to reach --listen (default: --listen)");
+  AddCoordinatorAuthFlags(app, &flags->user, &flags->password_file);
+}
+
+void AddCoordinatorAuthFlags(CLI::App* app, std::string* user, std::string* password_file) {
+  app->add_option("--coordinator-user", *user, "with --coordinator: etcd's user, when etcd has auth enabled");
+  app->add_option("--coordinator-password-file", *password_file,
+                  "with --coordinator-user: a file whose first line is that user's password (mode 600)");
+}
+
+Status ReadCoordinatorAuth(const std::string& user, const std::string& password_file, std::string* password) {
+  password->clear();
+  if (user.empty() != password_file.empty()) {
+    return Status::InvalidArgument("--coordinator-user and --coordinator-password-file go together");
+  }
+  return replication::ReadPasswordFile(password_file, password);
 }
 
 Status MakeAgentOptions(const ReplicationFlags& replication, const CoordinatorFlags& flags, const std::string& dir,
@@ -96,6 +111,8 @@ Status MakeAgentOptions(const ReplicationFlags& replication, const CoordinatorFl
     options->endpoints.push_back(flags.coordinator.substr(begin, comma - begin));
     begin = comma + 1;
   }
+  options->etcd_user = flags.user;
+  KEEL_RETURN_IF_ERROR(ReadCoordinatorAuth(flags.user, flags.password_file, &options->etcd_password));
   options->serve = serve;
   options->advertise = flags.advertise;
   options->lease_ttl_seconds = flags.lease_ttl_seconds;

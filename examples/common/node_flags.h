@@ -35,9 +35,16 @@ struct CoordinatorFlags {
   std::string coordinator;  // "http://HOST:PORT[,http://HOST:PORT...]"; empty: not coordinated
   int64_t lease_ttl_seconds = failover::AgentOptions{}.lease_ttl_seconds;
   std::string advertise;    // the replication address others use; empty: --listen
+  std::string user;           // etcd's user (--coordinator-user); empty: no authentication
+  std::string password_file;  // its password (--coordinator-password-file)
   bool enabled() const { return !coordinator.empty(); }
 };
 void AddCoordinatorFlags(CLI::App* app, CoordinatorFlags* flags);
+// --coordinator-user and --coordinator-password-file, for keel-kv and the tools.
+void AddCoordinatorAuthFlags(CLI::App* app, std::string* user, std::string* password_file);
+// The etcd user and password those flags name: both or neither, the password
+// file private to its owner (replication/secret.h).
+Status ReadCoordinatorAuth(const std::string& user, const std::string& password_file, std::string* password);
 
 // The options of a coordinated member serving dir (the replication flags
 // give its cluster, secret, node id, listen address, k and ack mode; --role

@@ -6,10 +6,10 @@
 //               [--role primary|backup --listen HOST:PORT [--primary HOST:PORT] [--node-id N]
 //                [--sync-backups K] [--ack received|durable] [--cluster NAME] [--secret-file F]
 //                [--primary-serve HOST:PORT]]
-//               [--serve HOST:PORT]
+//               [--serve HOST:PORT [--requirepass-file F]]
 //   keel-kv DIR --coordinator http://HOST:PORT --node-id N --listen HOST:PORT --serve HOST:PORT [--create]
 //               [--cluster NAME] [--secret-file F] [--sync-backups K] [--ack received|durable]
-//               [--lease-ttl SECONDS] [--advertise HOST:PORT]
+//               [--lease-ttl SECONDS] [--advertise HOST:PORT] [--requirepass-file F]
 //
 // With --serve, keel-kv also answers Redis clients (redis-cli,
 // redis-benchmark, any RESP2 client) on HOST:PORT, in every mode, alongside
@@ -92,6 +92,7 @@
 #include "examples/kv/resp_server.h"
 #include "testing/kv_state.h"
 #include <keel/replication/node.h>
+#include <keel/replication/secret.h>
 
 namespace keel::kv {
 namespace {
@@ -124,6 +125,7 @@ struct Flags {
   examples::ReplicationFlags replication;  // an empty role: a standalone store
   std::string serve;                       // HOST:PORT for Redis clients; empty: stdin only
   std::string primary_serve;               // a backup's primary's --serve address, for ROLE and INFO
+  std::string requirepass_file;            // --serve clients must AUTH with its first line
   examples::CoordinatorFlags coordinated;  // --coordinator: etcd decides the role
 };
 
@@ -464,8 +466,12 @@ Status MakeServeSetup(const Flags& flags, const EngineOptions& engine, ServeSetu
     if (flags.replication.role != "backup") return Status::InvalidArgument("--primary-serve goes with --role backup");
     KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.primary_serve, &setup->primary_host, &setup->primary_port));
   }
-  if (flags.serve.empty()) return Status::Ok();
+  if (flags.serve.empty()) {
+    if (!flags.requirepass_file.empty()) return Status::InvalidArgument("--requirepass-file goes with --serve");
+    return Status::Ok();
+  }
   setup->enabled = true;
+  KEEL_RETURN_IF_ERROR(replication::ReadPasswordFile(flags.requirepass_file, &setup->server.password));
   KEEL_RETURN_IF_ERROR(
       replication::ParseHostPort(flags.serve, &setup->server.host, &setup->server.port, /*allow_zero_port=*/true));
   // A value as large as the largest record the log takes, with slack for the key.
@@ -685,8 +691,10 @@ int main(int argc, char** argv) {
   keel::examples::AddReplicationFlags(&app, &flags.replication);
   keel::examples::AddCoordinatorFlags(&app, &flags.coordinated);
   app.add_option("--serve", flags.serve,
-                 "also serve Redis clients (RESP2) on HOST:PORT (port 0: any); no authentication, so keep it on "
-                 "loopback or a trusted network");
+                 "also serve Redis clients (RESP2) on HOST:PORT (port 0: any); without --requirepass-file anyone "
+                 "who reaches it may read and write, so keep it on loopback or a trusted network");
+  app.add_option("--requirepass-file", flags.requirepass_file,
+                 "with --serve: clients must AUTH with the password on this file's first line (mode 600)");
   app.add_option("--primary-serve", flags.primary_serve,
                  "with --role backup: where clients reach the primary (its --serve HOST:PORT), shown by ROLE and INFO");
   try {

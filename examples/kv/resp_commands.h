@@ -27,6 +27,7 @@ namespace keel::kv {
 // What a connection remembers between its commands.
 struct ClientContext {
   Lsn last_write_lsn = 0;                       // LASTLSN
+  bool authenticated = false;                   // AUTH succeeded (resp_auth.h)
   // SCAN cursors handed out on this connection: cursor -> the last key it
   // returned. Bounded (the oldest is forgotten; a forgotten cursor restarts
   // at the first key, so a scan never skips a key, it may repeat some).

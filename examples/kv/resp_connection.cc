@@ -5,6 +5,7 @@
 
 #include <cassert>
 #include <cerrno>
+#include <cstdio>
 
 #include "examples/kv/resp_writer.h"
 
@@ -77,7 +78,7 @@ void Connection::ProcessInput(RespBackend* backend, std::vector<Lsn>* commit_req
     assert(consumed > 0);
     offset += consumed;
     if (args.empty()) continue;  // an empty line or *0, which Redis skips too
-    Execution execution = ExecuteCommand(backend, args, &context_);
+    Execution execution = Execute(backend, args);
     if (execution.kind == Execution::Kind::kAfterCommit) commit_requests->push_back(execution.lsn);
     const bool close_after = execution.kind == Execution::Kind::kReplyAndClose;
     Enqueue(std::move(execution));
@@ -85,6 +86,23 @@ void Connection::ProcessInput(RespBackend* backend, std::vector<Lsn>* commit_req
   }
   input_.erase(0, offset);
   if (stop_reading_) input_.clear();
+}
+
+// The password's gate first (resp_auth.h), then the command itself.
+Execution Connection::Execute(RespBackend* backend, const std::vector<std::string>& args) {
+  Execution execution;
+  bool failed_attempt = false;
+  if (!GateCommand(options_->password, args, &context_, &failed_attempt, &execution)) {
+    return ExecuteCommand(backend, args, &context_);
+  }
+  if (failed_attempt) {
+    const std::string line = auth_log_->Record(PeerAddress(fd_), AuthFailureLog::Clock::now());
+    if (!line.empty()) {
+      std::fprintf(stderr, "%s\n", line.c_str());
+      std::fflush(stderr);
+    }
+  }
+  return execution;
 }
 
 void Connection::ProtocolError(const std::string& message) {

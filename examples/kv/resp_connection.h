@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "examples/kv/resp_auth.h"
 #include "examples/kv/resp_backend.h"
 #include "examples/kv/resp_commands.h"
 #include "examples/kv/resp_server.h"
@@ -24,7 +25,9 @@ class Connection {
   using Clock = std::chrono::steady_clock;
 
   // fd: a connected non-blocking socket, closed by the destructor.
-  Connection(int fd, const RespServerOptions* options) : fd_(fd), options_(options) {}
+  // auth_log: where failed AUTHs are counted; it outlives the connection.
+  Connection(int fd, const RespServerOptions* options, AuthFailureLog* auth_log)
+      : fd_(fd), options_(options), auth_log_(auth_log) {}
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -63,9 +66,11 @@ class Connection {
   };
   void Enqueue(Execution execution);
   void ProtocolError(const std::string& message);
+  Execution Execute(RespBackend* backend, const std::vector<std::string>& args);
 
   const int fd_;
   const RespServerOptions* const options_;
+  AuthFailureLog* const auth_log_;
   std::string input_;
   std::deque<QueuedReply> queue_;
   size_t waits_applied_ = 0;   // kAfterApplied replies in queue_

@@ -107,6 +107,7 @@ class RespServer::Loop {
   const int wake_fd_;
   Committer committer_;
   std::atomic<bool> stopping_{false};
+  AuthFailureLog auth_log_;
   std::map<int, std::unique_ptr<Connection>> connections_;
   std::map<int, uint32_t> watched_;  // fd -> the epoll events registered
   std::set<int> again_;              // connections to serve on the next pass without an event
@@ -178,7 +179,7 @@ void RespServer::Loop::Accept() {
     }
     const int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    auto connection = std::make_unique<Connection>(fd, &options_);
+    auto connection = std::make_unique<Connection>(fd, &options_, &auth_log_);
     Connection* raw = connection.get();
     connections_[fd] = std::move(connection);
     Watch(raw);

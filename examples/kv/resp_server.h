@@ -38,6 +38,8 @@ struct RespServerOptions {
   size_t max_clients = 1024;
   size_t max_queued_replies_per_client = 4096;
   size_t max_output_bytes_per_client = 16U << 20;
+  // Non-empty: clients must AUTH with it before any other command (resp_auth.h).
+  std::string password;
 };
 
 class RespServer {

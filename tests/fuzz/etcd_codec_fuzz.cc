@@ -70,6 +70,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckFailure(ParseLeaseRevokeReply(text, &header), false);
   WatchReply watch;
   CheckFailure(ParseWatchLine(text, &watch), true);
+  std::string token;
+  const keel::Status authenticated = ParseAuthenticateReply(text, &token);
+  CheckFailure(authenticated, false);
+  Check(!authenticated.ok() || !token.empty(), "an accepted authenticate reply has a token");
+  (void)IsAuthTokenRefusal(200, text);
   const ErrorReply error = ParseErrorReply(text);
   Check(error.message.size() <= 4 * 80 + 3, "an error message is an excerpt");
   CheckBase64(text);
