@@ -176,7 +176,7 @@ MemberValue Agent::DescribeSelf() const {
   }
   const replication::NodeStatus status = node->status();
   self.role = status.role == "backup" && following_ == 0 ? "standby" : status.role;
-  self.position = Position{status.epoch, status.durable_lsn};
+  self.position = PositionOf(status);
   self.last_lsn = status.last_lsn;
   self.listen = Advertised(node->port());
   return self;
@@ -234,6 +234,14 @@ void Agent::ActWithoutLeader(const ClusterView& view) {
     if (!status.ok()) return LogLimited("restart", "cannot restart as a standby: " + status.message());
   }
   TryToLead(view);
+}
+
+// With --ack received a write is acknowledged once k backups received it,
+// durable or not: their received (last) LSN is what holds it. Otherwise the
+// durable LSN.
+Position Agent::PositionOf(const replication::NodeStatus& status) const {
+  const bool received = options_.node.ack_mode == replication::AckMode::kReceived;
+  return Position{status.epoch, received ? status.last_lsn : status.durable_lsn};
 }
 
 std::string Agent::Advertised(uint16_t port) const {

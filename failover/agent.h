@@ -122,6 +122,8 @@ class Agent {
   // standby that follows nobody.
   Status RestartNode(const std::optional<LeaderValue>& leader);
   bool MayAcknowledge() const;
+  // How far this member's log reaches, as the promotion rule compares it.
+  Position PositionOf(const replication::NodeStatus& status) const;
   std::string Advertised(uint16_t port) const;
   uint32_t EffectiveK() const;
 

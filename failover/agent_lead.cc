@@ -17,7 +17,7 @@ void Agent::TryToLead(const ClusterView& view) {
   input.view = &view;
   input.leaderless_revision = leaderless_revision_;
   input.self = options_.node.node_id;
-  input.self_position = Position{status.epoch, status.durable_lsn};
+  input.self_position = PositionOf(status);
   input.settled = std::chrono::steady_clock::now() - leaderless_since_ >= options_.settle;
   if (view.switchover.has_value()) {
     // A planned handover: the member handing over and everyone but its
