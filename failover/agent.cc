@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include <keel/replication/node_log.h>
+#include <keel/wal/planted.h>
 
 namespace keel::failover {
 
@@ -108,6 +109,8 @@ void Agent::Loop() {
 // reach etcd again.
 void Agent::StepDownIfLeaseLapsed() {
   if (leading_lease_.load() == 0 || keeper_->MayAct()) return;
+  // The planted bug ignores the lease altogether: it neither refuses nor steps down.
+  if (wal::Planted(wal::PlantedBug::kAckAfterLeaseLapsed)) return;
   leading_lease_.store(0);
   Log("the leader lease may have expired (etcd not reached in time): stepping down to a standby");
   const Status status = RestartNode(std::nullopt);
