@@ -223,6 +223,7 @@ void FailoverProcessTest::PauseThePrimary(bool check_kept) {
   std::vector<std::unique_ptr<RawClient>> paused_clients;
   for (int i = 0; i < 5; ++i) paused_clients.push_back(std::make_unique<RawClient>(leader->serve));
   leader->process->Signal(SIGSTOP);
+  ASSERT_TRUE(leader->process->WaitUntilStopped(10s)) << "the primary did not stop";
   for (size_t i = 0; i < paused_clients.size(); ++i) paused_clients[i]->Send(SetCommand("paused" + std::to_string(i), "v"));
   Member* next = AwaitMaster(30s, leader);
   ASSERT_NE(next, nullptr) << "no member took over from the paused primary";

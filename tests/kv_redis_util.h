@@ -16,6 +16,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -63,6 +65,17 @@ class KvProcess {
   }
   // Sends signal_number and returns at once (SIGSTOP, SIGCONT).
   void Signal(int signal_number) { kill(pid_, signal_number); }
+  // After SIGSTOP: waits (at most limit) until every thread of the process
+  // is stopped. kill() returns before they are: a loaded machine can leave
+  // them running for milliseconds, long enough to serve a request sent next.
+  bool WaitUntilStopped(std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (AllThreadsStopped()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return AllThreadsStopped();
+  }
   // Sends signal and waits for the exit; the exit code, or 128 + signal.
   int Kill(int signal_number) {
     kill(pid_, signal_number);
@@ -91,6 +104,22 @@ class KvProcess {
   }
 
  private:
+  // Whether /proc says every thread is in state T (stopped).
+  bool AllThreadsStopped() const {
+    std::error_code error;
+    const std::string tasks = "/proc/" + std::to_string(pid_) + "/task";
+    int threads = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(tasks, error)) {
+      std::ifstream stat(entry.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const size_t close = line.rfind(')');
+      if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'T') return false;
+      ++threads;
+    }
+    return !error && threads > 0;
+  }
+
   const std::string stderr_path_;
   pid_t pid_ = -1;
 };
