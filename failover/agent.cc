@@ -132,7 +132,7 @@ void Agent::Tick() {
   if (!status.ok()) return LogLimited("read", "cannot read the cluster from etcd: " + status.message());
   if (view.leader.has_value()) {
     leaderless_revision_ = 0;
-    Publish(view, /*force=*/false);
+    Publish(/*force=*/false);
     ActOnLeader(view);
   } else {
     const bool first = leaderless_revision_ == 0;
@@ -143,7 +143,7 @@ void Agent::Tick() {
     }
     // Written after R whatever changed: candidates count only reports made
     // after the leader was gone (promotion_rule.h).
-    Publish(view, first);
+    Publish(first);
     ActWithoutLeader(view);
   }
 }
@@ -185,8 +185,7 @@ MemberValue Agent::DescribeSelf() const {
   return self;
 }
 
-void Agent::Publish(const ClusterView& view, bool force) {
-  (void)view;
+void Agent::Publish(bool force) {
   const std::string value = EncodeMember(DescribeSelf());
   const auto now = Clock::now();
   if (!force && value == published_ && now - published_at_ < options_.republish) return;
@@ -282,6 +281,7 @@ Status Agent::RestartNode(const std::optional<LeaderValue>& leader) {
   KEEL_RETURN_IF_ERROR(replication::Node::Start(options, sm_, &started));
   // The same port after every restart: members find it in etcd either way.
   options_.node.listen_port = started->port();
+  port_.store(started->port());
   following_ = leader.has_value() ? leader->node_id : 0;
   std::lock_guard lock(node_mu_);
   node_ = std::move(started);

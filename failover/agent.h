@@ -86,6 +86,8 @@ class Agent {
   // take it for one request at a time. Null briefly while it restarts.
   std::shared_ptr<replication::Node> node() const;
   AgentState state() const;
+  // Where the node listens for replication (the same port across restarts).
+  uint16_t port() const { return port_.load(); }
   const ClusterKeys& keys() const { return keys_; }
   // A leader first gives up its leadership (its lease is revoked, so another
   // member takes over without waiting for the TTL), then everything stops.
@@ -104,7 +106,7 @@ class Agent {
 
   Status EnsureLease();
   Status ReadView(ClusterView* view);
-  void Publish(const ClusterView& view, bool force);
+  void Publish(bool force);
   MemberValue DescribeSelf() const;
   void ActOnLeader(const ClusterView& view);
   void ActWithoutLeader(const ClusterView& view);
@@ -140,6 +142,7 @@ class Agent {
   // The lease this member leads under (0: it does not lead). The node
   // acknowledges only while the keeper holds exactly this lease.
   std::atomic<int64_t> leading_lease_{0};
+  std::atomic<uint16_t> port_{0};
 
   // Owned by the agent's thread.
   uint64_t following_ = 0;              // the leader the node follows (0: none)

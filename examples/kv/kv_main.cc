@@ -563,7 +563,7 @@ int MainCoordinated(failover::AgentOptions options, const ServeSetup& setup,
     PrintError("start " + options.node.dir + ": " + status.message());
     return status.IsCorruption() ? kExitCorruption : kExitUsage;
   }
-  std::fprintf(stderr, "keel-kv: listening on %s:%u\n", options.node.listen_host.c_str(), agent->node()->port());
+  std::fprintf(stderr, "keel-kv: listening on %s:%u\n", options.node.listen_host.c_str(), agent->port());
   std::fprintf(stderr, "keel-kv: member %llu of cluster %s, coordinated by %s\n",
                static_cast<unsigned long long>(options.node.node_id), options.node.cluster_name.c_str(),
                options.endpoints.front().c_str());
