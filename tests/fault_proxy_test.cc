@@ -10,7 +10,11 @@
 //
 // How: a Listener is the target; a Connection dials the proxy's ephemeral
 // port; frames go through it both ways over real sockets on 127.0.0.1.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <memory>
@@ -250,21 +254,46 @@ TEST(FaultProxy, SetOptionsChangesFaultsAtRunTime) {
   EXPECT_EQ(rig.proxy->stats().cuts, 1U);
 }
 
-TEST(FaultProxy, ATargetThatIsNotThereEndsTheClientsConnection) {
-  uint16_t port = 0;
-  {
-    std::unique_ptr<Listener> gone;
-    ASSERT_TRUE(Listener::Bind("127.0.0.1", 0, &gone).ok());
-    port = gone->port();
+// A loopback port that refuses connections for as long as the result lives:
+// bound, so no other test can take it, but not listening. (A port freed after
+// Listener::Bind could be handed to another test's listener meanwhile.)
+class RefusingPort {
+ public:
+  RefusingPort() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+      port_ = ntohs(address.sin_port);
+    }
   }
+  ~RefusingPort() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_;
+  uint16_t port_ = 0;
+};
+
+TEST(FaultProxy, ATargetThatIsNotThereEndsTheClientsConnection) {
+  const RefusingPort refusing;
+  ASSERT_NE(refusing.port(), 0) << "could not bind a loopback port";
   FaultProxyOptions options;
-  options.target_port = port;
+  options.target_port = refusing.port();
   std::unique_ptr<FaultProxy> proxy;
   ASSERT_TRUE(FaultProxy::Start(options, &proxy).ok());
   std::unique_ptr<Connection> client;
   ASSERT_TRUE(Connection::Connect("127.0.0.1", proxy->port(), 2s, &client).ok());
   Frame frame;
-  const Status status = client->Receive(&frame, 2s);
+  // Generous: a refused target ends the connection at once; the bound only
+  // keeps a loaded machine from passing for a hang.
+  const Status status = client->Receive(&frame, 10s);
   EXPECT_FALSE(status.ok());
   EXPECT_FALSE(IsTimeout(status)) << status.ToString();
 }
