@@ -34,7 +34,9 @@ Status CheckOptions(const NodeOptions& options) {
   if (options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min) {
     return Status::InvalidArgument("need 0 < reconnect min <= reconnect max");
   }
-  KEEL_RETURN_IF_ERROR(CheckListenerSecret(options.listen_host, options.secret));
+  KEEL_RETURN_IF_ERROR(options.tls.Validate());
+  // Mutual TLS authenticates peers by certificate; without it, the secret must.
+  if (!options.tls.enabled()) KEEL_RETURN_IF_ERROR(CheckListenerSecret(options.listen_host, options.secret));
   if (options.window_bytes < kShipBatchBytes) {
     return Status::InvalidArgument("window_bytes must be at least " + std::to_string(kShipBatchBytes));
   }
@@ -119,6 +121,7 @@ Status Node::Start(const NodeOptions& options, StateMachine* sm, std::unique_ptr
     KEEL_RETURN_IF_ERROR(io::OpenPosixFileSystem(io::Backend::kPortable, &started->owned_fs_, &notice));
     started->fs_ = started->owned_fs_.get();
   }
+  if (options.tls.enabled()) KEEL_RETURN_IF_ERROR(TlsContext::Create(options.tls, &started->tls_));
   // Bound before the engine opens: a port already taken must leave the
   // directory as it was, with no store created and no LOCK.
   KEEL_RETURN_IF_ERROR(Listener::Bind(options.listen_host, options.listen_port, &started->listener_));

@@ -79,6 +79,11 @@ struct NodeOptions {
   std::string cluster_name = "keel";
   std::string secret;                    // shared by every node and tool of the cluster; required to
                                          // listen on a non-loopback address (replication/secret.h)
+                                         // unless TLS is on
+  // TLS 1.3 with mutual certificates on every replication and admin
+  // connection, made and accepted (tls.h). A node with TLS refuses
+  // plaintext peers and certificates its CA did not sign.
+  TlsFiles tls;
   uint64_t node_id = 0;                  // nonzero, unique in the cluster
   // A mirror (keel follow) copies the log and applies nothing: it is never promoted.
   bool mirror = false;
@@ -366,6 +371,7 @@ class Node {
   std::vector<std::thread> fencers_;     // background fencing of unreached members, joined by Stop
 
   std::unique_ptr<Listener> listener_;
+  std::shared_ptr<TlsContext> tls_;  // null unless options_.tls is on
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   std::thread listen_thread_;
@@ -425,6 +431,7 @@ struct AdminTarget {
   uint16_t port = 0;
   std::string cluster_name = "keel";
   std::string secret;
+  std::shared_ptr<TlsContext> tls;       // null: plaintext
   std::chrono::milliseconds timeout{5000};
 };
 Status RunAdminCommand(const AdminTarget& target, const AdminRequest& request, AdminReply* reply);

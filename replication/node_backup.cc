@@ -96,7 +96,7 @@ Status Node::ReopenEngineIfClosed() {
 Status Node::HandshakeWithPrimary(std::unique_ptr<Connection>* connection, Hello* mine, Hello* primary,
                                   HelloReply* reply) {
   KEEL_RETURN_IF_ERROR(Connection::Connect(options_.primary_host, options_.primary_port, options_.connect_timeout,
-                                           connection, &follow_cancel_));
+                                           connection, &follow_cancel_, tls_.get()));
   Connection* link = connection->get();
   link->set_max_body_bytes(kHandshakeMaxBodyBytes);
   *mine = MakeHello(NodeRole::kBackup);

@@ -86,7 +86,7 @@ Status Node::FenceOne(const std::string& address, std::string* outcome) {
   uint16_t port = 0;
   KEEL_RETURN_IF_ERROR(ParseHostPort(address, &host, &port));
   std::unique_ptr<Connection> connection;
-  KEEL_RETURN_IF_ERROR(Connection::Connect(host, port, options_.connect_timeout, &connection, &stopping_));
+  KEEL_RETURN_IF_ERROR(Connection::Connect(host, port, options_.connect_timeout, &connection, &stopping_, tls_.get()));
   connection->set_max_body_bytes(kHandshakeMaxBodyBytes);
   Hello mine = MakeHello(NodeRole::kPrimary);
   std::string who;

@@ -99,6 +99,15 @@ void Node::ServeConnection(std::unique_ptr<Connection> connection) {
     std::lock_guard lock(sessions_mu_);
     connections_.erase(std::remove(connections_.begin(), connections_.end(), raw), connections_.end());
   };
+  if (tls_ != nullptr) {
+    const Status status = connection->AcceptTls(tls_.get(), options_.connect_timeout);
+    if (!status.ok()) {
+      const bool plaintext = status.message().find("--tls-cert") != std::string::npos;
+      LogLimited(plaintext ? "refused plaintext" : "refused TLS", "refused a connection: " + status.message());
+      forget();
+      return;
+    }
+  }
   Hello hello;
   if (!ReceivePeerHello(connection.get(), &hello).ok()) {
     forget();
@@ -311,7 +320,7 @@ Status ExchangeHello(Connection* connection, Hello* mine, std::span<const std::b
 
 Status RunAdminCommand(const AdminTarget& target, const AdminRequest& request, AdminReply* reply) {
   std::unique_ptr<Connection> connection;
-  KEEL_RETURN_IF_ERROR(Connection::Connect(target.host, target.port, target.timeout, &connection));
+  KEEL_RETURN_IF_ERROR(Connection::Connect(target.host, target.port, target.timeout, &connection, nullptr, target.tls.get()));
   connection->set_max_body_bytes(kAdminReplyFixedSize + kMaxAdminTextBytes);
   Hello hello;
   hello.cluster_id = ClusterIdFromName(target.cluster_name);

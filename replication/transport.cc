@@ -127,7 +127,7 @@ Connection::Connection(int fd, std::string peer)
 Connection::~Connection() { ::close(fd_); }
 
 Status Connection::Connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
-                           std::unique_ptr<Connection>* out, const std::atomic<bool>* cancel) {
+                           std::unique_ptr<Connection>* out, const std::atomic<bool>* cancel, TlsContext* tls) {
   sockaddr_in address{};
   if (!ResolveIpv4(host, port, &address)) {
     return Status::InvalidArgument("connect: host \"" + host + "\" is not an IPv4 address (a.b.c.d) or localhost");
@@ -157,14 +157,66 @@ Status Connection::Connect(const std::string& host, uint16_t port, std::chrono::
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
     if (error != 0) return fail(SocketError("connect to " + peer, error));
   }
+  // TLS keeps the socket non-blocking (see tls_); plain frames use MSG_DONTWAIT.
   const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+  if (tls == nullptr && (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)) {
     return fail(SocketError("connect to " + peer + ": make the socket blocking", errno));
   }
   Status status = SetConnectionOptions(fd, peer);
   if (!status.ok()) return fail(std::move(status));
-  out->reset(new Connection(fd, peer));
+  std::unique_ptr<Connection> connection(new Connection(fd, peer));
+  if (tls != nullptr) KEEL_RETURN_IF_ERROR(connection->StartTls(tls, TlsRole::kClient, host, deadline));
+  *out = std::move(connection);
   return Status::Ok();
+}
+
+Status Connection::StartTls(TlsContext* tls, TlsRole role, const std::string& expected_host,
+                            Clock::time_point deadline) {
+  assert(tls_ == nullptr);
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return SocketError("TLS with " + peer_ + ": make the socket non-blocking", errno);
+  }
+  std::unique_ptr<TlsSession> session;
+  KEEL_RETURN_IF_ERROR(tls->NewSession(fd_, role, expected_host, &session));
+  const Status status = HandshakeUntil(session.get(), fd_, peer_, deadline);
+  if (!status.ok()) {
+    Shutdown();
+    return status;
+  }
+  tls_ = std::move(session);
+  return Status::Ok();
+}
+
+Status Connection::AcceptTls(TlsContext* tls, std::chrono::milliseconds timeout) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  // A member without TLS waits for this node's first frame, and a tool
+  // without TLS may send a plaintext frame: say so plainly rather than time
+  // out in the handshake or repeat OpenSSL's guess at what the bytes were.
+  const int ready = PollUntil(fd_, POLLIN, deadline);
+  if (ready == 0) {
+    Shutdown();
+    return Status::IoError("TLS with " + peer_ + ": the peer sent nothing within " + Milliseconds(timeout) +
+                           "; a member without TLS waits silently (does it have --tls-cert, --tls-key and --tls-ca?)");
+  }
+  if (ready == 1) {
+    std::array<std::byte, 4> first{};
+    const ssize_t peeked = ::recv(fd_, first.data(), first.size(), MSG_PEEK | MSG_DONTWAIT);
+    std::array<std::byte, 4> magic{};
+    io::PutLittleEndian<uint32_t>(magic.data(), 0, kFrameMagic);
+    if (peeked > 0 && std::equal(first.begin(), first.begin() + peeked, magic.begin())) {
+      Shutdown();
+      return Status::IoError("TLS with " + peer_ +
+                             ": the peer sent a plaintext keel frame; it needs --tls-cert, --tls-key and --tls-ca too");
+    }
+  }
+  return StartTls(tls, TlsRole::kServer, "", deadline);
+}
+
+std::string Connection::tls_description() const {
+  if (tls_ == nullptr) return "plaintext";
+  std::lock_guard lock(const_cast<std::mutex&>(tls_mutex_));
+  return tls_->Describe();
 }
 
 void Connection::Shutdown() {
@@ -222,6 +274,7 @@ Status Connection::WriteFrame(MessageType type, std::span<const std::byte> heade
   const Clock::time_point deadline = Clock::now() + timeout;
   const std::string what =
       "send " + std::string(MessageTypeName(type)) + " frame " + std::to_string(next_send_sequence_) + " to " + peer_;
+  if (tls_ != nullptr) return WriteFrameTls(what, pieces, frame_bytes, deadline);
   uint64_t written = 0;
   size_t index = 0;
   while (index < pieces.size()) {
@@ -255,6 +308,41 @@ Status Connection::WriteFrame(MessageType type, std::span<const std::byte> heade
     }
   }
   assert(written == frame_bytes);
+  return Status::Ok();
+}
+
+Status Connection::WriteFrameTls(const std::string& what, std::span<const iovec> pieces, uint64_t frame_bytes,
+                                 Clock::time_point deadline) {
+  // Gathered into one buffer: a TLS record per piece would cost a record's
+  // overhead (and a system call) for every small header.
+  tls_out_.clear();
+  for (const iovec& piece : pieces) {
+    const auto* begin = static_cast<const std::byte*>(piece.iov_base);
+    tls_out_.insert(tls_out_.end(), begin, begin + piece.iov_len);
+  }
+  size_t written = 0;
+  while (written < tls_out_.size()) {
+    size_t put = 0;
+    TlsWant want = TlsWant::kNothing;
+    Status status;
+    {
+      std::lock_guard lock(tls_mutex_);
+      status = tls_->Write(tls_out_.data() + written, tls_out_.size() - written, &put, &want);
+    }
+    if (!status.ok()) {
+      if (shut_down_.load(std::memory_order_acquire)) return Status::IoError(what + ": the connection was shut down");
+      return Status::IoError(what + ": " + status.message());
+    }
+    written += put;
+    bytes_sent_.fetch_add(put, std::memory_order_relaxed);
+    if (want == TlsWant::kNothing) continue;
+    const int ready = PollUntil(fd_, want == TlsWant::kRead ? POLLIN : POLLOUT, deadline);
+    if (ready < 0) return SocketError(what + ": poll", errno);
+    if (ready == 0) {
+      return Status::IoError(what + ": the peer took " + std::to_string(written) + " of " + std::to_string(frame_bytes) +
+                             " bytes before the send timeout; connection shut down");
+    }
+  }
   return Status::Ok();
 }
 
@@ -354,24 +442,60 @@ Status Connection::Receive(Frame* frame, std::chrono::milliseconds timeout) {
     read_end_ -= read_begin_;
     read_begin_ = 0;
 
-    const int ready = PollUntil(fd_, POLLIN, deadline);
-    if (ready < 0) return FailReceive(SocketError("receive from " + peer_ + ": poll", errno));
-    if (ready == 0) {
-      return Status::NotFound("receive from " + peer_ + ": no frame within " + Milliseconds(timeout));
+    if (!TlsPending()) {
+      const int ready = PollUntil(fd_, POLLIN, deadline);
+      if (ready < 0) return FailReceive(SocketError("receive from " + peer_ + ": poll", errno));
+      if (ready == 0) {
+        return Status::NotFound("receive from " + peer_ + ": no frame within " + Milliseconds(timeout));
+      }
     }
-    const ssize_t received = ::recv(fd_, read_buffer_.data() + read_end_, read_buffer_.size() - read_end_, MSG_DONTWAIT);
-    if (received > 0) {
-      read_end_ += static_cast<size_t>(received);
-      bytes_received_.fetch_add(static_cast<uint64_t>(received), std::memory_order_relaxed);
-    } else if (received == 0) {
-      return FailReceive(OnEndOfStream());
-    } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+    size_t got = 0;
+    bool end = false;
+    status = ReadSome(&got, &end, deadline);
+    if (!status.ok()) {
       if (shut_down_.load(std::memory_order_acquire)) {
         return FailReceive(Status::IoError("receive from " + peer_ + ": the connection was shut down"));
       }
-      return FailReceive(SocketError("receive from " + peer_, errno));
+      return FailReceive(std::move(status));
     }
+    if (end) return FailReceive(OnEndOfStream());
+    read_end_ += got;
+    bytes_received_.fetch_add(got, std::memory_order_relaxed);
   }
+}
+
+bool Connection::TlsPending() {
+  if (tls_ == nullptr) return false;
+  std::lock_guard lock(tls_mutex_);
+  return tls_->HasPending();
+}
+
+Status Connection::ReadSome(size_t* got, bool* end, Clock::time_point deadline) {
+  *got = 0;
+  *end = false;
+  std::byte* into = read_buffer_.data() + read_end_;
+  const size_t room = read_buffer_.size() - read_end_;
+  if (tls_ == nullptr) {
+    const ssize_t received = ::recv(fd_, into, room, MSG_DONTWAIT);
+    if (received > 0) *got = static_cast<size_t>(received);
+    if (received == 0) *end = true;
+    if (received < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+      return SocketError("receive from " + peer_, errno);
+    }
+    return Status::Ok();
+  }
+  TlsWant want = TlsWant::kNothing;
+  Status status;
+  {
+    std::lock_guard lock(tls_mutex_);
+    status = tls_->Read(into, room, got, &want);
+  }
+  if (!status.ok()) return Status::IoError("receive from " + peer_ + ": " + status.message());
+  if (*got == 0 && want == TlsWant::kNothing) *end = true;
+  // TLS may need to send before it can read on (rarely, in TLS 1.3): wait
+  // for room, a little at a time.
+  if (want == TlsWant::kWrite) (void)PollUntil(fd_, POLLOUT, std::min(deadline, Clock::now() + kCancelCheckInterval));
+  return Status::Ok();
 }
 
 // ------------------------------------------------------------------ Listener

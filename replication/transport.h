@@ -22,6 +22,8 @@
 // Every message names the peer ("127.0.0.1:54321") and what failed.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -35,6 +37,7 @@
 
 #include <keel/io/status.h>
 #include <keel/replication/protocol.h>
+#include <keel/replication/tls.h>
 
 namespace keel::replication {
 
@@ -64,8 +67,12 @@ class Connection {
   // timeout are both IoError (not IsTimeout): either way, try again later.
   // When *cancel becomes true the attempt ends within about kCancelCheckInterval
   // (so that stopping or promoting a node never waits out a connect timeout).
+  // With tls, the TLS handshake is made too, within the same timeout, and
+  // the server's certificate must name host (tls.h); a refusal is IoError
+  // with OpenSSL's reason.
   static Status Connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
-                        std::unique_ptr<Connection>* out, const std::atomic<bool>* cancel = nullptr);
+                        std::unique_ptr<Connection>* out, const std::atomic<bool>* cancel = nullptr,
+                        TlsContext* tls = nullptr);
   static constexpr std::chrono::milliseconds kCancelCheckInterval{20};
 
   ~Connection();  // closes the socket
@@ -96,6 +103,15 @@ class Connection {
   // Send; they (and later calls) fail. Idempotent; callable from any thread.
   void Shutdown();
 
+  // The server's side of TLS on an accepted connection: the handshake,
+  // within timeout, before any frame. IoError with the reason on refusal
+  // (plaintext, a certificate from another CA, an expired one, none); the
+  // connection is then unusable. Called once, before Receive or Send.
+  Status AcceptTls(TlsContext* tls, std::chrono::milliseconds timeout);
+  // Whether frames travel inside TLS, and how ("TLSv1.3 ..., peer CN=...").
+  bool tls() const { return tls_ != nullptr; }
+  std::string tls_description() const;
+
   // "a.b.c.d:port" of the other end.
   const std::string& peer() const { return peer_; }
   // True once Receive saw the peer close its side at a frame boundary.
@@ -120,6 +136,18 @@ class Connection {
 
   Status WriteFrame(MessageType type, std::span<const std::byte> header,
                     std::span<const std::span<const std::byte>> parts);
+  // WriteFrame's TLS path: the pieces gathered into tls_out_ and written
+  // through the session, polling as it asks.
+  Status WriteFrameTls(const std::string& what, std::span<const iovec> pieces, uint64_t frame_bytes,
+                       std::chrono::steady_clock::time_point deadline);
+  // Reads what the socket (through TLS when on) has into the read buffer:
+  // OK with *got > 0; OK with *got == 0 and *end when the peer ended the
+  // stream; OK with neither when nothing is there yet; else the failure.
+  Status ReadSome(size_t* got, bool* end, std::chrono::steady_clock::time_point deadline);
+  // Whether TLS holds decrypted bytes the socket's poll would not show.
+  bool TlsPending();
+  Status StartTls(TlsContext* tls, TlsRole role, const std::string& expected_host,
+                  std::chrono::steady_clock::time_point deadline);
   // Feeds buffered bytes to the decoder: OK with *got_frame, or a refusal.
   Status DecodeBuffered(Frame* frame, bool* got_frame);
   Status CheckBodyLimit() const;
@@ -148,6 +176,14 @@ class Connection {
   size_t read_end_ = 0;
   size_t frame_bytes_fed_ = 0;  // bytes of the current frame already in the decoder
   Status receive_status_;  // sticky
+
+  // TLS, when on: one session, locked for every call (OpenSSL's SSL object
+  // serves one thread at a time; the socket is non-blocking so that no call
+  // holds the lock while waiting). tls_out_ is the sender's gathering
+  // buffer, guarded by send_mutex_.
+  std::unique_ptr<TlsSession> tls_;
+  std::mutex tls_mutex_;
+  std::vector<std::byte> tls_out_;
 };
 
 class Listener {

@@ -10,7 +10,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   clang-14 libclang-rt-14-dev
   librocksdb-dev libleveldb-dev time
-  libcurl4-openssl-dev libssl-dev etcd-server etcd-client
+  libcurl4-openssl-dev libssl-dev openssl etcd-server etcd-client
   redis-tools
 )
 

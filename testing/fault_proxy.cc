@@ -133,6 +133,11 @@ void FaultProxy::Cut(Pair* pair) {
   cut_or_stop_.notify_all();
 }
 
+std::string FaultProxy::recorded() const {
+  std::lock_guard lock(recorded_mutex_);
+  return recorded_;
+}
+
 FaultProxy::Stats FaultProxy::stats() const {
   Stats stats;
   stats.connections = connections_.load();
@@ -255,6 +260,10 @@ void FaultProxy::Forward(Pair* pair, bool upstream, uint64_t seed) {
     if (corrupt) {
       chunk[bit / 8] ^= static_cast<std::byte>(1U << (bit % 8));
       corruptions_.fetch_add(1);
+    }
+    if (faults.record) {
+      std::lock_guard lock(recorded_mutex_);
+      recorded_.append(reinterpret_cast<const char*>(chunk.data()), size);
     }
     if (!WriteAll(pair, to, chunk.data(), size)) return Cut(pair);
     bytes_forwarded_.fetch_add(size);

@@ -39,6 +39,9 @@ struct FaultProxyOptions {
   double delay_probability = 0;    // sleep delay_ms before forwarding this chunk
   uint32_t delay_ms = 5;
   double corrupt_probability = 0;  // flip one random bit in the chunk
+  // Keep a copy of every byte forwarded, both directions (see recorded()):
+  // what an eavesdropper on the wire would see.
+  bool record = false;
 };
 
 class FaultProxy {
@@ -79,6 +82,9 @@ class FaultProxy {
   // Cuts every current connection pair: both peers see their connection end.
   void CutAll();
   Stats stats() const;
+  // Every byte forwarded since Start, in the order forwarded, when
+  // options.record is on; empty otherwise.
+  std::string recorded() const;
 
  private:
   struct Pair;
@@ -114,6 +120,8 @@ class FaultProxy {
   std::atomic<uint64_t> delays_{0};
   std::atomic<uint64_t> corruptions_{0};
   std::atomic<uint64_t> bytes_forwarded_{0};
+  mutable std::mutex recorded_mutex_;
+  std::string recorded_;  // guarded by recorded_mutex_
 
   std::thread accept_thread_;  // last: started once everything above exists
 };

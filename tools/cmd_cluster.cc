@@ -18,11 +18,16 @@ namespace {
 struct ClusterFlags {
   std::string cluster = "keel";
   std::string secret_file;
+  replication::TlsFiles tls;
 };
 
 void AddClusterFlags(CLI::App* command, ClusterFlags* flags) {
   command->add_option("--cluster", flags->cluster, "the cluster's name")->capture_default_str();
   command->add_option("--secret-file", flags->secret_file, "a file holding the cluster's shared secret");
+  command->add_option("--tls-cert", flags->tls.cert_file,
+                      "TLS to the members (when they use it): a certificate signed by the cluster's CA (PEM)");
+  command->add_option("--tls-key", flags->tls.key_file, "with --tls-cert: its private key (PEM, mode 600)");
+  command->add_option("--tls-ca", flags->tls.ca_file, "with --tls-cert: the cluster's CA certificate (PEM)");
 }
 
 // Runs one admin command against HOST:PORT and prints the node's answer.
@@ -32,6 +37,7 @@ int RunAdmin(std::string_view name, const std::string& address, const ClusterFla
   target.cluster_name = flags.cluster;
   Status status = replication::ParseHostPort(address, &target.host, &target.port);
   if (status.ok()) status = replication::ReadSecretFile(flags.secret_file, &target.secret);
+  if (status.ok() && flags.tls.enabled()) status = replication::TlsContext::Create(flags.tls, &target.tls);
   replication::AdminReply reply;
   if (status.ok()) status = replication::RunAdminCommand(target, request, &reply);
   if (!status.ok()) {
@@ -131,6 +137,7 @@ int RunFollow(const FollowFlags& flags) {
   options.mirror = true;                    // and is never promoted: it applies nothing
   Status status = io::ParseBackend(flags.io_backend, &options.engine.log.io_backend);
   if (status.ok()) status = replication::ReadSecretFile(flags.cluster.secret_file, &options.secret);
+  options.tls = flags.cluster.tls;
   if (status.ok()) status = replication::ParseHostPort(flags.primary, &options.primary_host, &options.primary_port);
   if (status.ok()) {
     status = replication::ParseHostPort(flags.listen, &options.listen_host, &options.listen_port, true);

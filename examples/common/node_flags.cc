@@ -24,6 +24,11 @@ void AddReplicationFlags(CLI::App* app, ReplicationFlags* flags) {
   app->add_option("--cluster", flags->cluster, "the cluster's name; nodes of other clusters are refused")
       ->capture_default_str();
   app->add_option("--secret-file", flags->secret_file, "a file holding the cluster's shared secret");
+  app->add_option("--tls-cert", flags->tls.cert_file,
+                  "TLS 1.3 on replication and admin connections: this member's certificate (PEM); with --tls-key "
+                  "and --tls-ca, peers without a certificate from that CA are refused");
+  app->add_option("--tls-key", flags->tls.key_file, "with --tls-cert: its private key (PEM, mode 600)");
+  app->add_option("--tls-ca", flags->tls.ca_file, "with --tls-cert: the cluster's CA certificate (PEM)");
 }
 
 namespace {
@@ -37,7 +42,8 @@ Status FillCommonOptions(const ReplicationFlags& flags, replication::NodeOptions
   }
   options->sync_backups = flags.sync_backups;
   KEEL_RETURN_IF_ERROR(replication::ParseAckMode(flags.ack, &options->ack_mode));
-  return Status::Ok();
+  options->tls = flags.tls;
+  return flags.tls.Validate();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The replication flags of the example programs (keel-kv, keel-ledger):
-// --role, --listen, --primary, --node-id, --sync-backups, --ack, --cluster and
-// --secret-file, parsed the same way by both and turned into NodeOptions.
+// --role, --listen, --primary, --node-id, --sync-backups, --ack, --cluster,
+// --secret-file and --tls-cert/--tls-key/--tls-ca, parsed the same way by
+// both and turned into NodeOptions.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,7 @@ struct ReplicationFlags {
   std::string ack = "durable";
   std::string cluster = "keel";
   std::string secret_file;
+  replication::TlsFiles tls;  // --tls-cert, --tls-key, --tls-ca
   bool enabled() const { return !role.empty(); }
 };
 
