@@ -215,7 +215,7 @@ Status Connection::AcceptTls(TlsContext* tls, std::chrono::milliseconds timeout)
 
 std::string Connection::tls_description() const {
   if (tls_ == nullptr) return "plaintext";
-  std::lock_guard lock(const_cast<std::mutex&>(tls_mutex_));
+  std::lock_guard lock(tls_mutex_);
   return tls_->Describe();
 }
 

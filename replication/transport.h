@@ -182,7 +182,7 @@ class Connection {
   // holds the lock while waiting). tls_out_ is the sender's gathering
   // buffer, guarded by send_mutex_.
   std::unique_ptr<TlsSession> tls_;
-  std::mutex tls_mutex_;
+  mutable std::mutex tls_mutex_;
   std::vector<std::byte> tls_out_;
 };
 
