@@ -13,6 +13,13 @@
 //   durable    the same primary with one backup Node (role backup, following
 //              the primary's port): Commit(lsn, AckMode::kDurable, 1)
 //   received   the same with Commit(lsn, AckMode::kReceived, 1)
+//   tls        as durable, with both nodes on TLS 1.3 with mutual certificates
+//              (replication/tls.h; certificates from scripts/make_test_ca.sh):
+//              the goal is at least 0.90x of plaintext durable, same writers
+//   handshake  (--parts=h) a Connect to a Listener whose accepted connection
+//              takes TLS, timed until both ends finished the handshake, next
+//              to a plaintext Connect; whether the CPU has AES-NI and whether
+//              the kernel took over TLS sends (kTLS) is printed with it
 //   catch-up   a primary's log filled with 4 KiB records (unsynced appends,
 //              then one Commit kLocal) while no backup is connected; then a
 //              fresh backup is started and timed until its durable LSN reaches
@@ -27,12 +34,13 @@
 // instead of shipping records.
 //
 //   replication_bench [--scale=F] [--dir=PATH] [--reps=N] [--catchup-mib=N]
-//                     [--parts=sc] [--cases=local,durable,received] [--writers=1,8,64] [--verbose]
+//                     [--parts=sch] [--cases=local,durable,received,tls] [--writers=1,8,64] [--verbose]
 //
 // --scale multiplies the operation counts of the synchronous cases (default 1:
 // the whole run takes about a minute or two on the 2-core CI VM).
 // --catchup-mib (or $KEEL_BENCH_CATCHUP_MIB) is the catch-up log size (default
-// 512). --parts=s runs the synchronous cases only, --parts=c catch-up only.
+// 512). --parts=s runs the synchronous cases only, --parts=c catch-up only,
+// --parts=h the handshake times only.
 // --cases and --writers run a subset of the synchronous cases (for perf or
 // strace; the ratio column needs the local case of the same writer count).
 // --verbose passes the nodes' log lines to stderr. Progress goes to stderr,
@@ -47,6 +55,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -60,6 +69,8 @@
 #include "bench/bench_util.h"
 #include <keel/engine/engine.h>
 #include <keel/replication/node.h>
+#include <keel/replication/tls.h>
+#include <keel/replication/transport.h>
 #include <keel/wal/format.h>
 
 namespace keel::bench {
@@ -84,8 +95,8 @@ int64_t OpsPerWriter(int writers) {
 
 struct Settings : RunFlags {
   uint64_t catchup_mib = 512;
-  std::string parts = "sc";
-  std::string cases = "local,durable,received";  // diagnostic filters for perf/strace
+  std::string parts = "sch";
+  std::string cases = "local,durable,received,tls";  // diagnostic filters for perf/strace
   std::string writers = "1,8,64";
   bool verbose = false;
 };
@@ -135,8 +146,27 @@ struct BenchNode {
   std::unique_ptr<Node> node;
 };
 
-NodeOptions Options(const std::string& dir, uint64_t node_id, NodeRole role, uint16_t primary_port) {
+// The certificates of the TLS cases, made once per run by the project's
+// script into a directory removed at exit.
+std::string TlsDir() {
+  static TempDir dir(settings().base_dir, "keel-rbench-tls");
+  static const bool made = [] {
+    if (!dir.ok()) Die(dir.error());
+    const std::string command = "bash " KEEL_SOURCE_DIR "/scripts/make_test_ca.sh " + dir.path() + " node1 node2 >/dev/null";
+    return std::system(command.c_str()) == 0;
+  }();
+  if (!made) Die("scripts/make_test_ca.sh failed: is openssl installed?");
+  return dir.path();
+}
+
+replication::TlsFiles TlsFilesOf(uint64_t node_id) {
+  const std::string base = TlsDir() + "/node" + std::to_string(node_id);
+  return {base + ".crt", base + ".key", TlsDir() + "/ca.crt"};
+}
+
+NodeOptions Options(const std::string& dir, uint64_t node_id, NodeRole role, uint16_t primary_port, bool tls) {
   NodeOptions options;
+  if (tls) options.tls = TlsFilesOf(node_id);
   options.dir = dir;
   options.engine.log.create_if_missing = true;
   options.engine.checkpoint_log_bytes = 0;  // see the file comment
@@ -158,8 +188,9 @@ NodeOptions Options(const std::string& dir, uint64_t node_id, NodeRole role, uin
   return options;
 }
 
-void StartNode(const std::string& dir, uint64_t node_id, NodeRole role, uint16_t primary_port, BenchNode* out) {
-  Check(Node::Start(Options(dir, node_id, role, primary_port), &out->state, &out->node),
+void StartNode(const std::string& dir, uint64_t node_id, NodeRole role, uint16_t primary_port, BenchNode* out,
+               bool tls = false) {
+  Check(Node::Start(Options(dir, node_id, role, primary_port, tls), &out->state, &out->node),
         "start node " + std::to_string(node_id) + " in " + dir);
 }
 
@@ -183,13 +214,24 @@ void WaitForBackup(Node* primary, uint64_t backup_id, std::chrono::seconds timeo
 
 // ------------------------------------------------------------------ synchronous appends
 
-enum class Case { kLocal, kDurable, kReceived };
+enum class Case { kLocal, kDurable, kReceived, kDurableTls };
 
 std::string_view CaseName(Case c) {
   switch (c) {
     case Case::kLocal: return "local (no backup), AckMode::kLocal";
     case Case::kDurable: return "1 backup, AckMode::kDurable k=1";
     case Case::kReceived: return "1 backup, AckMode::kReceived k=1";
+    case Case::kDurableTls: return "1 backup over TLS 1.3, AckMode::kDurable k=1";
+  }
+  return "";
+}
+
+std::string_view CaseFlag(Case c) {
+  switch (c) {
+    case Case::kLocal: return "local";
+    case Case::kDurable: return "durable";
+    case Case::kReceived: return "received";
+    case Case::kDurableTls: return "tls";
   }
   return "";
 }
@@ -206,14 +248,15 @@ Figures RunSync(Case c, int writers) {
   if (!dir.ok()) Die(dir.error());
   BenchNode primary;
   BenchNode backup;
-  StartNode(dir.path() + "/primary", 1, NodeRole::kPrimary, 0, &primary);
+  const bool tls = c == Case::kDurableTls;
+  StartNode(dir.path() + "/primary", 1, NodeRole::kPrimary, 0, &primary, tls);
   if (c != Case::kLocal) {
-    StartNode(dir.path() + "/backup", 2, NodeRole::kBackup, primary.node->port(), &backup);
+    StartNode(dir.path() + "/backup", 2, NodeRole::kBackup, primary.node->port(), &backup, tls);
     WaitForBackup(primary.node.get(), 2, std::chrono::seconds(30));
     WaitForSparesOf(dir.path() + "/backup");
   }
   WaitForSparesOf(dir.path() + "/primary");
-  const AckMode mode = c == Case::kLocal ? AckMode::kLocal : c == Case::kDurable ? AckMode::kDurable : AckMode::kReceived;
+  const AckMode mode = c == Case::kLocal ? AckMode::kLocal : c == Case::kReceived ? AckMode::kReceived : AckMode::kDurable;
   const uint32_t k = c == Case::kLocal ? 0 : 1;
   const int64_t ops = Scaled(OpsPerWriter(writers));
   const int64_t warmup = std::max<int64_t>(1, ops / 10);
@@ -287,11 +330,11 @@ Figures MedianOf(const SyncKey& key) {
 }
 
 void RunSyncPart() {
-  const std::vector<SyncKey> keys = {{Case::kLocal, 1},   {Case::kDurable, 1}, {Case::kLocal, 8},
-                                     {Case::kDurable, 8}, {Case::kLocal, 64},  {Case::kDurable, 64},
-                                     {Case::kReceived, 64}};
+  const std::vector<SyncKey> keys = {{Case::kLocal, 1},      {Case::kDurable, 1},    {Case::kDurableTls, 1},
+                                     {Case::kLocal, 8},      {Case::kDurable, 8},    {Case::kLocal, 64},
+                                     {Case::kDurable, 64},   {Case::kDurableTls, 64}, {Case::kReceived, 64}};
   auto selected = [](const SyncKey& key) {
-    const std::string name = key.c == Case::kLocal ? "local" : key.c == Case::kDurable ? "durable" : "received";
+    const std::string name(CaseFlag(key.c));
     const std::string list = "," + settings().writers + ",";
     return ("," + settings().cases + ",").find("," + name + ",") != std::string::npos &&
            list.find("," + std::to_string(key.writers) + ",") != std::string::npos;
@@ -371,13 +414,95 @@ void RunCatchupPart() {
   }
 }
 
+// ------------------------------------------------------------------ handshake
+
+struct HandshakeFigures {
+  double plain_ms = 0;  // medians of connect + one round trip
+  double tls_ms = 0;
+  std::string tls_how;  // the TLS session as the client saw it
+};
+std::vector<HandshakeFigures>& handshake_results() {
+  static std::vector<HandshakeFigures> instance;
+  return instance;
+}
+
+// Connects count times to a listener that echoes one frame per connection
+// (taking TLS first when server is set): the median ms from Connect until
+// the echo is back, so that both ends have finished the handshake.
+double TimeConnects(replication::TlsContext* server, replication::TlsContext* client, int count, std::string* how) {
+  using replication::Connection;
+  std::unique_ptr<replication::Listener> listener;
+  Check(replication::Listener::Bind("127.0.0.1", 0, &listener), "listen");
+  std::thread echo([&] {
+    for (int i = 0; i < count; ++i) {
+      std::unique_ptr<Connection> accepted;
+      replication::Frame frame;
+      if (!listener->Accept(std::chrono::seconds(10), &accepted).ok()) return;
+      if (server != nullptr && !accepted->AcceptTls(server, std::chrono::seconds(10)).ok()) continue;
+      if (accepted->Receive(&frame, std::chrono::seconds(10)).ok()) (void)accepted->Send(frame.type, frame.body);
+    }
+  });
+  std::vector<double> ms;
+  const std::vector<std::byte> ping = Pattern(16);
+  for (int i = 0; i < count; ++i) {
+    const Clock::time_point start = Clock::now();
+    std::unique_ptr<Connection> connection;
+    Check(Connection::Connect("127.0.0.1", listener->port(), std::chrono::seconds(10), &connection, nullptr, client),
+          "connect");
+    replication::Frame frame;
+    Check(connection->Send(replication::MessageType::kHeartbeat, ping), "ping");
+    Check(connection->Receive(&frame, std::chrono::seconds(10)), "echo");
+    ms.push_back(SecondsSince(start) * 1e3);
+    if (how != nullptr) *how = connection->tls_description();
+  }
+  echo.join();
+  return Median(ms);
+}
+
+void RunHandshakePart() {
+  std::shared_ptr<replication::TlsContext> server;
+  std::shared_ptr<replication::TlsContext> client;
+  Check(replication::TlsContext::Create(TlsFilesOf(1), &server), "TLS context");
+  Check(replication::TlsContext::Create(TlsFilesOf(2), &client), "TLS context");
+  for (int rep = 0; rep < settings().reps; ++rep) {
+    HandshakeFigures figures;
+    figures.plain_ms = TimeConnects(nullptr, nullptr, 50, nullptr);
+    figures.tls_ms = TimeConnects(server.get(), client.get(), 50, &figures.tls_how);
+    std::fprintf(stderr, "replication_bench: rep %d, connect + round trip: plaintext %.3f ms, TLS %.3f ms\n", rep + 1,
+                 figures.plain_ms, figures.tls_ms);
+    handshake_results().push_back(figures);
+  }
+}
+
+// Whether the CPU offers AES-NI (the "aes" flag of /proc/cpuinfo).
+bool CpuHasAesNi() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.starts_with("flags") && (line + " ").find(" aes ") != std::string::npos) return true;
+  }
+  return false;
+}
+
+void PrintHandshakeTable() {
+  if (handshake_results().empty()) return;
+  std::vector<double> plain, tls;
+  for (const HandshakeFigures& run : handshake_results()) {
+    plain.push_back(run.plain_ms);
+    tls.push_back(run.tls_ms);
+  }
+  std::printf("\n| connect + first round trip (median of 50, loopback) | ms |\n|---|---|\n");
+  std::printf("| plaintext | %.3f |\n| TLS 1.3, mutual certificates (EC P-256) | %.3f |\n", Median(plain), Median(tls));
+  std::printf("\nTLS session: %s; CPU AES-NI: %s\n", handshake_results().front().tls_how.c_str(),
+              CpuHasAesNi() ? "yes" : "no");
+}
+
 // ------------------------------------------------------------------ report
 
 void PrintTable() {
   std::printf("\n| case | writers | records/s | p50 us | p99 us | vs local (same writers) | target | verdict |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   if (!sync_results().empty()) {
-    for (const Case c : {Case::kLocal, Case::kDurable, Case::kReceived}) {
+    for (const Case c : {Case::kLocal, Case::kDurable, Case::kDurableTls, Case::kReceived}) {
       for (const int writers : {1, 8, 64}) {
         const SyncKey key{c, writers};
         if (sync_results().find(key) == sync_results().end()) continue;
@@ -389,6 +514,15 @@ void PrintTable() {
         if (c == Case::kDurable && writers == 64) {
           target = ">= 0.60x";
           verdict = ratio >= 0.60 ? "met" : "MISSED";
+        }
+        if (c == Case::kDurableTls) {
+          // Against plaintext durable at the same writer count.
+          const Figures plain = MedianOf({Case::kDurable, writers});
+          const double vs_plain = plain.records_per_s > 0 ? figures.records_per_s / plain.records_per_s : 0;
+          char text[64];
+          std::snprintf(text, sizeof(text), ">= 0.90x of plaintext durable (%.2fx)", vs_plain);
+          target = text;
+          verdict = plain.records_per_s == 0 ? "-" : vs_plain >= 0.90 ? "met" : "MISSED";
         }
         std::printf("| %s | %d | %.0f | %.0f | %.0f | %s | %s | %s |\n", std::string(CaseName(c)).c_str(), writers,
                     figures.records_per_s, figures.p50_us, figures.p99_us,
@@ -449,8 +583,8 @@ int main(int argc, char** argv) {
   using namespace keel::bench;
   if (!ParseFlags(argc, argv)) {
     std::fprintf(stderr,
-                 "usage: replication_bench [--scale=F] [--dir=PATH] [--reps=N] [--catchup-mib=N] [--parts=sc] "
-                 "[--cases=local,durable,received] [--writers=1,8,64] [--verbose]\n");
+                 "usage: replication_bench [--scale=F] [--dir=PATH] [--reps=N] [--catchup-mib=N] [--parts=sch] "
+                 "[--cases=local,durable,received,tls] [--writers=1,8,64] [--verbose]\n");
     return 2;
   }
   // A directory it cannot use is not a usage error.
@@ -462,7 +596,9 @@ int main(int argc, char** argv) {
                static_cast<unsigned long long>(settings().catchup_mib), load_before.c_str());
   if (settings().parts.find('s') != std::string::npos) RunSyncPart();
   if (settings().parts.find('c') != std::string::npos) RunCatchupPart();
+  if (settings().parts.find('h') != std::string::npos) RunHandshakePart();
   PrintTable();
+  PrintHandshakeTable();
   std::printf("\nscale %.2f, %d repetitions (medians), 128 B payloads for the synchronous cases, %llu MiB of 4 KiB records "
               "for catch-up; load average before %s, after %s; %.0f s in all\n",
               settings().scale, settings().reps, static_cast<unsigned long long>(settings().catchup_mib),

@@ -68,6 +68,9 @@ Status MakeContext(const TlsFiles& files, EVP_PKEY* key, TlsRole role, std::shar
   if (raw == nullptr) return Status::IoError("TLS: cannot make a context: " + OpenSslErrors());
   std::shared_ptr<ssl_ctx_st> ctx(raw, SSL_CTX_free);
   SSL_CTX_set_min_proto_version(raw, TLS1_3_VERSION);
+  // AES-128-GCM first: as safe for this use and cheaper per byte than
+  // AES-256 (both run on AES-NI where the CPU has it).
+  SSL_CTX_set_ciphersuites(raw, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
   // No session tickets: members keep their connections; resumption would
   // only add state.
   SSL_CTX_set_num_tickets(raw, 0);

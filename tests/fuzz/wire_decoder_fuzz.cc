@@ -8,6 +8,11 @@
 // number; how the stream is split into reads never changes what it decides;
 // and every body a message decoder accepts re-encodes to exactly its bytes.
 //
+// Over TLS (replication/tls.h) the same holds: Connection::ReadSome hands the
+// decrypted bytes, in whatever pieces TLS records give, to this same decoder
+// (Connection::DecodeBuffered), so the reads of any size fuzzed here are what
+// a TLS peer can make it see; TLS itself is OpenSSL's, not fuzzed here.
+//
 // How: the input is cut into reads at split points it chooses, and fed to two
 // decoders, one read at a time and all at once; their frames and final
 // outcomes must agree. Each frame's body goes to its message decoder.
