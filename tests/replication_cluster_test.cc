@@ -27,6 +27,7 @@
 // and stops cleanly on SIGTERM; `keel status --json` gives the real role,
 // epoch, LSNs and peers (each with state, lag and heartbeat age) of both ends
 // of a running cluster; a secret file others may read is refused by the tools;
+// members with TLS replicate and refuse plaintext and foreign certificates;
 // keel-kv stops promptly on SIGTERM with stdin
 // open and on quit with a write waiting for a backup that is gone.
 //
@@ -671,6 +672,70 @@ TEST(ReplicationClusterTest, WrongSecretOrClusterIsRefused) {
   for (KvProcess* node : {&good, &wrong_secret, &no_secret, &wrong_cluster, &primary}) {
     EXPECT_EQ(node->Quit(), 0) << node->Err();
   }
+}
+
+// TLS between processes: keel-kv members with --tls-cert/--tls-key/--tls-ca
+// replicate; a member without TLS and one with a certificate from another CA
+// are refused and say why; keel status speaks TLS with the same flags and is
+// refused without them; a key file others may read stops a member at start.
+TEST(ReplicationClusterTest, TlsMembersReplicateAndRefuseOthers) {
+  TempDir temp;
+  const CommandResult made =
+      RunCommand("bash " KEEL_SOURCE_DIR "/scripts/make_test_ca.sh " + temp.Join("tls") + " node1 node2 admin");
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  auto tls = [&](const std::string& name, const std::string& ca = "ca") {
+    return std::vector<std::string>{"--tls-cert", temp.Join("tls/" + name + ".crt"), "--tls-key",
+                                    temp.Join("tls/" + name + ".key"), "--tls-ca", temp.Join("tls/" + ca + ".crt")};
+  };
+  auto flags = [](std::vector<std::string> role, const std::vector<std::string>& extra) {
+    std::vector<std::string> all = {"--create", "--segment-size", "1m", "--listen", "127.0.0.1:0"};
+    all.insert(all.end(), role.begin(), role.end());
+    all.insert(all.end(), extra.begin(), extra.end());
+    return all;
+  };
+  KvProcess primary(temp.Join("p"), flags({"--role", "primary", "--node-id", "1", "--sync-backups", "1"}, tls("node1")),
+                    temp.Join("p"));
+  ASSERT_TRUE(primary.WaitListening());
+  const std::string at = primary.address();
+  KvProcess good(temp.Join("good"), flags({"--role", "backup", "--primary", at, "--node-id", "2"}, tls("node2")),
+                 temp.Join("good"));
+  KvProcess plain(temp.Join("plain"), flags({"--role", "backup", "--primary", at, "--node-id", "3"}, {}),
+                  temp.Join("plain"));
+  KvProcess foreign(temp.Join("foreign"),
+                    flags({"--role", "backup", "--primary", at, "--node-id", "4"}, tls("foreign", "ca")),
+                    temp.Join("foreign"));
+  for (KvProcess* node : {&good, &plain, &foreign}) ASSERT_TRUE(node->WaitListening());
+
+  std::string admin;
+  for (const std::string& flag : tls("admin")) admin += flag + " ";
+  ASSERT_TRUE(WaitUntil([&] { return Status(at, admin).Backup(2, "state") == "streaming"; })) << Status(at, admin).text;
+  // A write is acknowledged with the TLS backup (k = 1) and reaches it.
+  ASSERT_EQ(primary.Ask("put key value", "", 1), std::vector<std::string>{"OK 1"});
+  ASSERT_TRUE(WaitUntil([&] { return good.Ask("get key", "", 1) == std::vector<std::string>{"value"}; }));
+  EXPECT_TRUE(WaitUntil([&] {
+    return primary.Err().find("a member without TLS waits silently") != std::string::npos &&
+           primary.Err().find("certificate verify failed (unable to get local issuer certificate)") != std::string::npos;
+  })) << primary.Err();
+  for (KvProcess* node : {&plain, &foreign}) {
+    EXPECT_EQ(node->Ask("get key", "", 1), std::vector<std::string>{"NOT_FOUND"});
+  }
+  const StatusView view = Status(at, admin);
+  for (int id : {3, 4}) EXPECT_EQ(view.Get("backup " + std::to_string(id)), "") << view.text;
+
+  // keel status without TLS, or with a key others may read, gets nothing.
+  const CommandResult bare = RunCommand(KeelBinary() + " status " + at);
+  EXPECT_EQ(bare.exit_code, 2) << bare.out;
+  EXPECT_TRUE(bare.out.empty()) << bare.out;
+  ASSERT_EQ(chmod(temp.Join("tls/admin.key").c_str(), 0640), 0);
+  const CommandResult open_key = RunCommand(KeelBinary() + " status " + at + " " + admin);
+  EXPECT_EQ(open_key.exit_code, 2) << open_key.out;
+  EXPECT_NE(open_key.err.find("chmod 600 " + temp.Join("tls/admin.key")), std::string::npos) << open_key.err;
+  // keel-kv refuses to start on one.
+  KvProcess refused(temp.Join("r"), flags({"--role", "backup", "--primary", at, "--node-id", "5"}, tls("admin")),
+                    temp.Join("r"));
+  EXPECT_EQ(refused.WaitExit(), 2) << refused.Err();
+  EXPECT_NE(refused.Err().find("chmod 600"), std::string::npos) << refused.Err();
+  for (KvProcess* node : {&good, &plain, &foreign, &primary}) EXPECT_EQ(node->Quit(), 0) << node->Err();
 }
 
 // keel-kv stops at once on SIGTERM with its stdin still open, and on quit even
