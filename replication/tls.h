@@ -43,6 +43,11 @@ struct TlsFiles {
 
 enum class TlsRole { kClient, kServer };
 
+// What a server asks of its clients' certificates (Redis's tls-auth-clients):
+// required (the default, as every keel member requires), checked only when
+// the client presents one, or not asked for.
+enum class TlsClientCertificates { kRequired, kOptional, kNone };
+
 // What a non-blocking TLS call needs before it can go on.
 enum class TlsWant { kNothing, kRead, kWrite };
 
@@ -60,8 +65,10 @@ class TlsContext {
  public:
   // Loads the files: InvalidArgument naming the file and the reason for a
   // missing, unreadable, malformed or group/world-readable file, or a key
-  // that does not match the certificate.
-  static Status Create(const TlsFiles& files, std::shared_ptr<TlsContext>* out);
+  // that does not match the certificate. clients: what a server session of
+  // this context asks of its clients (a client always verifies its server).
+  static Status Create(const TlsFiles& files, std::shared_ptr<TlsContext>* out,
+                       TlsClientCertificates clients = TlsClientCertificates::kRequired);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -82,11 +89,12 @@ class TlsContext {
 
  private:
   struct Loaded;
-  explicit TlsContext(TlsFiles files);
+  TlsContext(TlsFiles files, TlsClientCertificates clients);
   static Status Load(const TlsFiles& files, std::shared_ptr<Loaded>* out);
   std::shared_ptr<Loaded> Current();
 
   const TlsFiles files_;
+  const TlsClientCertificates clients_;
   mutable std::mutex mutex_;
   std::shared_ptr<Loaded> loaded_;   // guarded by mutex_
   std::string refused_stamp_;        // the stamp of files last refused, to log a refusal once

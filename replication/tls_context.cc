@@ -123,7 +123,7 @@ Status TlsFiles::Validate() const {
   return Status::InvalidArgument("TLS needs a certificate, its key and the cluster's CA together; missing:" + missing);
 }
 
-TlsContext::TlsContext(TlsFiles files) : files_(std::move(files)) {}
+TlsContext::TlsContext(TlsFiles files, TlsClientCertificates clients) : files_(std::move(files)), clients_(clients) {}
 TlsContext::~TlsContext() = default;
 
 Status TlsContext::Load(const TlsFiles& files, std::shared_ptr<Loaded>* out) {
@@ -142,10 +142,10 @@ Status TlsContext::Load(const TlsFiles& files, std::shared_ptr<Loaded>* out) {
   return Status::Ok();
 }
 
-Status TlsContext::Create(const TlsFiles& files, std::shared_ptr<TlsContext>* out) {
+Status TlsContext::Create(const TlsFiles& files, std::shared_ptr<TlsContext>* out, TlsClientCertificates clients) {
   std::shared_ptr<Loaded> loaded;
   KEEL_RETURN_IF_ERROR(Load(files, &loaded));
-  std::shared_ptr<TlsContext> context(new TlsContext(files));
+  std::shared_ptr<TlsContext> context(new TlsContext(files, clients));
   context->loaded_ = std::move(loaded);
   *out = std::move(context);
   return Status::Ok();
@@ -198,6 +198,9 @@ Status TlsContext::NewSession(int fd, TlsRole role, const std::string& expected_
   if (SSL_set_fd(ssl, fd) != 1) return Status::IoError("TLS: cannot attach the socket: " + OpenSslErrors());
   if (role == TlsRole::kServer) {
     SSL_set_accept_state(ssl);
+    // The context requires a client certificate; a session may ask less.
+    if (clients_ == TlsClientCertificates::kOptional) SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
+    if (clients_ == TlsClientCertificates::kNone) SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
     return Status::Ok();
   }
   SSL_set_connect_state(ssl);

@@ -6,10 +6,12 @@
 //               [--role primary|backup --listen HOST:PORT [--primary HOST:PORT] [--node-id N]
 //                [--sync-backups K] [--ack received|durable] [--cluster NAME] [--secret-file F]
 //                [--primary-serve HOST:PORT]]
-//               [--serve HOST:PORT [--requirepass-file F]]
+//               [--serve HOST:PORT] [--requirepass-file F]
+//               [--tls-serve HOST:PORT --tls-cert-file F --tls-key-file F --tls-ca-cert-file F
+//                [--tls-auth-clients yes|optional|no]]
 //   keel-kv DIR --coordinator http://HOST:PORT --node-id N --listen HOST:PORT --serve HOST:PORT [--create]
 //               [--cluster NAME] [--secret-file F] [--sync-backups K] [--ack received|durable]
-//               [--lease-ttl SECONDS] [--advertise HOST:PORT] [--requirepass-file F]
+//               [--lease-ttl SECONDS] [--advertise HOST:PORT] [--requirepass-file F] [--tls-serve ...]
 //
 // With --serve, keel-kv also answers Redis clients (redis-cli,
 // redis-benchmark, any RESP2 client) on HOST:PORT, in every mode, alongside
@@ -18,6 +20,9 @@
 // "Serving Redis clients"). A SET answers +OK once the write is acknowledged
 // as "OK <lsn>" would be; a backup answers writes -READONLY. --primary-serve
 // tells a backup where clients reach its primary, for ROLE and INFO.
+// --tls-serve adds a listener whose clients speak TLS 1.3 (redis-cli --tls),
+// with the files named as Redis names them (--tls-cert-file, ...); it may
+// stand alone, without --serve, except under --coordinator.
 //
 // With --coordinator the store is a member of a cluster whose leader etcd
 // decides (failover/agent.h, docs/cluster.md): no --role, no --primary; the
@@ -126,6 +131,11 @@ struct Flags {
   std::string serve;                       // HOST:PORT for Redis clients; empty: stdin only
   std::string primary_serve;               // a backup's primary's --serve address, for ROLE and INFO
   std::string requirepass_file;            // --serve clients must AUTH with its first line
+  std::string tls_serve;                   // HOST:PORT for Redis clients over TLS; empty: none
+  std::string tls_cert_file;               // the TLS listener's certificate, key and CA
+  std::string tls_key_file;
+  std::string tls_ca_cert_file;
+  std::string tls_auth_clients = "yes";    // yes: a client certificate is required; optional; no
   examples::CoordinatorFlags coordinated;  // --coordinator: etcd decides the role
 };
 
@@ -461,19 +471,50 @@ struct ServeSetup {
   uint16_t primary_port = 0;
 };
 
+// --tls-serve and its files (Redis's names for them), loaded now so that a
+// key others may read or a missing file stops keel-kv before it starts.
+Status MakeTlsServeSetup(const Flags& flags, RespServerOptions* server) {
+  const replication::TlsFiles files{flags.tls_cert_file, flags.tls_key_file, flags.tls_ca_cert_file};
+  if (flags.tls_serve.empty()) {
+    if (!files.enabled()) return Status::Ok();
+    return Status::InvalidArgument("--tls-cert-file, --tls-key-file and --tls-ca-cert-file go with --tls-serve");
+  }
+  std::string missing;
+  if (files.cert_file.empty()) missing += " --tls-cert-file";
+  if (files.key_file.empty()) missing += " --tls-key-file";
+  if (files.ca_file.empty()) missing += " --tls-ca-cert-file";
+  if (!missing.empty()) {
+    return Status::InvalidArgument("--tls-serve needs a certificate, its key and a CA; missing:" + missing);
+  }
+  KEEL_RETURN_IF_ERROR(
+      replication::ParseHostPort(flags.tls_serve, &server->tls_host, &server->tls_port, /*allow_zero_port=*/true));
+  const replication::TlsClientCertificates clients = flags.tls_auth_clients == "no"
+                                                         ? replication::TlsClientCertificates::kNone
+                                                     : flags.tls_auth_clients == "optional"
+                                                         ? replication::TlsClientCertificates::kOptional
+                                                         : replication::TlsClientCertificates::kRequired;
+  return replication::TlsContext::Create(files, &server->tls, clients);
+}
+
 Status MakeServeSetup(const Flags& flags, const EngineOptions& engine, ServeSetup* setup) {
   if (!flags.primary_serve.empty()) {
     if (flags.replication.role != "backup") return Status::InvalidArgument("--primary-serve goes with --role backup");
     KEEL_RETURN_IF_ERROR(replication::ParseHostPort(flags.primary_serve, &setup->primary_host, &setup->primary_port));
   }
-  if (flags.serve.empty()) {
-    if (!flags.requirepass_file.empty()) return Status::InvalidArgument("--requirepass-file goes with --serve");
+  KEEL_RETURN_IF_ERROR(MakeTlsServeSetup(flags, &setup->server));
+  if (flags.serve.empty() && flags.tls_serve.empty()) {
+    if (!flags.requirepass_file.empty()) {
+      return Status::InvalidArgument("--requirepass-file goes with --serve or --tls-serve");
+    }
     return Status::Ok();
   }
   setup->enabled = true;
   KEEL_RETURN_IF_ERROR(replication::ReadPasswordFile(flags.requirepass_file, &setup->server.password));
-  KEEL_RETURN_IF_ERROR(
-      replication::ParseHostPort(flags.serve, &setup->server.host, &setup->server.port, /*allow_zero_port=*/true));
+  setup->server.plain = !flags.serve.empty();
+  if (setup->server.plain) {
+    KEEL_RETURN_IF_ERROR(
+        replication::ParseHostPort(flags.serve, &setup->server.host, &setup->server.port, /*allow_zero_port=*/true));
+  }
   // A value as large as the largest record the log takes, with slack for the key.
   setup->server.limits.max_bulk_bytes = LineLimitBytes(engine);
   return Status::Ok();
@@ -484,7 +525,13 @@ Status MakeServeSetup(const Flags& flags, const EngineOptions& engine, ServeSetu
 Status StartServer(const ServeSetup& setup, RespBackend* backend, std::unique_ptr<RespServer>* server) {
   if (!setup.enabled) return Status::Ok();
   KEEL_RETURN_IF_ERROR(RespServer::Start(setup.server, backend, server));
-  std::fprintf(stderr, "keel-kv: serving Redis clients on %s:%u\n", setup.server.host.c_str(), (*server)->port());
+  if (setup.server.plain) {
+    std::fprintf(stderr, "keel-kv: serving Redis clients on %s:%u\n", setup.server.host.c_str(), (*server)->port());
+  }
+  if (setup.server.tls != nullptr) {
+    std::fprintf(stderr, "keel-kv: serving Redis clients over TLS on %s:%u\n", setup.server.tls_host.c_str(),
+                 (*server)->tls_port());
+  }
   std::fflush(stderr);
   return Status::Ok();
 }
@@ -694,7 +741,22 @@ int main(int argc, char** argv) {
                  "also serve Redis clients (RESP2) on HOST:PORT (port 0: any); without --requirepass-file anyone "
                  "who reaches it may read and write, so keep it on loopback or a trusted network");
   app.add_option("--requirepass-file", flags.requirepass_file,
-                 "with --serve: clients must AUTH with the password on this file's first line (mode 600)");
+                 "with --serve or --tls-serve: clients must AUTH with the password on this file's first line "
+                 "(mode 600), on both ports");
+  app.add_option("--tls-serve", flags.tls_serve,
+                 "also serve Redis clients over TLS 1.3 on HOST:PORT (port 0: any), as Redis's tls-port "
+                 "(redis-cli --tls); with or without --serve; needs the three --tls-*-file flags");
+  app.add_option("--tls-cert-file", flags.tls_cert_file, "with --tls-serve: the server's certificate (PEM)");
+  app.add_option("--tls-key-file", flags.tls_key_file,
+                 "with --tls-serve: its private key (PEM, mode 600; one others may read is refused)");
+  app.add_option("--tls-ca-cert-file", flags.tls_ca_cert_file,
+                 "with --tls-serve: the CA that signs client certificates (PEM); the files are read again when "
+                 "they change");
+  app.add_option("--tls-auth-clients", flags.tls_auth_clients,
+                 "with --tls-serve: yes (a client certificate from the CA is required), optional (checked when "
+                 "one is presented) or no (none asked for)")
+      ->check(CLI::IsMember({"yes", "optional", "no"}))
+      ->capture_default_str();
   app.add_option("--primary-serve", flags.primary_serve,
                  "with --role backup: where clients reach the primary (its --serve HOST:PORT), shown by ROLE and INFO");
   try {

@@ -18,7 +18,47 @@ constexpr int kMaxReadsPerCall = 16;
 
 }  // namespace
 
-Connection::~Connection() { close(fd_); }
+Connection::~Connection() {
+  tls_.reset();  // its session refers to the socket
+  close(fd_);
+}
+
+bool Connection::poll_input() const {
+  return tls_ == nullptr ? wants_input() : tls_->PollIn(wants_input(), wants_output());
+}
+
+bool Connection::poll_output() const {
+  return tls_ == nullptr ? wants_output() : tls_->PollOut(wants_input(), wants_output());
+}
+
+IoOutcome Connection::Receive(char* data, size_t size, size_t* got) {
+  if (tls_ != nullptr) return tls_->Read(data, size, got);
+  *got = 0;
+  for (;;) {
+    const ssize_t result = recv(fd_, data, size, 0);
+    if (result > 0) {
+      *got = static_cast<size_t>(result);
+      return IoOutcome::kData;
+    }
+    if (result == 0) return IoOutcome::kEnd;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? IoOutcome::kBlocked : IoOutcome::kFailed;
+  }
+}
+
+IoOutcome Connection::Send(const char* data, size_t size, size_t* put) {
+  if (tls_ != nullptr) return tls_->Write(data, size, put);
+  *put = 0;
+  for (;;) {
+    const ssize_t result = send(fd_, data, size, MSG_NOSIGNAL);
+    if (result > 0) {
+      *put = static_cast<size_t>(result);
+      return IoOutcome::kData;
+    }
+    if (result < 0 && errno == EINTR) continue;
+    return result < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? IoOutcome::kBlocked : IoOutcome::kFailed;
+  }
+}
 
 bool Connection::wants_input() const {
   if (peer_closed_ || stop_reading_) return false;
@@ -41,20 +81,22 @@ bool Connection::finished() const {
 bool Connection::ReadInput() {
   for (int i = 0; i < kMaxReadsPerCall && wants_input(); ++i) {
     char buffer[kReadChunkBytes];
-    const ssize_t got = recv(fd_, buffer, sizeof(buffer), 0);
-    if (got > 0) {
-      input_.append(buffer, static_cast<size_t>(got));
-      input_parsed_ = false;
-      continue;
+    size_t got = 0;
+    switch (Receive(buffer, sizeof(buffer), &got)) {
+      case IoOutcome::kData:
+        input_.append(buffer, got);
+        input_parsed_ = false;
+        continue;
+      case IoOutcome::kEnd:
+        // The client closed its side: its commands already read are still
+        // answered (a client may half-close after sending them).
+        peer_closed_ = true;
+        return true;
+      case IoOutcome::kBlocked:
+        return true;
+      case IoOutcome::kFailed:
+        return false;
     }
-    if (got == 0) {
-      // The client closed its side: its commands already read are still
-      // answered (a client may half-close after sending them).
-      peer_closed_ = true;
-      return true;
-    }
-    if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK;
   }
   return true;
 }
@@ -153,13 +195,15 @@ void Connection::FailWrites(Lsn after, Lsn through, const std::string& reply) {
 
 bool Connection::Flush() {
   while (output_sent_ < output_.size()) {
-    const ssize_t sent = send(fd_, output_.data() + output_sent_, output_.size() - output_sent_, MSG_NOSIGNAL);
-    if (sent > 0) {
-      output_sent_ += static_cast<size_t>(sent);
+    // After kBlocked the same bytes are offered again, as TLS asks (the
+    // buffer may have moved and grown since: the session allows both).
+    size_t sent = 0;
+    const IoOutcome outcome = Send(output_.data() + output_sent_, output_.size() - output_sent_, &sent);
+    if (outcome == IoOutcome::kData) {
+      output_sent_ += sent;
       continue;
     }
-    if (sent < 0 && errno == EINTR) continue;
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (outcome == IoOutcome::kBlocked) break;
     return false;
   }
   if (output_sent_ == output_.size()) {

@@ -3,6 +3,9 @@
 // and the output bytes not yet sent. The event loop (resp_server.cc) owns
 // every Connection and calls it from its one thread only.
 //
+// A connection accepted on the TLS listener carries its TLS session
+// (resp_tls.h): it handshakes first, then reads and writes through it.
+//
 // Queue invariant: replies leave the queue only from its front, so the
 // client receives them in the order it sent its commands, whatever order
 // their conditions come true in.
@@ -10,6 +13,7 @@
 
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +21,7 @@
 #include "examples/kv/resp_backend.h"
 #include "examples/kv/resp_commands.h"
 #include "examples/kv/resp_server.h"
+#include "examples/kv/resp_tls.h"
 
 namespace keel::kv {
 
@@ -26,13 +31,18 @@ class Connection {
 
   // fd: a connected non-blocking socket, closed by the destructor.
   // auth_log: where failed AUTHs are counted; it outlives the connection.
-  Connection(int fd, const RespServerOptions* options, AuthFailureLog* auth_log)
-      : fd_(fd), options_(options), auth_log_(auth_log) {}
+  // tls: its TLS session, or null for a plaintext client.
+  Connection(int fd, const RespServerOptions* options, AuthFailureLog* auth_log, std::unique_ptr<RespTls> tls = nullptr)
+      : fd_(fd), options_(options), auth_log_(auth_log), tls_(std::move(tls)) {}
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   int fd() const { return fd_; }
+  // Its TLS session (null for a plaintext client), and whether the
+  // handshake is still to finish (nothing is read or run until it has).
+  RespTls* tls() { return tls_.get(); }
+  bool handshaking() const { return tls_ != nullptr && tls_->handshaking(); }
   // Reads what the socket holds; false when the peer is gone (or failed).
   bool ReadInput();
   // Parses and runs whole commands while the queue has room; the LSN of
@@ -51,6 +61,11 @@ class Connection {
   // whether the connection has nothing left to do and may close.
   bool wants_input() const;
   bool wants_output() const { return output_sent_ < output_.size(); }
+  // The socket events to poll for (the wants above, as TLS translates them).
+  bool poll_input() const;
+  bool poll_output() const;
+  // Input already decrypted waits to be read, which no socket event will say.
+  bool input_pending() const { return tls_ != nullptr && wants_input() && tls_->input_pending(); }
   bool waits_applied() const { return waits_applied_ > 0; }
   bool finished() const;
   // Whole commands may wait in the input, and the queue and output have room to run them.
@@ -67,10 +82,14 @@ class Connection {
   void Enqueue(Execution execution);
   void ProtocolError(const std::string& message);
   Execution Execute(RespBackend* backend, const std::vector<std::string>& args);
+  // One recv or send, through TLS when the connection has it.
+  IoOutcome Receive(char* data, size_t size, size_t* got);
+  IoOutcome Send(const char* data, size_t size, size_t* put);
 
   const int fd_;
   const RespServerOptions* const options_;
   AuthFailureLog* const auth_log_;
+  std::unique_ptr<RespTls> tls_;
   std::string input_;
   std::deque<QueuedReply> queue_;
   size_t waits_applied_ = 0;   // kAfterApplied replies in queue_

@@ -35,14 +35,15 @@ constexpr int kMaxRoundsPerServe = 8;
 Status Errno(const std::string& what) { return Status::FromErrno(what, errno); }
 
 // A listening non-blocking socket on host:port; *port_out gets the port.
-Status Listen(const std::string& host, uint16_t port, int* fd_out, uint16_t* port_out) {
+// flag: the flag that asked for it, for the errors.
+Status Listen(const std::string& flag, const std::string& host, uint16_t port, int* fd_out, uint16_t* port_out) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
   const int error = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (error != 0) return Status::InvalidArgument("--serve " + host + ": " + gai_strerror(error));
+  if (error != 0) return Status::InvalidArgument(flag + " " + host + ": " + gai_strerror(error));
   const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     freeaddrinfo(found);
@@ -53,7 +54,7 @@ Status Listen(const std::string& host, uint16_t port, int* fd_out, uint16_t* por
   const bool bound = bind(fd, found->ai_addr, found->ai_addrlen) == 0;
   freeaddrinfo(found);
   if (!bound || listen(fd, kListenBacklog) != 0) {
-    const Status status = Errno("--serve " + host + ":" + std::to_string(port));
+    const Status status = Errno(flag + " " + host + ":" + std::to_string(port));
     close(fd);
     return status;
   }
@@ -66,18 +67,39 @@ Status Listen(const std::string& host, uint16_t port, int* fd_out, uint16_t* por
   return Status::Ok();
 }
 
+// The listeners options asks for (-1 for one it does not), with their ports.
+Status ListenAll(const RespServerOptions& options, int* plain_fd, uint16_t* plain_port, int* tls_fd,
+                 uint16_t* tls_port) {
+  *plain_fd = -1;
+  *tls_fd = -1;
+  if (options.plain) KEEL_RETURN_IF_ERROR(Listen("--serve", options.host, options.port, plain_fd, plain_port));
+  if (options.tls == nullptr) return Status::Ok();
+  const Status status = Listen("--tls-serve", options.tls_host, options.tls_port, tls_fd, tls_port);
+  if (!status.ok() && *plain_fd >= 0) close(*plain_fd);
+  return status;
+}
+
+void Log(const std::string& line) {
+  if (line.empty()) return;
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+}
+
 }  // namespace
 
 // The event loop: every socket, the committer's eventfd and the stop eventfd
 // in one epoll set, served by one thread.
 class RespServer::Loop {
  public:
-  Loop(const RespServerOptions& options, RespBackend* backend, int listen_fd, int epoll_fd, int wake_fd)
-      : options_(options), backend_(backend), listen_fd_(listen_fd), epoll_fd_(epoll_fd), wake_fd_(wake_fd),
-        committer_(backend, wake_fd) {}
+  // listen_fd, tls_listen_fd: the plaintext and TLS listeners, -1 for one not asked for.
+  Loop(const RespServerOptions& options, RespBackend* backend, int listen_fd, int tls_listen_fd, int epoll_fd,
+       int wake_fd)
+      : options_(options), backend_(backend), listen_fd_(listen_fd), tls_listen_fd_(tls_listen_fd),
+        epoll_fd_(epoll_fd), wake_fd_(wake_fd), committer_(backend, wake_fd) {}
   ~Loop() {
     connections_.clear();
-    close(listen_fd_);
+    if (listen_fd_ >= 0) close(listen_fd_);
+    if (tls_listen_fd_ >= 0) close(tls_listen_fd_);
     close(wake_fd_);
     close(epoll_fd_);
   }
@@ -91,7 +113,14 @@ class RespServer::Loop {
   Committer* committer() { return &committer_; }
 
  private:
-  void Accept();
+  // Takes the connections waiting on listen_fd (either listener).
+  void Accept(int listen_fd);
+  // Whether a connection accepted on listen_fd may join: the client limit,
+  // and a TLS session for the TLS listener's (into *tls).
+  bool Admit(int listen_fd, int fd, std::unique_ptr<RespTls>* tls);
+  // One handshake step: true when it is done, false when the connection
+  // waits for its socket or was refused (and closed).
+  bool Handshake(Connection* connection);
   void OnCommitted();
   // Brings one connection up to date: reads (if readable), runs, resolves,
   // sends, and closes it when it is finished or broken.
@@ -103,11 +132,13 @@ class RespServer::Loop {
   const RespServerOptions options_;
   RespBackend* const backend_;
   const int listen_fd_;
+  const int tls_listen_fd_;
   const int epoll_fd_;
   const int wake_fd_;
   Committer committer_;
   std::atomic<bool> stopping_{false};
   AuthFailureLog auth_log_;
+  TlsFailureLog tls_log_;
   std::map<int, std::unique_ptr<Connection>> connections_;
   std::map<int, uint32_t> watched_;  // fd -> the epoll events registered
   std::set<int> again_;              // connections to serve on the next pass without an event
@@ -126,8 +157,8 @@ void RespServer::Loop::Run() {
     bool woken = false;
     for (int i = 0; i < ready; ++i) {
       const int fd = events[i].data.fd;
-      if (fd == listen_fd_) {
-        Accept();
+      if (fd == listen_fd_ || fd == tls_listen_fd_) {
+        Accept(fd);
       } else if (fd == wake_fd_) {
         woken = true;
       } else if (connections_.contains(fd)) {
@@ -162,28 +193,57 @@ int RespServer::Loop::PollTimeoutMs() const {
   return -1;
 }
 
-void RespServer::Loop::Accept() {
+void RespServer::Loop::Accept(int listen_fd) {
   for (int i = 0; i < kMaxEventsPerWait; ++i) {
-    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
         std::fprintf(stderr, "keel-kv: accept: %s\n", std::strerror(errno));
       }
       return;
     }
-    if (connections_.size() >= options_.max_clients) {
-      static constexpr char kFull[] = "-ERR max number of clients reached\r\n";
-      (void)!send(fd, kFull, sizeof(kFull) - 1, MSG_NOSIGNAL);
+    std::unique_ptr<RespTls> tls;
+    if (!Admit(listen_fd, fd, &tls)) {
       close(fd);
       continue;
     }
     const int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    auto connection = std::make_unique<Connection>(fd, &options_, &auth_log_);
+    auto connection = std::make_unique<Connection>(fd, &options_, &auth_log_, std::move(tls));
     Connection* raw = connection.get();
     connections_[fd] = std::move(connection);
     Watch(raw);
   }
+}
+
+bool RespServer::Loop::Admit(int listen_fd, int fd, std::unique_ptr<RespTls>* tls) {
+  const bool over_tls = listen_fd == tls_listen_fd_;
+  if (connections_.size() >= options_.max_clients) {
+    // A TLS client could not read the plaintext error: it is only closed.
+    static constexpr char kFull[] = "-ERR max number of clients reached\r\n";
+    if (!over_tls) (void)!send(fd, kFull, sizeof(kFull) - 1, MSG_NOSIGNAL);
+    return false;
+  }
+  if (!over_tls) return true;
+  const std::string peer = PeerAddress(fd);
+  const Status status = RespTls::Accept(options_.tls.get(), fd, peer, tls);
+  if (!status.ok()) Log(tls_log_.Record(peer, status.message(), TlsFailureLog::Clock::now()));
+  return status.ok();
+}
+
+bool RespServer::Loop::Handshake(Connection* connection) {
+  const int fd = connection->fd();
+  const Status status = connection->tls()->Handshake();
+  if (!status.ok()) {
+    Log(tls_log_.Record(connection->tls()->peer(), status.message(), TlsFailureLog::Clock::now()));
+    Close(fd);
+    return false;
+  }
+  if (connection->handshaking()) {
+    Watch(connection);
+    return false;
+  }
+  return true;
 }
 
 void RespServer::Loop::OnCommitted() {
@@ -213,7 +273,11 @@ void RespServer::Loop::OnCommitted() {
 
 void RespServer::Loop::Serve(int fd, bool readable) {
   Connection* connection = connections_.at(fd).get();
-  if (readable && !connection->ReadInput()) {
+  if (connection->handshaking()) {
+    if (!Handshake(connection)) return;
+    readable = true;  // the client's first commands may have come with its last handshake bytes
+  }
+  if ((readable || connection->input_pending()) && !connection->ReadInput()) {
     Close(fd);
     return;
   }
@@ -236,14 +300,15 @@ void RespServer::Loop::Serve(int fd, bool readable) {
     Close(fd);
     return;
   }
-  // Commands left in its input with room to run them: no socket event will
-  // say so (the client waits for replies), so the loop comes back by itself.
-  if (connection->can_run_more()) again_.insert(fd);
+  // Commands left in its input with room to run them, or input decrypted
+  // and waiting in its TLS session: no socket event will say so (the client
+  // waits for replies), so the loop comes back by itself.
+  if (connection->can_run_more() || connection->input_pending()) again_.insert(fd);
   Watch(connection);
 }
 
 void RespServer::Loop::Watch(Connection* connection) {
-  const uint32_t wanted = (connection->wants_input() ? EPOLLIN : 0U) | (connection->wants_output() ? EPOLLOUT : 0U);
+  const uint32_t wanted = (connection->poll_input() ? EPOLLIN : 0U) | (connection->poll_output() ? EPOLLOUT : 0U);
   const auto known = watched_.find(connection->fd());
   epoll_event event{};
   event.events = wanted;
@@ -265,18 +330,21 @@ void RespServer::Loop::Close(int fd) {
 
 Status RespServer::Start(const RespServerOptions& options, RespBackend* backend, std::unique_ptr<RespServer>* server) {
   int listen_fd = -1;
+  int tls_listen_fd = -1;
   uint16_t port = 0;
-  KEEL_RETURN_IF_ERROR(Listen(options.host, options.port, &listen_fd, &port));
+  uint16_t tls_port = 0;
+  KEEL_RETURN_IF_ERROR(ListenAll(options, &listen_fd, &port, &tls_listen_fd, &tls_port));
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epoll_fd < 0 || wake_fd < 0) {
     const Status status = Errno("epoll_create1 or eventfd");
-    close(listen_fd);
-    if (epoll_fd >= 0) close(epoll_fd);
-    if (wake_fd >= 0) close(wake_fd);
+    for (const int fd : {listen_fd, tls_listen_fd, epoll_fd, wake_fd}) {
+      if (fd >= 0) close(fd);
+    }
     return status;
   }
-  for (const int fd : {listen_fd, wake_fd}) {
+  for (const int fd : {listen_fd, tls_listen_fd, wake_fd}) {
+    if (fd < 0) continue;
     epoll_event event{};
     event.events = EPOLLIN;
     event.data.fd = fd;
@@ -284,7 +352,8 @@ Status RespServer::Start(const RespServerOptions& options, RespBackend* backend,
   }
   std::unique_ptr<RespServer> made(new RespServer());
   made->port_ = port;
-  made->loop_ = std::make_unique<Loop>(options, backend, listen_fd, epoll_fd, wake_fd);
+  made->tls_port_ = tls_port;
+  made->loop_ = std::make_unique<Loop>(options, backend, listen_fd, tls_listen_fd, epoll_fd, wake_fd);
   made->thread_ = std::thread([loop = made->loop_.get()] { loop->Run(); });
   *server = std::move(made);
   return Status::Ok();

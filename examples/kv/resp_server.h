@@ -17,6 +17,11 @@
 // connection (beyond them the connection's input is not read until its
 // client reads its replies). A protocol error is answered -ERR, after the
 // replies before it, and the connection is closed.
+//
+// TLS: with options.tls a second listener takes clients that speak TLS 1.3
+// (resp_tls.h), served by the same loop with the same commands and password;
+// a client refused in its handshake is closed and logged (rate-limited).
+// The plaintext listener may be left out (options.plain).
 #pragma once
 
 #include <atomic>
@@ -26,14 +31,21 @@
 #include <string>
 #include <thread>
 
+#include <keel/replication/tls.h>
+
 #include "examples/kv/resp_backend.h"
 #include "examples/kv/resp_parser.h"
 
 namespace keel::kv {
 
 struct RespServerOptions {
+  bool plain = true;                             // false: no plaintext listener (host and port unused)
   std::string host = "127.0.0.1";
   uint16_t port = 0;                             // 0: an ephemeral port (see RespServer::port())
+  // Non-null: the TLS listener's identity and CA, on tls_host:tls_port.
+  std::shared_ptr<replication::TlsContext> tls;
+  std::string tls_host = "127.0.0.1";
+  uint16_t tls_port = 0;                         // 0: an ephemeral port (see RespServer::tls_port())
   RespLimits limits;
   size_t max_clients = 1024;
   size_t max_queued_replies_per_client = 4096;
@@ -51,7 +63,9 @@ class RespServer {
   RespServer(const RespServer&) = delete;
   RespServer& operator=(const RespServer&) = delete;
 
+  // The listeners' ports (0 for one not asked for).
   uint16_t port() const { return port_; }
+  uint16_t tls_port() const { return tls_port_; }
   // Stops the loop (every connection is closed; replies not yet sent are
   // dropped) and then the committer, calling interrupt_backend to end a
   // Commit that waits (a node's Stop). Idempotent.
@@ -64,6 +78,7 @@ class RespServer {
   std::unique_ptr<Loop> loop_;
   std::thread thread_;
   uint16_t port_ = 0;
+  uint16_t tls_port_ = 0;
   bool stopped_ = false;
 };
 
