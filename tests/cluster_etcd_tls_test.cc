@@ -11,6 +11,7 @@
 //   - TLS files with a plain http:// endpoint, or a certificate without its
 //     key, are refused at Open; the tools refuse them naming the flag, and
 //     refuse a key file that others may read.
+//   - keel-kv refuses the same before it starts.
 //   - keel status --coordinator https://... with --coordinator-ca,
 //     --coordinator-cert and --coordinator-key reads the (empty) cluster.
 //
@@ -40,6 +41,7 @@ using testing::EtcdProcess;
 using testing::RunCommand;
 
 const std::string kKeel = KEEL_BINARY_DIR "/tools/keel";
+const std::string kKeelKv = KEEL_BINARY_DIR "/examples/kv/keel-kv";
 
 class EtcdTlsTest : public ::testing::Test {
  protected:
@@ -162,6 +164,24 @@ TEST_F(EtcdTlsTest, KeelStatusReadsTheClusterOverHttps) {
   ASSERT_EQ(chmod(Cert("node1.key").c_str(), 0644), 0);
   const CommandResult shared_key = KeelStatus(etcd_.endpoint(), TlsFlags());
   EXPECT_NE(shared_key.exit_code, 0);
+  EXPECT_NE(shared_key.err.find("chmod 600"), std::string::npos) << shared_key.err;
+}
+
+TEST_F(EtcdTlsTest, KeelKvRefusesTlsFlagsItCannotUse) {
+  const std::string member = kKeelKv + " " + certs_.Join("kv") +
+                             " --create --node-id 1 --listen 127.0.0.1:0 --serve 127.0.0.1:0 --coordinator ";
+  const CommandResult plain = RunCommand(member + "http://127.0.0.1:1 " + TlsFlags());
+  EXPECT_NE(plain.exit_code, 0);
+  EXPECT_NE(plain.err.find("--coordinator-ca needs https://"), std::string::npos) << plain.err;
+
+  const CommandResult half = RunCommand(member + etcd_.endpoint() + " --coordinator-cert " + Cert("node1.crt"));
+  EXPECT_NE(half.exit_code, 0);
+  EXPECT_NE(half.err.find("--coordinator-cert and --coordinator-key go together"), std::string::npos) << half.err;
+
+  ASSERT_EQ(chmod(Cert("node1.key").c_str(), 0640), 0);
+  const CommandResult shared_key = RunCommand(member + etcd_.endpoint() + " " + TlsFlags());
+  EXPECT_NE(shared_key.exit_code, 0);
+  EXPECT_NE(shared_key.err.find("--coordinator-key"), std::string::npos) << shared_key.err;
   EXPECT_NE(shared_key.err.find("chmod 600"), std::string::npos) << shared_key.err;
 }
 
