@@ -13,6 +13,7 @@ Status EtcdAuthenticate(const EtcdClientOptions& options, const std::string& end
   HttpOptions http;
   http.timeout_ms = options.timeout_ms;
   http.connect_timeout_ms = options.connect_timeout_ms;
+  http.tls = options.tls;
   HttpReply reply;
   HttpFailure failure = HttpFailure::kNone;
   // Asking for a token twice is harmless: any failure to get a reply may be retried.

@@ -39,9 +39,17 @@ Status RefusalStatus(long status_code, const std::string& body) {
   }
 }
 
-Status CheckEndpoint(const std::string& endpoint) {
-  if (endpoint.rfind("http://", 0) != 0 || endpoint.size() <= 7) {
-    return Status::InvalidArgument("etcd endpoint '" + endpoint + "' is not of the form http://HOST:PORT");
+bool IsHttps(const std::string& endpoint) { return endpoint.rfind("https://", 0) == 0 && endpoint.size() > 8; }
+
+Status CheckEndpoint(const std::string& endpoint, const EtcdTls& tls) {
+  const bool http = endpoint.rfind("http://", 0) == 0 && endpoint.size() > 7;
+  if (!http && !IsHttps(endpoint)) {
+    return Status::InvalidArgument("etcd endpoint '" + endpoint +
+                                   "' is not of the form http://HOST:PORT or https://HOST:PORT");
+  }
+  if (http && tls.given()) {
+    return Status::InvalidArgument("etcd endpoint '" + endpoint +
+                                   "' is plain http://, yet TLS files are given: use https://");
   }
   return Status::Ok();
 }
@@ -52,12 +60,15 @@ Status EtcdClient::Open(EtcdClientOptions options, std::unique_ptr<EtcdClient>* 
   if (options.endpoints.empty()) return Status::InvalidArgument("etcd client: no endpoint given");
   for (std::string& endpoint : options.endpoints) {
     while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
-    KEEL_RETURN_IF_ERROR(CheckEndpoint(endpoint));
+    KEEL_RETURN_IF_ERROR(CheckEndpoint(endpoint, options.tls));
   }
   if (options.timeout_ms <= 0 || options.timeout_ms > kTimeoutMaxMs || options.connect_timeout_ms <= 0 ||
       options.connect_timeout_ms > options.timeout_ms) {
     return Status::InvalidArgument(
         "etcd client: timeout_ms must be in (0, 600000] and connect_timeout_ms in (0, timeout_ms]");
+  }
+  if (options.tls.cert_file.empty() != options.tls.key_file.empty()) {
+    return Status::InvalidArgument("etcd client: a client certificate needs its key, and a key its certificate");
   }
   if (options.user.empty() != options.password.empty()) {
     return Status::InvalidArgument("etcd client: a user needs a password, and a password a user");
@@ -85,6 +96,7 @@ Status EtcdClient::Attempt(const Operation& operation, const std::string& endpoi
   http.timeout_ms = options_.timeout_ms;
   http.connect_timeout_ms = options_.connect_timeout_ms;
   http.authorization = Token();
+  http.tls = options_.tls;
   HttpReply reply;
   HttpFailure failure = HttpFailure::kNone;
   Status status = HttpPost(endpoint + operation.path, body, http, &reply, &failure);

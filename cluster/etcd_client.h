@@ -22,6 +22,7 @@
 
 #include <keel/cluster/backoff.h>
 #include <keel/cluster/etcd_types.h>
+#include <keel/cluster/http_transport.h>
 #include <keel/io/status.h>
 
 namespace keel::cluster {
@@ -31,7 +32,7 @@ namespace keel::cluster {
 using LogFunction = std::function<void(std::string_view line)>;
 
 struct EtcdClientOptions {
-  std::vector<std::string> endpoints;  // "http://HOST:PORT", tried in turn
+  std::vector<std::string> endpoints;  // "http://HOST:PORT" or "https://HOST:PORT", tried in turn
   int64_t timeout_ms = 2000;           // one HTTP attempt, connecting included
   int64_t connect_timeout_ms = 500;    // the TCP connection of one attempt
   int attempts_max = 4;                // rounds over all endpoints per call
@@ -40,6 +41,9 @@ struct EtcdClientOptions {
   // etcd's user/password authentication (etcd_auth.h); user empty: none.
   std::string user;
   std::string password;
+  // TLS for https:// endpoints (http_transport.h); any file given makes a
+  // plain http:// endpoint an error.
+  EtcdTls tls;
 };
 
 class EtcdWatch;
@@ -47,8 +51,10 @@ struct WatchCallbacks;
 
 class EtcdClient {
  public:
-  // Checks the options (at least one endpoint, each "http://...", positive
-  // timeouts and attempts) and makes a client; InvalidArgument names the fault.
+  // Checks the options (at least one endpoint, each "http://..." or
+  // "https://...", none plain http with TLS files given, a client certificate
+  // with its key, positive timeouts and attempts) and makes a client;
+  // InvalidArgument names the fault.
   static Status Open(EtcdClientOptions options, std::unique_ptr<EtcdClient>* client);
 
   // One key; reply->kvs is empty when it does not exist.

@@ -76,10 +76,11 @@ Status EtcdWatch::StreamOnce(const std::string& endpoint, bool* ended) {
   }
   Status error;
   const Status status =
-      stream_.Run(endpoint + "/v3/watch", request, options_.connect_timeout_ms, token, [&](std::string_view chunk) {
-        buffer_.append(chunk);
-        return ConsumeLines(&error, ended);
-      });
+      stream_.Run(endpoint + "/v3/watch", request, options_.connect_timeout_ms, token, options_.tls,
+                  [&](std::string_view chunk) {
+                    buffer_.append(chunk);
+                    return ConsumeLines(&error, ended);
+                  });
   if (!error.ok()) return error;
   return status;
 }

@@ -59,9 +59,29 @@ HttpFailure Classify(CURLcode code) {
   }
 }
 
+// TLS for an https:// URL: the peer's certificate and host name verified
+// always, against ca_file when given (else the system's CAs), and the client
+// certificate when given.
+void SetTls(CURL* handle, const EtcdTls& tls) {
+  curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(handle, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  if (!tls.ca_file.empty()) curl_easy_setopt(handle, CURLOPT_CAINFO, tls.ca_file.c_str());
+  if (!tls.cert_file.empty()) {
+    curl_easy_setopt(handle, CURLOPT_SSLCERT, tls.cert_file.c_str());
+    curl_easy_setopt(handle, CURLOPT_SSLCERTTYPE, "PEM");
+  }
+  if (!tls.key_file.empty()) {
+    curl_easy_setopt(handle, CURLOPT_SSLKEY, tls.key_file.c_str());
+    curl_easy_setopt(handle, CURLOPT_SSLKEYTYPE, "PEM");
+  }
+}
+
 // The options every request shares: a JSON POST of `body`, signals left alone
-// (libcurl runs in many threads here), no proxy (etcd is addressed directly).
-EasyHandle NewPost(const std::string& url, std::string_view body, int64_t connect_timeout_ms, curl_slist* headers) {
+// (libcurl runs in many threads here), no proxy (etcd is addressed directly),
+// only http and https.
+EasyHandle NewPost(const std::string& url, std::string_view body, int64_t connect_timeout_ms, curl_slist* headers,
+                   const EtcdTls& tls) {
   InitCurlOnce();
   EasyHandle easy(curl_easy_init());
   if (!easy) return easy;
@@ -74,7 +94,25 @@ EasyHandle NewPost(const std::string& url, std::string_view body, int64_t connec
   curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(handle, CURLOPT_NOPROXY, "*");
   curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout_ms));
+  curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "http,https");
+  SetTls(handle, tls);
   return easy;
+}
+
+// Why a transfer failed, from libcurl's error text (or its code's text when
+// none). An https transfer that failed while exchanging data without a client
+// certificate is most likely etcd's --client-cert-auth refusing it, whatever
+// libcurl saw first (often the closed connection rather than TLS's alert):
+// the message says so.
+std::string FailureText(const std::string& url, const EtcdTls& tls, CURLcode code, const char* error_text) {
+  std::string why = error_text[0] != '\0' ? error_text : curl_easy_strerror(code);
+  const bool exchange_failed = code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR || code == CURLE_GOT_NOTHING ||
+                               code == CURLE_SSL_CONNECT_ERROR;
+  if (exchange_failed && url.rfind("https://", 0) == 0 && tls.cert_file.empty()) {
+    why += " (no client certificate was offered, and an etcd started with --client-cert-auth refuses a "
+           "connection without one)";
+  }
+  return why;
 }
 
 HeaderList JsonHeaders(const std::string& authorization) {
@@ -96,7 +134,7 @@ Status HttpPost(const std::string& url, std::string_view body, const HttpOptions
   reply->status_code = 0;
   reply->body.clear();
   HeaderList headers = JsonHeaders(options.authorization);
-  EasyHandle easy = NewPost(url, body, options.connect_timeout_ms, headers.get());
+  EasyHandle easy = NewPost(url, body, options.connect_timeout_ms, headers.get(), options.tls);
   if (!easy || !headers) return Status::IoError("POST " + url + ": libcurl could not make a request");
   BufferSink sink{&reply->body, options.reply_max_bytes};
   char error_text[CURL_ERROR_SIZE] = {};
@@ -107,7 +145,7 @@ Status HttpPost(const std::string& url, std::string_view body, const HttpOptions
   const CURLcode code = curl_easy_perform(easy.get());
   if (code != CURLE_OK) {
     *failure = Classify(code);
-    std::string why = error_text[0] != '\0' ? error_text : curl_easy_strerror(code);
+    std::string why = FailureText(url, options.tls, code, error_text);
     if (code == CURLE_WRITE_ERROR) why = "reply longer than " + std::to_string(options.reply_max_bytes) + " bytes";
     return Status::IoError("POST " + url + ": " + why);
   }
@@ -161,10 +199,10 @@ void HttpStream::Cancel() {
 }
 
 Status HttpStream::Run(const std::string& url, std::string_view body, int64_t connect_timeout_ms,
-                       const std::string& authorization, const OnData& on_data) {
+                       const std::string& authorization, const EtcdTls& tls, const OnData& on_data) {
   auto* multi = static_cast<CURLM*>(multi_);
   HeaderList headers = JsonHeaders(authorization);
-  EasyHandle easy = NewPost(url, body, connect_timeout_ms, headers.get());
+  EasyHandle easy = NewPost(url, body, connect_timeout_ms, headers.get(), tls);
   if (multi == nullptr || !easy || !headers)
     return Status::IoError("POST " + url + ": libcurl could not make a stream");
   StreamSink sink{easy.get(), &on_data, {}, false};
@@ -197,7 +235,7 @@ Status HttpStream::Run(const std::string& url, std::string_view body, int64_t co
   long status_code = 0;
   curl_easy_getinfo(easy.get(), CURLINFO_RESPONSE_CODE, &status_code);
   if (result != CURLE_OK) {
-    return Status::IoError("POST " + url + ": " + (error_text[0] != '\0' ? error_text : curl_easy_strerror(result)));
+    return Status::IoError("POST " + url + ": " + FailureText(url, tls, result, error_text));
   }
   if (status_code != 200) {
     return Status::IoError("POST " + url + ": HTTP " + std::to_string(status_code) + ": " +

@@ -15,11 +15,22 @@
 
 namespace keel::cluster {
 
+// TLS for https:// URLs (etcd's --cert-file/--trusted-ca-file and, with its
+// --client-cert-auth, a client certificate). The peer's certificate and host
+// name are always verified; there is no way to turn that off.
+struct EtcdTls {
+  std::string ca_file;    // PEM CAs that sign etcd's certificate; empty: the system's CAs
+  std::string cert_file;  // PEM client certificate, with key_file; empty: none
+  std::string key_file;   // its private key (PEM)
+  bool given() const { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
+};
+
 struct HttpOptions {
   int64_t timeout_ms = 2000;           // the whole request, connecting included
   int64_t connect_timeout_ms = 1000;   // the TCP connection alone
   size_t reply_max_bytes = 64u << 20;  // a longer reply is refused, not buffered
   std::string authorization;           // non-empty: sent as the Authorization header
+  EtcdTls tls;                         // used for https:// URLs
 };
 
 struct HttpReply {
@@ -58,9 +69,9 @@ class HttpStream {
   // Runs until the server closes the stream (OK), on_data returns false (OK),
   // Cancel is called (OK), or the connection fails or the status is not 200
   // (IoError naming the URL, with etcd's message for a non-200 reply).
-  // authorization: non-empty, sent as the Authorization header.
+  // authorization: non-empty, sent as the Authorization header; tls: for an https:// URL.
   Status Run(const std::string& url, std::string_view body, int64_t connect_timeout_ms,
-             const std::string& authorization, const OnData& on_data);
+             const std::string& authorization, const EtcdTls& tls, const OnData& on_data);
   void Cancel();
   bool cancelled() const { return cancelled_.load(); }
 

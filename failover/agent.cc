@@ -24,6 +24,7 @@ Status Agent::Start(const AgentOptions& options, StateMachine* sm, std::unique_p
   client.endpoints = options.endpoints;
   client.user = options.etcd_user;
   client.password = options.etcd_password;
+  client.tls = options.etcd_tls;
   client.timeout_ms = 1000;
   client.attempts_max = 2;
   client.log = [raw = started.get()](std::string_view line) { raw->LogLimited("etcd", std::string(line)); };

@@ -42,9 +42,10 @@ struct AgentOptions {
   // address, ack mode and sync_backups. The agent sets role, primary and the
   // coordination hooks itself.
   replication::NodeOptions node;
-  std::vector<std::string> endpoints;  // etcd: "http://HOST:PORT", one or more
+  std::vector<std::string> endpoints;  // etcd: "http://HOST:PORT" or "https://HOST:PORT", one or more
   std::string etcd_user;               // etcd's user/password authentication; empty: none
   std::string etcd_password;
+  cluster::EtcdTls etcd_tls;           // TLS for https:// endpoints
   std::string serve;                   // the client address to publish ("host:port"), may be empty
   // The replication address other members connect to ("host:port"); empty:
   // the node's listen address (set it when members reach this one through a

@@ -25,11 +25,12 @@ std::string Ids(const std::vector<uint64_t>& ids) {
 }  // namespace
 
 Status ReadCluster(const std::vector<std::string>& endpoints, const std::string& cluster, ClusterView* view,
-                   const std::string& user, const std::string& password) {
+                   const std::string& user, const std::string& password, const cluster::EtcdTls& tls) {
   cluster::EtcdClientOptions options;
   options.endpoints = endpoints;
   options.user = user;
   options.password = password;
+  options.tls = tls;
   options.timeout_ms = 2000;
   options.attempts_max = 2;
   std::unique_ptr<cluster::EtcdClient> client;

@@ -54,6 +54,7 @@ Status Switchover(const SwitchoverRequest& request, SwitchoverResult* result) {
   options.endpoints = request.endpoints;
   options.user = request.etcd_user;
   options.password = request.etcd_password;
+  options.tls = request.etcd_tls;
   std::unique_ptr<cluster::EtcdClient> etcd;
   KEEL_RETURN_IF_ERROR(cluster::EtcdClient::Open(options, &etcd));
   const ClusterKeys keys(request.cluster);

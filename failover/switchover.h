@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include <keel/cluster/http_transport.h>
 #include <keel/failover/keys.h>
 
 namespace keel::failover {
@@ -24,6 +25,7 @@ struct SwitchoverRequest {
   std::vector<std::string> endpoints;
   std::string etcd_user;  // etcd's user/password authentication; empty: none
   std::string etcd_password;
+  cluster::EtcdTls etcd_tls;  // TLS for https:// endpoints
   std::string cluster = "keel";
   uint64_t to = 0;                         // 0: any eligible member
   std::chrono::milliseconds timeout{30000};

@@ -81,6 +81,12 @@ std::string EtcdProcess::Start() {
 
 std::string EtcdProcess::Restart() { return Launch(); }
 
+void EtcdProcess::UseTls(const std::string& cert_dir) {
+  tls_ = true;
+  cert_dir_ = cert_dir;
+  client_tls_ = {cert_dir + "/ca.crt", cert_dir + "/node1.crt", cert_dir + "/node1.key"};
+}
+
 std::string EtcdProcess::Launch() {
   const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
   // A short election timeout makes etcd lead within a second of starting and
@@ -101,6 +107,13 @@ std::string EtcdProcess::Launch() {
     args.push_back(flag);
     args.push_back(value);
   }
+  if (tls_) {
+    const std::vector<std::string> tls_args = {"--cert-file",       cert_dir_ + "/node1.crt",
+                                               "--key-file",        cert_dir_ + "/node1.key",
+                                               "--trusted-ca-file", cert_dir_ + "/ca.crt",
+                                               "--client-cert-auth"};
+    args.insert(args.end(), tls_args.begin(), tls_args.end());
+  }
   const Child child = SpawnWithPipes(args, dir_.Join("etcd.log"));
   close(child.stdin_fd);
   close(child.stdout_fd);
@@ -115,6 +128,7 @@ std::string EtcdProcess::Launch() {
     cluster::HttpOptions options;
     options.timeout_ms = 1000;
     options.connect_timeout_ms = 200;
+    options.tls = client_tls_;
     cluster::HttpReply reply;
     cluster::HttpFailure failure;
     if (cluster::HttpPost(endpoint() + "/v3/kv/range", R"({"key":"AA=="})", options, &reply, &failure).ok() &&

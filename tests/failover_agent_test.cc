@@ -5,7 +5,8 @@
 // cannot reach etcd stops acknowledging by its lease deadline and the cluster
 // recovers when etcd returns; and when the most up-to-date backup is lost
 // with the leader, the cluster waits instead of promoting a backup that lacks
-// acknowledged writes (P7).
+// acknowledged writes (P7). One test runs the agents and a switchover against
+// an etcd on https with client certificates.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -56,9 +57,16 @@ class FailoverAgentTest : public ::testing::Test {
     if (!EtcdProcess::Installed()) {
       GTEST_SKIP() << testing::kEtcdBinary << " is missing: install etcd-server (scripts/deps.sh does)";
     }
+    if (use_tls_) {
+      const std::string certs = dir_.Join("certs");
+      const auto made = ::keel::testing::RunCommand("bash " KEEL_SOURCE_DIR "/scripts/make_test_ca.sh " + certs);
+      ASSERT_EQ(made.exit_code, 0) << made.err;
+      etcd_.UseTls(certs);
+    }
     ASSERT_EQ(etcd_.Start(), "") << "could not start etcd";
     cluster::EtcdClientOptions options;
     options.endpoints = {etcd_.endpoint()};
+    options.tls = etcd_.client_tls();
     ASSERT_TRUE(cluster::EtcdClient::Open(options, &etcd_client_).ok());
     members_.reserve(8);  // pointers into it stay valid
   }
@@ -79,6 +87,7 @@ class FailoverAgentTest : public ::testing::Test {
     options.node.sync_backups = 1;
     options.node.log_line = [](const std::string&) {};
     options.endpoints = {etcd_.endpoint()};
+    options.etcd_tls = etcd_.client_tls();
     options.lease_ttl_seconds = 2;
     options.tick = 100ms;
     options.settle = 500ms;
@@ -148,6 +157,7 @@ class FailoverAgentTest : public ::testing::Test {
     return found && got == value;
   }
 
+  bool use_tls_ = false;  // etcd on https only, with --client-cert-auth
   EtcdProcess etcd_;
   std::unique_ptr<cluster::EtcdClient> etcd_client_;
   ::keel::testing::TempDir dir_;
@@ -305,6 +315,41 @@ TEST_F(FailoverAgentTest, ASwitchoverHandsOverWithNothingLost) {
   EXPECT_EQ(next->id, target);
   for (const std::string& key : acked) EXPECT_TRUE(Has(next, key, "1")) << key;
   EXPECT_TRUE(Eventually([&] { return Has(leader, acked.back(), "1"); }, 20s)) << "the old leader does not follow";
+}
+
+// The same agents against an etcd that serves https only and demands client
+// certificates: every connection (leases, transactions, the watch, the
+// switchover tool's) carries the CA and the client certificate.
+class FailoverAgentTlsTest : public FailoverAgentTest {
+ protected:
+  FailoverAgentTlsTest() { use_tls_ = true; }
+};
+
+TEST_F(FailoverAgentTlsTest, OverHttpsALeaderIsElectedAndASwitchoverHandsOverWithNothingLost) {
+  ASSERT_EQ(etcd_.endpoint().rfind("https://", 0), 0u);
+  for (uint64_t id = 1; id <= 3; ++id) StartMember(id);
+  Member* leader = AwaitLeader();
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(Eventually([&] { return Sync().has_value() && Sync()->members.size() == 2; }, 20s));
+  std::vector<std::string> acked;
+  for (int i = 0; i < 20; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    if (Write(leader, key, "1")) acked.push_back(key);
+  }
+  ASSERT_EQ(acked.size(), 20u);
+  SwitchoverRequest request;
+  request.endpoints = {etcd_.endpoint()};
+  request.etcd_tls = etcd_.client_tls();
+  request.cluster = "agents";
+  request.to = Sync()->members.back();
+  SwitchoverResult result;
+  const Status status = Switchover(request, &result);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  Member* next = AwaitLeader();
+  ASSERT_NE(next, nullptr);
+  EXPECT_EQ(next->id, request.to);
+  for (const std::string& key : acked) EXPECT_TRUE(Has(next, key, "1")) << key;
+  EXPECT_TRUE(Eventually([&] { return Write(next, "after", "1"); }, 20s));
 }
 
 TEST_F(FailoverAgentTest, ASwitchoverToAMemberOutsideTheSynchronousSetIsRefused) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include <keel/failover/cluster_status.h>
+#include <keel/failover/coordinator_tls.h>
 #include <keel/failover/switchover.h>
 #include <keel/replication/node.h>
 #include <keel/replication/secret.h>
@@ -54,20 +55,31 @@ int RunAdmin(std::string_view name, const std::string& address, const ClusterFla
 }
 
 // etcd's user and password for --coordinator (--coordinator-user,
-// --coordinator-password-file: both or neither).
+// --coordinator-password-file: both or neither), and the TLS files for an
+// https:// coordinator (--coordinator-ca, --coordinator-cert, --coordinator-key).
 struct CoordinatorAuth {
   std::string user;
   std::string password_file;
+  cluster::EtcdTls tls;
 };
 
 void AddCoordinatorAuthFlags(CLI::App* command, CoordinatorAuth* auth) {
   command->add_option("--coordinator-user", auth->user, "etcd's user, when etcd has auth enabled");
   command->add_option("--coordinator-password-file", auth->password_file,
                       "with --coordinator-user: a file whose first line is that user's password (mode 600)");
+  command->add_option("--coordinator-ca", auth->tls.ca_file,
+                      "with an https:// --coordinator: the CA certificates (PEM) that sign etcd's certificate "
+                      "(default: the system's)");
+  command->add_option("--coordinator-cert", auth->tls.cert_file,
+                      "with an https:// --coordinator: a client certificate (PEM), for etcd's --client-cert-auth");
+  command->add_option("--coordinator-key", auth->tls.key_file,
+                      "with --coordinator-cert: its private key (PEM, mode 600)");
 }
 
-Status ReadCoordinatorPassword(const CoordinatorAuth& auth, std::string* password) {
+// Reads the password and checks the TLS files against the coordinator URL.
+Status ReadCoordinatorPassword(const std::string& coordinator, const CoordinatorAuth& auth, std::string* password) {
   password->clear();
+  KEEL_RETURN_IF_ERROR(failover::CheckCoordinatorTls({coordinator}, auth.tls));
   if (auth.user.empty() != auth.password_file.empty()) {
     return Status::InvalidArgument("--coordinator-user and --coordinator-password-file go together");
   }
@@ -79,8 +91,8 @@ int RunCoordinatorStatus(const std::string& coordinator, const CoordinatorAuth& 
                          bool json) {
   failover::ClusterView view;
   std::string password;
-  Status status = ReadCoordinatorPassword(auth, &password);
-  if (status.ok()) status = failover::ReadCluster({coordinator}, flags.cluster, &view, auth.user, password);
+  Status status = ReadCoordinatorPassword(coordinator, auth, &password);
+  if (status.ok()) status = failover::ReadCluster({coordinator}, flags.cluster, &view, auth.user, password, auth.tls);
   if (!status.ok()) {
     PrintError("status", coordinator + ": " + status.ToString());
     return kExitUsage;
@@ -210,7 +222,8 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   CLI::Option* address_option = status_command->add_option("ADDRESS", *status_address, "the node's HOST:PORT");
   CLI::Option* coordinator_option = status_command->add_option(
       "--coordinator", *status_coordinator,
-      "etcd's client URL (http://HOST:PORT): show the leader, epoch, synchronous set and every member");
+      "etcd's client URL (http://HOST:PORT or https://HOST:PORT): show the leader, epoch, synchronous set and "
+      "every member");
   address_option->excludes(coordinator_option);
   status_command->callback([address_option, coordinator_option] {
     if (address_option->count() == 0 && coordinator_option->count() == 0) {
@@ -254,7 +267,9 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   CLI::App* switchover_command = app->add_subcommand(
       "switchover", "hand leadership of a coordinated cluster to another member with nothing lost: the leader stops "
                     "acknowledging, waits for the backups to catch up, gives up its key; then waits for the new leader");
-  switchover_command->add_option("--coordinator", *switchover_coordinator, "etcd's client URL (http://HOST:PORT)")
+  switchover_command
+      ->add_option("--coordinator", *switchover_coordinator,
+                   "etcd's client URL (http://HOST:PORT or https://HOST:PORT)")
       ->required();
   switchover_command->add_option("--cluster", switchover_request->cluster, "the cluster's name")->capture_default_str();
   switchover_command->add_option("--to", switchover_request->to,
@@ -267,7 +282,9 @@ void AddClusterCommands(CLI::App* app, CommandRunner* follow, CommandRunner* sta
   *switchover = [switchover_request, switchover_coordinator, switchover_timeout_ms, switchover_auth] {
     switchover_request->endpoints = {*switchover_coordinator};
     switchover_request->etcd_user = switchover_auth->user;
-    const Status read = ReadCoordinatorPassword(*switchover_auth, &switchover_request->etcd_password);
+    switchover_request->etcd_tls = switchover_auth->tls;
+    const Status read =
+        ReadCoordinatorPassword(*switchover_coordinator, *switchover_auth, &switchover_request->etcd_password);
     if (!read.ok()) {
       PrintError("switchover", read.ToString());
       return kExitUsage;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <keel/failover/coordinator_tls.h>
+
 namespace keel::examples {
 
 void AddReplicationFlags(CLI::App* app, ReplicationFlags* flags) {
@@ -66,7 +68,8 @@ Status MakeNodeOptions(const ReplicationFlags& flags, const std::string& dir, co
 void AddCoordinatorFlags(CLI::App* app, CoordinatorFlags* flags) {
   app->add_option("--coordinator", flags->coordinator,
                   "run as a member of a cluster whose leader etcd decides (automatic failover): etcd's client URL "
-                  "http://HOST:PORT, or several separated by commas; excludes --role and --primary");
+                  "http://HOST:PORT or https://HOST:PORT, or several separated by commas; excludes --role and "
+                  "--primary");
   app->add_option("--lease-ttl", flags->lease_ttl_seconds,
                   "with --coordinator: the member lease in seconds; a dead leader is replaced about this long after "
                   "it stops (docs/cluster.md)")
@@ -75,6 +78,16 @@ void AddCoordinatorFlags(CLI::App* app, CoordinatorFlags* flags) {
   app->add_option("--advertise", flags->advertise,
                   "with --coordinator: the HOST:PORT other members use to reach --listen (default: --listen)");
   AddCoordinatorAuthFlags(app, &flags->user, &flags->password_file);
+  AddCoordinatorTlsFlags(app, &flags->tls);
+}
+
+void AddCoordinatorTlsFlags(CLI::App* app, cluster::EtcdTls* tls) {
+  app->add_option("--coordinator-ca", tls->ca_file,
+                  "with an https:// --coordinator: the CA certificates (PEM) that sign etcd's certificate "
+                  "(default: the system's)");
+  app->add_option("--coordinator-cert", tls->cert_file,
+                  "with an https:// --coordinator: a client certificate (PEM), for etcd's --client-cert-auth");
+  app->add_option("--coordinator-key", tls->key_file, "with --coordinator-cert: its private key (PEM, mode 600)");
 }
 
 void AddCoordinatorAuthFlags(CLI::App* app, std::string* user, std::string* password_file) {
@@ -119,6 +132,8 @@ Status MakeAgentOptions(const ReplicationFlags& replication, const CoordinatorFl
   }
   options->etcd_user = flags.user;
   KEEL_RETURN_IF_ERROR(ReadCoordinatorAuth(flags.user, flags.password_file, &options->etcd_password));
+  KEEL_RETURN_IF_ERROR(failover::CheckCoordinatorTls(options->endpoints, flags.tls));
+  options->etcd_tls = flags.tls;
   options->serve = serve;
   options->advertise = flags.advertise;
   options->lease_ttl_seconds = flags.lease_ttl_seconds;

@@ -39,11 +39,14 @@ struct CoordinatorFlags {
   std::string advertise;    // the replication address others use; empty: --listen
   std::string user;           // etcd's user (--coordinator-user); empty: no authentication
   std::string password_file;  // its password (--coordinator-password-file)
+  cluster::EtcdTls tls;       // --coordinator-ca, --coordinator-cert, --coordinator-key
   bool enabled() const { return !coordinator.empty(); }
 };
 void AddCoordinatorFlags(CLI::App* app, CoordinatorFlags* flags);
 // --coordinator-user and --coordinator-password-file, for keel-kv and the tools.
 void AddCoordinatorAuthFlags(CLI::App* app, std::string* user, std::string* password_file);
+// --coordinator-ca, --coordinator-cert and --coordinator-key, for keel-kv.
+void AddCoordinatorTlsFlags(CLI::App* app, cluster::EtcdTls* tls);
 // The etcd user and password those flags name: both or neither, the password
 // file private to its owner (replication/secret.h).
 Status ReadCoordinatorAuth(const std::string& user, const std::string& password_file, std::string* password);
