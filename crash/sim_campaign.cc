@@ -550,12 +550,12 @@ class Iteration {
         status = engine->Append(Bytes(payload), durable ? keel::Durability::kDurable : keel::Durability::kNone, &lsn);
         if (status.ok() || engine->replication()->last_lsn() == model_.last() + 1) model_.payloads.push_back(payload);
         if (status.ok() && durable) model_.Ack(lsn);
-        AfterCall("Engine::Append", status, durable, engine->log()->status().ok(), errors_before);
+        AfterCall("Engine::Append", status, durable, engine->log_status().ok(), errors_before);
       } else if (choice < 85) {
         const Lsn target = model_.last() == 0 ? 0 : 1 + rng_() % model_.last();
         status = engine->Sync(target);
         if (status.ok()) model_.Ack(target);
-        AfterCall("Engine::Sync", status, true, engine->log()->status().ok(), errors_before);
+        AfterCall("Engine::Sync", status, true, engine->log_status().ok(), errors_before);
       } else if (choice < 95) {
         checkpoint::CheckpointInfo info;
         status = engine->Checkpoint(&info);
@@ -565,7 +565,7 @@ class Iteration {
         }
         // A failed checkpoint loses nothing and need not fail the engine; only
         // a failed log must stop acknowledging, which later calls check.
-        if (!engine->log()->status().ok() && !failed_) {
+        if (!engine->log_status().ok() && !failed_) {
           failed_ = true;
           failure_ = "Checkpoint";
         }
@@ -593,9 +593,9 @@ class Iteration {
           break;
         }
       }
-      if (engine != nullptr && engine->log()->status().ok()) model_.SawDurable(engine->replication()->durable_lsn(), engine->replication()->last_lsn());
+      if (engine != nullptr && engine->log_status().ok()) model_.SawDurable(engine->replication()->durable_lsn(), engine->replication()->last_lsn());
     }
-    if (engine != nullptr && engine->log()->status().ok() && !failed_) model_.SawDurable(engine->durable_lsn(), engine->replication()->last_lsn());
+    if (engine != nullptr && engine->log_status().ok() && !failed_) model_.SawDurable(engine->durable_lsn(), engine->replication()->last_lsn());
     // Records at or below a checkpoint may legitimately be passed over by recovery.
     const Lsn first = engine != nullptr ? engine->replication()->first_lsn() : 1;
     MaybeCorrupt(keel::Engine::WalDir(kEngineDir), std::max(first, model_.checkpoint_lsn + 1));

@@ -200,9 +200,10 @@ class Engine {
   // log, append the primary's records, start an epoch, hold retention. The
   // only way replication reaches into the engine; applications never need it.
   ReplicationPort* replication() { return &replication_; }
-  // The log itself, for tools, tests and the crash harness that inspect it.
-  // Not for replicators: they go through replication().
-  wal::Log* log() { return log_.get(); }
+  // The log's own status: OK, or the write or sync failure that stopped the
+  // log (the engine may have stopped for other reasons too, see status()).
+  // The crash harness checks it after each call. The log itself stays private.
+  Status log_status() const { return log_->status(); }
   // OK, or the failure that stopped the engine.
   Status status() const;
   // Stops the checkpoint thread, syncs and closes the log.
