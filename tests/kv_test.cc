@@ -343,14 +343,16 @@ Map CheckpointContents(io::FileSystem* fs, const std::string& path) {
 }
 
 // A racy copy of every file of the engine, as a crash could leave them but
-// without losing anything written. The log is copied before the checkpoints:
-// a checkpoint published meanwhile then comes with more log than it needs,
-// never with less (segments are removed only after a covering checkpoint is
-// durable).
+// without losing anything written. The log is copied before the checkpoints,
+// so that no segment a copied checkpoint needs was removed before the log
+// was read (segments go only after a covering checkpoint is durable); and
+// again after them, so that the log reaches at least as far as any
+// checkpoint published meanwhile (a checkpoint proves the log durable to its
+// LSN: an image with less log is one no crash can leave).
 void CopyEngineFiles(io::SimFileSystem* from, io::SimFileSystem* to) {
   ASSERT_TRUE(to->CreateDir(kDir).ok());
-  for (const std::string& dir :
-       {std::string(kDir), Engine::WalDir(kDir), Engine::CheckpointDir(kDir), Engine::QuarantineDir(kDir)}) {
+  for (const std::string& dir : {std::string(kDir), Engine::WalDir(kDir), Engine::CheckpointDir(kDir),
+                                 Engine::WalDir(kDir), Engine::QuarantineDir(kDir)}) {
     ASSERT_TRUE(to->CreateDir(dir).ok());
     std::vector<std::string> names;
     if (!from->ListDir(dir, &names).ok()) continue;
