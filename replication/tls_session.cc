@@ -16,6 +16,20 @@
 
 namespace keel::replication {
 
+namespace {
+
+// What a non-blocking call that returned result waits for: kRead or kWrite,
+// or kNothing when it failed (or, for a read, the stream ended).
+TlsWant WantOf(ssl_st* ssl, int result) {
+  switch (SSL_get_error(ssl, result)) {
+    case SSL_ERROR_WANT_READ: return TlsWant::kRead;
+    case SSL_ERROR_WANT_WRITE: return TlsWant::kWrite;
+    default: return TlsWant::kNothing;
+  }
+}
+
+}  // namespace
+
 TlsSession::TlsSession(std::shared_ptr<ssl_ctx_st> context, ssl_st* ssl) : context_(std::move(context)), ssl_(ssl) {}
 
 TlsSession::~TlsSession() { SSL_free(ssl_); }
@@ -40,16 +54,8 @@ Status TlsSession::Handshake(TlsWant* want) {
   ERR_clear_error();
   const int result = SSL_do_handshake(ssl_);
   if (result == 1) return Status::Ok();
-  switch (SSL_get_error(ssl_, result)) {
-    case SSL_ERROR_WANT_READ:
-      *want = TlsWant::kRead;
-      return Status::Ok();
-    case SSL_ERROR_WANT_WRITE:
-      *want = TlsWant::kWrite;
-      return Status::Ok();
-    default:
-      return Failed("TLS handshake", result);
-  }
+  *want = WantOf(ssl_, result);
+  return *want != TlsWant::kNothing ? Status::Ok() : Failed("TLS handshake", result);
 }
 
 Status TlsSession::Read(std::byte* data, size_t size, size_t* got, TlsWant* want) {
@@ -61,18 +67,10 @@ Status TlsSession::Read(std::byte* data, size_t size, size_t* got, TlsWant* want
     *got = static_cast<size_t>(result);
     return Status::Ok();
   }
-  switch (SSL_get_error(ssl_, result)) {
-    case SSL_ERROR_WANT_READ:
-      *want = TlsWant::kRead;
-      return Status::Ok();
-    case SSL_ERROR_WANT_WRITE:
-      *want = TlsWant::kWrite;
-      return Status::Ok();
-    case SSL_ERROR_ZERO_RETURN:  // close_notify, or (SSL_OP_IGNORE_UNEXPECTED_EOF) a plain end of stream
-      return Status::Ok();
-    default:
-      return Failed("TLS read", result);
-  }
+  *want = WantOf(ssl_, result);
+  // close_notify, or (SSL_OP_IGNORE_UNEXPECTED_EOF) a plain end of stream: *got 0, nothing wanted.
+  if (*want != TlsWant::kNothing || SSL_get_error(ssl_, result) == SSL_ERROR_ZERO_RETURN) return Status::Ok();
+  return Failed("TLS read", result);
 }
 
 Status TlsSession::Write(const std::byte* data, size_t size, size_t* put, TlsWant* want) {
@@ -84,16 +82,8 @@ Status TlsSession::Write(const std::byte* data, size_t size, size_t* put, TlsWan
     *put = static_cast<size_t>(result);
     return Status::Ok();
   }
-  switch (SSL_get_error(ssl_, result)) {
-    case SSL_ERROR_WANT_READ:
-      *want = TlsWant::kRead;
-      return Status::Ok();
-    case SSL_ERROR_WANT_WRITE:
-      *want = TlsWant::kWrite;
-      return Status::Ok();
-    default:
-      return Failed("TLS write", result);
-  }
+  *want = WantOf(ssl_, result);
+  return *want != TlsWant::kNothing ? Status::Ok() : Failed("TLS write", result);
 }
 
 bool TlsSession::HasPending() const { return SSL_has_pending(ssl_) == 1; }
